@@ -1,0 +1,138 @@
+"""The one network description shared by the theory and the finite networks.
+
+Index conventions (signal_propagation.md, sec. 0; seed 000, eq. (8)): a network of depth ``L`` has ``L``
+weight matrices. Layer ``l = 1..L`` owns ``(W_l, b_l)`` and produces the pre-activations ``z_l``; the input to
+layer ``l`` is ``h_{l-1}`` with ``h_0 = x`` (no activation on the raw input) and ``h_{l-1} = phi(z_{l-1})``.
+Layer ``L`` is the readout. Hidden widths are ``N_1..N_{L-1}``; ``N_0 = d`` is the input dimension.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from .activations import Activation, get_activation
+
+__all__ = ["Network"]
+
+PARAMETERIZATIONS = ("ntk", "standard")
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Network:
+    """A fully connected network: depth, activation, initialization variances, parameterization, widths.
+
+    Parameters
+    ----------
+    depth : int
+        ``L >= 1``, the number of weight matrices (``L - 1`` hidden layers and a readout).
+    activation : str or Activation
+        One of ``relu, erf, linear, leaky_relu (or 'leaky_relu:<slope>'), tanh, gelu, softplus, sigmoid,
+        silu``, or a user :class:`~meanfield.Activation`.
+    sigma_w2 : float
+        Weight variance ``sigma_w^2 > 0`` (the weights have variance ``sigma_w^2 / fan_in``).
+    sigma_b2 : float
+        Bias variance ``sigma_b^2 >= 0``.
+    parameterization : {"ntk", "standard"}
+        NTK (NTP) or standard (SP) parameterization (signal_propagation.md, sec. 1). The forward functions and
+        the NNGP kernels are identical; the tangent kernels differ.
+    width : None, int or sequence of int
+        ``None`` for the infinite-width theory, an int for equal hidden widths, or the ``L - 1`` hidden widths.
+
+    Examples
+    --------
+    >>> net = Network(5, "tanh", sigma_w2=1.5, sigma_b2=0.05, width=128)
+    >>> net.widths
+    (128, 128, 128, 128)
+    >>> Network(3, sigma_w2=-1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma_w2 must be a finite number > 0, got -1.0
+    """
+
+    depth: int
+    activation: str | Activation = "relu"
+    sigma_w2: float = 2.0
+    sigma_b2: float = 0.0
+    parameterization: str = "ntk"
+    width: int | tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        depth = _positive_int(self.depth, "depth")
+        act = get_activation(self.activation)
+        sw = self._real(self.sigma_w2, "sigma_w2")
+        if not sw > 0:
+            raise ValueError(f"sigma_w2 must be a finite number > 0, got {self.sigma_w2!r}")
+        sb = self._real(self.sigma_b2, "sigma_b2")
+        if not sb >= 0:
+            raise ValueError(f"sigma_b2 must be a finite number >= 0, got {self.sigma_b2!r}")
+        if self.parameterization not in PARAMETERIZATIONS:
+            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
+        width = self.width
+        if width is not None:
+            if isinstance(width, numbers.Integral) and not isinstance(width, bool):
+                width = (_positive_int(width, "width"),) * (depth - 1)
+            else:
+                try:
+                    width = tuple(width)
+                except TypeError:
+                    raise ValueError(
+                        f"width must be None, an integer >= 1 or a sequence of {depth - 1} integers, got {width!r}"
+                    ) from None
+                if len(width) != depth - 1:
+                    raise ValueError(f"width must list depth - 1 = {depth - 1} hidden widths, got {len(width)}")
+                width = tuple(_positive_int(w, "width") for w in width)
+        set_ = object.__setattr__
+        set_(self, "depth", depth)
+        set_(self, "activation", act)
+        set_(self, "sigma_w2", sw)
+        set_(self, "sigma_b2", sb)
+        set_(self, "width", width)
+
+    @staticmethod
+    def _real(value, name: str) -> float:
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a finite number, got {value!r}") from None
+        if not np.isfinite(out):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        return out
+
+    @property
+    def widths(self) -> tuple[int, ...] | None:
+        """Hidden widths ``(N_1, ..., N_{L-1})``, or None at infinite width."""
+        return self.width
+
+    @property
+    def finite(self) -> bool:
+        return self.width is not None
+
+    def fan_ins(self, d: int) -> tuple[int, ...]:
+        """Fan-ins ``(N_0 = d, N_1, ..., N_{L-1})`` of the ``L`` layers (requires a finite width)."""
+        if self.width is None:
+            raise ValueError("width is None (infinite width); this needs a finite Network(width=...)")
+        return (int(d),) + self.width
+
+    def replace(self, **changes) -> Network:
+        """A copy with some fields changed (validated again)."""
+        fields = dict(
+            depth=self.depth,
+            activation=self.activation,
+            sigma_w2=self.sigma_w2,
+            sigma_b2=self.sigma_b2,
+            parameterization=self.parameterization,
+            width=self.width,
+        )
+        fields.update(changes)
+        return Network(**fields)
