@@ -92,17 +92,17 @@ class Simulation:
     def zscore(self, q: str, theory) -> np.ndarray:
         """``(mean - theory) / stderr`` entrywise.
 
-        Entries that do not fluctuate (``stderr == 0``, e.g. the first-layer forward kernel or ``B_L = 1``) get
-        ``z = 0`` when they agree with ``theory`` to 1e-12 relative and ``+-inf`` otherwise.
+        Entries that do not fluctuate (``stderr`` at rounding level, e.g. the first-layer forward kernel or
+        ``B_L = 1``) get ``z = 0`` when they agree with ``theory`` to 1e-12 relative and ``+-inf`` otherwise.
         """
         m, s = self.mean(q), self.stderr(q)
         diff = m - np.asarray(theory, dtype=np.float64)
+        scale = np.abs(self[q]).max(axis=0)
+        exact = s <= 1e-12 * scale  # rounding-level spread of a deterministic entry
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = diff / s
-        exact = s == 0
+            z = np.where(exact, 0.0, diff / np.where(exact, 1.0, s))
         if np.any(exact):
-            scale = np.maximum(np.abs(m), 1.0)
-            z = np.where(exact, np.where(np.abs(diff) <= 1e-12 * scale, 0.0, np.copysign(np.inf, diff)), z)
+            z = np.where(exact & (np.abs(diff) > 1e-12 * scale), np.copysign(np.inf, diff), z)
         return z
 
     def bootstrap(self, statistic, n_boot: int = 1000, seed: int = 0) -> Bootstrap:
