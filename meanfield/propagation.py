@@ -1,0 +1,370 @@
+r"""Infinite-width kernels over a dataset: NNGP, backward, NTK and its per-layer decomposition.
+
+Recursions (signal_propagation.md, sec. 2.1, 4.1-4.3; seed 000, App. A and eq. (9); Jacot et al. 2018;
+Arora et al. 2019):
+
+.. math::
+    \Sigma_1 &= \tfrac{\sigma_w^2}{d}\,x\cdot x' + \sigma_b^2, \qquad
+    \Sigma_{l+1} = \sigma_w^2\,\mathbb E_{\Lambda_l}[\phi(u)\phi(v)] + \sigma_b^2, \qquad
+    \dot\Sigma_{l+1} = \sigma_w^2\,\mathbb E_{\Lambda_l}[\phi'(u)\phi'(v)], \\
+    \mathfrak B_l &= \prod_{k=l+1}^{L}\dot\Sigma_k\ (\mathfrak B_L = 1), \qquad
+    \Theta^{(l)} = \Sigma_l\odot\mathfrak B_l, \qquad
+    \Theta_L = \sum_{l=1}^L\Theta^{(l)}\ \ (\Theta_1 = \Sigma_1,\ \Theta_l = \Theta_{l-1}\odot\dot\Sigma_l + \Sigma_l).
+
+Every pair of inputs is carried through the layers independently (pair-major, compiled with numba, rows in
+parallel), holding the variances and the pair ``(s, r) = (1 - c, 1 + c)`` computed from the inputs themselves, so
+nearly parallel or anti-parallel inputs keep full relative precision at any depth (:mod:`meanfield.maps`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from .activations import KIND_HERMITE
+from .maps import _next_corr, _pair, hermite_coefficients, single_moments
+from .network import Network
+
+__all__ = ["Kernels", "kernels", "check_inputs"]
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Infinite-width kernels of a :class:`~meanfield.Network` on inputs ``X`` (rows) and ``X2`` (columns).
+
+    Attributes
+    ----------
+    nngp : ndarray (n, m)
+        :math:`\\Sigma_L`, the NNGP kernel of the output.
+    ntk : ndarray (n, m)
+        :math:`\\Theta_L`, the tangent kernel (NTK parameterization; see :func:`kernels` for standard).
+    layers : tuple of int or None
+        1-based layer indices of the per-layer arrays below (None unless requested).
+    nngp_layers, backward, ntk_layers : ndarray (len(layers), n, m) or None
+        :math:`\\Sigma_l`, :math:`\\mathfrak B_l` and :math:`\\Theta^{(l)}` for each requested layer.
+    """
+
+    nngp: np.ndarray
+    ntk: np.ndarray
+    layers: tuple[int, ...] | None = None
+    nngp_layers: np.ndarray | None = None
+    backward: np.ndarray | None = None
+    ntk_layers: np.ndarray | None = None
+
+    def layer(self, l: int) -> int:
+        """Position of 1-based layer ``l`` in the per-layer arrays."""
+        if self.layers is None or l not in self.layers:
+            raise ValueError(f"layer {l} was not computed; pass layers=[..., {l}, ...] to kernels()")
+        return self.layers.index(l)
+
+
+def check_inputs(X, name="X", d=None) -> np.ndarray:
+    """Validate a data matrix: 2-D, finite, float64, optional column count ``d``."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[None, :]
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (n, d), got shape {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if d is not None and X.shape[1] != d:
+        raise ValueError(f"{name} must have d = {d} columns like X, got {X.shape[1]}")
+    return X
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# first layer: exact (s, r) from the inputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, parallel=True)
+def _refine(A, B, S, R, thresh, sym):
+    """Where 1 -/+ c is small, recompute it as half the squared distance of the unit vectors (no cancellation)."""
+    n, m = S.shape
+    d = A.shape[1]
+    for i in prange(n):
+        for j in range(i if sym else 0, m):
+            if S[i, j] < thresh:
+                acc = 0.0
+                for k in range(d):
+                    t = A[i, k] - B[j, k]
+                    acc += t * t
+                S[i, j] = 0.5 * acc
+                R[i, j] = 2.0 - S[i, j]
+            elif R[i, j] < thresh:
+                acc = 0.0
+                for k in range(d):
+                    t = A[i, k] + B[j, k]
+                    acc += t * t
+                R[i, j] = 0.5 * acc
+                S[i, j] = 2.0 - R[i, j]
+
+
+def _first_layer(X, X2, sw, sb, sym):
+    d = X.shape[1]
+
+    def unit(Z):
+        aug = np.hstack([Z * math.sqrt(sw / d), np.full((Z.shape[0], 1), math.sqrt(sb))])
+        norm = np.sqrt(np.einsum("ij,ij->i", aug, aug))
+        if np.any(norm == 0):
+            raise ValueError("inputs with zero norm have an undefined correlation when sigma_b2 = 0; remove them")
+        return aug / norm[:, None], norm**2
+
+    A, q1 = unit(X)
+    B, q2 = (A, q1) if sym else unit(X2)
+    C = np.clip(A @ B.T, -1.0, 1.0)
+    S = 1.0 - C
+    R = 1.0 + C
+    _refine(A, B, S, R, 0.05, sym)
+    W0 = (sw / d) * (X @ X2.T)
+    return W0, S, R, q1, q2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# per-input variance sequences (O(n L)) and Hermite coefficient tables
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _variance_sequences(act, sw, sb, q1, depth):
+    """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L, plus Hermite rows (general path) per (layer, input)."""
+    n = q1.size
+    Q = np.empty((depth, n))
+    V = np.zeros((depth, n))
+    rows = np.zeros((depth, n), dtype=np.int64)
+    order = np.zeros(depth, dtype=np.int64)
+    tables_a, tables_b = [], []
+    offset = 0
+    Q[0] = q1
+    for l in range(depth - 1):  # Python loop over layers only (never over matrix entries)
+        if act.kind == KIND_HERMITE:
+            uq, inv = np.unique(Q[l], return_inverse=True)
+            a, b = hermite_coefficients(act, uq)
+            tables_a.append(a)
+            tables_b.append(b)
+            rows[l] = offset + inv.reshape(-1)
+            order[l] = a.shape[1]
+            offset += uq.size
+            V[l] = np.sum(a * a, axis=1)[inv.reshape(-1)]
+        else:
+            V[l] = single_moments(act, Q[l])[0]
+        Q[l + 1] = sw * V[l] + sb
+    if tables_a:
+        k = max(t.shape[1] for t in tables_a)
+        TA = np.zeros((offset, k))
+        TB = np.zeros((offset, k))
+        start = 0
+        for a, b in zip(tables_a, tables_b, strict=True):
+            TA[start : start + a.shape[0], : a.shape[1]] = a
+            TB[start : start + b.shape[0], : b.shape[1]] = b
+            start += a.shape[0]
+    else:
+        TA = TB = np.zeros((1, 1))
+    return Q, V, rows, order, TA, TB
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the compiled pair-major recursion
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _pair_chain(
+    kind, slope, sw, sb, depth, i, j, Q1, Q2, V1, V2, R1, R2, TA, TB, order, w0, s, r, omw, omb, wbuf, dbuf
+):
+    """Carry one pair through the layers. Returns (Sigma_L, Theta_L); fills wbuf[l] = Sigma_l - sigma_b^2 and
+    dbuf[l] = Sigmadot_l (0-based l) when the buffers are non-empty."""
+    keep = wbuf.shape[0] > 0
+    wpart = w0
+    theta = omw[0] * wpart + omb[0]
+    if keep:
+        wbuf[0] = wpart
+        dbuf[0] = 0.0
+    for l in range(1, depth):
+        q1 = Q1[l - 1, i]
+        q2 = Q2[l - 1, j]
+        ra = R1[l - 1, i]
+        rb = R2[l - 1, j]
+        cov, gap, agap, dcov = _pair(kind, slope, q1, q2, s, r, TA[ra], TB[ra], TA[rb], TB[rb], order[l - 1])
+        s, r = _next_corr(sw, sb, V1[l - 1, i], V2[l - 1, j], Q1[l, i], Q2[l, j], gap, agap)
+        wpart = sw * cov
+        dot = sw * dcov
+        theta = theta * dot + omw[l] * wpart + omb[l]
+        if keep:
+            wbuf[l] = wpart
+            dbuf[l] = dot
+    return wpart + sb, theta
+
+
+@njit(cache=True)
+def _store_layers(sb, omw, omb, slots, wbuf, dbuf, i, j, nngp_l, back_l, ntk_l):
+    depth = wbuf.shape[0]
+    b = 1.0
+    for l in range(depth - 1, -1, -1):
+        k = slots[l]
+        if k >= 0:
+            nngp_l[k, i, j] = wbuf[l] + sb
+            back_l[k, i, j] = b
+            ntk_l[k, i, j] = (omw[l] * wbuf[l] + omb[l]) * b
+        b *= dbuf[l]
+
+
+@njit(cache=True)
+def _row(
+    i, kind, slope, sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
+    nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
+):  # fmt: skip
+    depth = Q1.shape[0]
+    want = nngp_l.shape[0] > 0
+    for j in range(i if sym else 0, W0.shape[1]):
+        sig, th = _pair_chain(
+            kind, slope, sw, sb, depth, i, j, Q1, Q2, V1, V2, R1, R2, TA, TB, order,
+            W0[i, j], S0[i, j], R0[i, j], omw, omb, wbuf, dbuf,
+        )  # fmt: skip
+        nngp[i, j] = sig
+        ntk[i, j] = th
+        if want:
+            _store_layers(sb, omw, omb, slots, wbuf, dbuf, i, j, nngp_l, back_l, ntk_l)
+        if sym and j != i:
+            nngp[j, i] = sig
+            ntk[j, i] = th
+            if want:
+                _store_layers(sb, omw, omb, slots, wbuf, dbuf, j, i, nngp_l, back_l, ntk_l)
+
+
+@njit(cache=True, parallel=True)
+def _propagate(
+    kind, slope, sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
+    nngp, ntk, nngp_l, back_l, ntk_l,
+):  # fmt: skip
+    n = W0.shape[0]
+    nb = Q1.shape[0] if nngp_l.shape[0] > 0 else 0
+    # with symmetry, rows t and n-1-t share one task so that the triangular work is balanced
+    tasks = (n + 1) // 2 if sym else n
+    for t in prange(tasks):
+        wbuf = np.empty(nb)
+        dbuf = np.empty(nb)
+        _row(
+            t, kind, slope, sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
+            nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
+        )  # fmt: skip
+        if sym and n - 1 - t != t:
+            _row(
+                n - 1 - t, kind, slope, sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym,
+                slots, nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
+            )  # fmt: skip
+
+
+def _layer_slots(layers, depth):
+    if layers is False or layers is None:
+        return None
+    if layers is True:
+        chosen = list(range(1, depth + 1))
+    else:
+        try:
+            chosen = sorted({int(x) for x in np.atleast_1d(layers)})
+        except (TypeError, ValueError):
+            raise ValueError(f"layers must be a bool or a list of layer indices in 1..{depth}") from None
+        if not chosen or chosen[0] < 1 or chosen[-1] > depth:
+            raise ValueError(f"layers must be a bool or a list of layer indices in 1..{depth}, got {layers!r}")
+    return tuple(chosen)
+
+
+def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
+    r"""Infinite-width NNGP and NTK of ``net`` on a dataset, optionally with every layer's decomposition.
+
+    Parameters
+    ----------
+    X : array_like (n, d)
+        Inputs, one per row (finite; no zero rows when ``sigma_b2 = 0``).
+    net : Network
+        The network spec. ``depth`` L; ``width`` is ignored in NTK parameterization.
+    X2 : array_like (m, d), optional
+        Second set of inputs for cross kernels (train x test). Default: ``X`` (symmetric, half the work).
+    layers : bool or sequence of int
+        ``True`` for all layers 1..L, or a list of 1-based layer indices, to also return
+        :math:`\Sigma_l`, :math:`\mathfrak B_l` and :math:`\Theta^{(l)}` of those layers.
+
+    Returns
+    -------
+    Kernels
+        ``.nngp`` = :math:`\Sigma_L`, ``.ntk`` = :math:`\Theta_L`, and the per-layer arrays when requested.
+
+    Notes
+    -----
+    *NTK parameterization* (signal_propagation.md, sec. 4.2-4.3):
+    :math:`\Theta^{(l)} = \Sigma_l\odot\mathfrak B_l` and :math:`\sum_l\Theta^{(l)} = \Theta_L` exactly.
+
+    *Standard parameterization* (``net.parameterization == "standard"``, requires ``net.width``; sheet sec. 1,
+    seed 004's convention): the large-width limit of the SP tangent kernel with trainable biases in every layer,
+
+    .. math:: \Theta^{SP,(l)} = \frac{N_{l-1}}{\sigma_w^2}\,(\Sigma_l - \sigma_b^2)\odot\mathfrak B_l + \mathfrak B_l,
+
+    with :math:`N_0 = d`. The bias part :math:`\mathfrak B_l` converges as the width grows (and is present even
+    when :math:`\sigma_b^2 = 0`); the weight part grows linearly with the fan-in :math:`N_{l-1}`, so only
+    :math:`\Theta^{SP,(l)}/N_{l-1}` (or the NTP kernel) has a finite limit.
+
+    Cost: :math:`O(n m L)` for the pairs and :math:`O((n + m) L)` for the variances. Memory: a few ``n x m``
+    arrays without ``layers`` (pairs are carried through the layers one at a time), ``3 * len(layers) * n * m``
+    with them. Closed forms for ReLU / leaky ReLU / linear and erf are exact to rounding; other activations use
+    the Mehler expansion (:func:`meanfield.maps.hermite_coefficients`, 1e-9 relative for variances ``q <= 10``;
+    cost grows with ``q``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[1.0, 0.0], [0.0, 1.0]]) * np.sqrt(2)
+    >>> k = kernels(X, Network(3))                       # ReLU at (2, 0), ||x||^2 = d
+    >>> np.round(k.ntk / 2, 10)                          # Theta_3(x, x') / q at rho = 0 (sheet sec. 7)
+    array([[3.        , 0.6857086363],
+           [0.6857086363, 3.        ]])
+    >>> k = kernels(X, Network(3), layers=True)
+    >>> bool(np.allclose(k.ntk_layers.sum(axis=0), k.ntk, rtol=1e-14))
+    True
+    """
+    if not isinstance(net, Network):
+        raise ValueError(f"net must be a meanfield.Network, got {type(net).__name__}")
+    X = check_inputs(X, "X")
+    sym = X2 is None
+    X2 = X if sym else check_inputs(X2, "X2", X.shape[1])
+    depth = net.depth
+    act = net.activation
+    sw, sb = net.sigma_w2, net.sigma_b2
+    d = X.shape[1]
+    if net.parameterization == "standard":
+        if net.width is None:
+            raise ValueError('parameterization="standard" needs a finite width (Network(width=...)): '
+                             "the SP tangent kernel grows with the width")  # fmt: skip
+        omw = np.array(net.fan_ins(d), dtype=np.float64) / sw
+        omb = np.ones(depth)
+    else:
+        omw = np.ones(depth)
+        omb = np.full(depth, sb)
+    slots_t = _layer_slots(layers, depth)
+
+    W0, S0, R0, q1, q2 = _first_layer(X, X2, sw, sb, sym)
+    n, m = W0.shape
+    nq = np.concatenate([q1, q2]) if not sym else q1
+    Q, V, rows, order, TA, TB = _variance_sequences(act, sw, sb, nq, depth)
+    Q1, V1, R1 = Q[:, :n], V[:, :n], rows[:, :n]
+    Q2, V2, R2 = (Q1, V1, R1) if sym else (Q[:, n:], V[:, n:], rows[:, n:])
+    Q1, Q2, V1, V2, R1, R2 = (np.ascontiguousarray(a) for a in (Q1, Q2, V1, V2, R1, R2))
+
+    slots = np.full(depth, -1, dtype=np.int64)
+    nl = 0
+    if slots_t is not None:
+        for k, l in enumerate(slots_t):
+            slots[l - 1] = k
+        nl = len(slots_t)
+    shape_l = (nl, n, m) if nl else (0, 0, 0)
+    nngp, ntk = np.empty((n, m)), np.empty((n, m))
+    nngp_l, back_l, ntk_l = np.empty(shape_l), np.empty(shape_l), np.empty(shape_l)
+    _propagate(
+        act.kind, float(act.slope), sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order,
+        W0, S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l,
+    )  # fmt: skip
+    if nl == 0:
+        return Kernels(nngp, ntk)
+    return Kernels(nngp, ntk, slots_t, nngp_l, back_l, ntk_l)
