@@ -72,7 +72,9 @@ def _seed_sequences(seed, n_nets, start=0):
 
 
 def _draw(net: Network, d: int, outputs: int, bias: bool, seqs) -> tuple[list, list | None]:
-    """Draw a stack of networks, one independent PCG64 stream per network.
+    """Draw a stack of networks, one independent SFC64 stream per network.
+
+    SFC64 is the fastest numpy bit generator for normals here (10.4 vs 13.3 ns per normal for PCG64).
 
     Within a network the draw order is ``W_1, b_1, W_2, b_2, ...`` (unit normals, then scaled), so a network
     depends only on its own seed sequence, never on which stack it is drawn in.
@@ -83,7 +85,7 @@ def _draw(net: Network, d: int, outputs: int, bias: bool, seqs) -> tuple[list, l
     Ws = [np.empty((S, o, f)) for o, f in zip(outs, fan, strict=True)]
     bs = [np.empty((S, o)) for o in outs] if bias else None
     for s, seq in enumerate(seqs):
-        rng = np.random.Generator(np.random.PCG64(seq))
+        rng = np.random.Generator(np.random.SFC64(seq))
         for l in range(net.depth):
             rng.standard_normal(out=Ws[l][s])
             if bias:
