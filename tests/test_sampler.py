@@ -144,3 +144,53 @@ def test_unrecorded_quantity_is_a_clear_error():
     sim = simulate(_X(), mf.Network(2, width=4), 2, quantities=("ntk",))
     with pytest.raises(ValueError, match="not recorded"):
         sim.mean("nngp")
+
+
+# -- command line ------------------------------------------------------------------------------------------------
+@pytest.fixture
+def cli(monkeypatch):
+    """``meanfield.cli.main`` with ``simulate`` registered (the lead registers it in COMMANDS on main)."""
+    import importlib.util
+
+    import meanfield.cli as c
+
+    wanted = tuple(dict.fromkeys(c.COMMANDS + ("simulate",)))
+    monkeypatch.setattr(c, "COMMANDS", tuple(m for m in wanted if importlib.util.find_spec(f"meanfield.cli.{m}")))
+    return c.main
+
+
+def test_cli_prints_mean_stderr_theory_and_z(cli, capsys):
+    assert cli(["simulate", "--random", "3,8", "--depth", "3", "--width", "128", "--nets", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "MC mean +- stderr" in out and "theory" in out and "max |z|" in out
+
+
+def test_cli_json_and_npz_output(cli, capsys, tmp_path):
+    import json
+
+    X = _X(n=3, d=5)
+    np.save(tmp_path / "X.npy", X)
+    args = ["simulate", "--input", str(tmp_path / "X.npy"), "--depth", "3", "--width", "64", "--nets", "30"]
+    args += ["--quantities", "ntk_layers,backward", "--json", "--output", str(tmp_path / "S.npz")]
+    assert cli(args) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert np.asarray(data["quantities"]["ntk_layers"]["theory"]).shape == (3, 3, 3)
+    assert data["quantities"]["backward"]["max_abs_z"] < 4
+    saved = np.load(tmp_path / "S.npz")
+    assert saved["ntk_layers"].shape == (30, 3, 3, 3)
+
+
+@pytest.mark.parametrize(
+    "extra, word",
+    [
+        (["--random", "3x8"], "--random"),
+        (["--random", "3,8", "--quantities", "hessian"], "--quantities"),
+        (["--random", "3,8", "--nets", "1"], "--nets"),
+        (["--random", "3,8", "--activation", "swish"], "activation"),
+    ],
+)
+def test_cli_bad_input_is_one_line_with_status_2(cli, capsys, extra, word):
+    args = ["simulate", "--depth", "2", "--width", "8", "--nets", "4"] + extra
+    assert cli(args) == 2
+    err = capsys.readouterr().err
+    assert word in err and err.count("\n") == 1
