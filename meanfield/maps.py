@@ -431,6 +431,10 @@ def _pairs_loop(kind, slope, q1, q2, s, r, ca1, cb1, ca2, cb2, order, out):
         out[1, i] = gap
         out[2, i] = agap
         out[3, i] = dcov
+        if kind == KIND_HERMITE:
+            out[4, i] = np.sum(ca1[i, :order] ** 2)
+        else:
+            out[4, i] = _var(kind, slope, q1[i])[0]
 
 
 def _check_real(name, x, lo=None, hi=None):
@@ -445,7 +449,11 @@ def _check_real(name, x, lo=None, hi=None):
 
 
 def _pair_moments(act: Activation, q1, q2, s, r):
-    """Vectorized (cov, gap, agap, dcov) over broadcast arrays; the one Python entry to :func:`_pair`."""
+    """Vectorized (cov, gap, agap, dcov, v1) over broadcast arrays; the one Python entry to :func:`_pair`.
+
+    ``v1`` is E phi(sqrt(q1) z)^2 in the same representation as the gaps (the coefficient norm on the general
+    path), so that 1 - c formed from them is consistent to rounding.
+    """
     q1, q2, s, r = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (q1, q2, s, r)))
     shape = q1.shape
     q1, q2, s, r = (np.ascontiguousarray(x).reshape(-1) for x in (q1, q2, s, r))
@@ -458,7 +466,7 @@ def _pair_moments(act: Activation, q1, q2, s, r):
     else:
         order = 0
         ca1 = cb1 = ca2 = cb2 = np.zeros((n, 1))
-    out = np.empty((4, n))
+    out = np.empty((5, n))
     _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, ca1, cb1, ca2, cb2, order, out)
     return tuple(o.reshape(shape) for o in out)
 
@@ -506,7 +514,7 @@ def gaussian_moments(q1, q2, c, activation="relu"):
     q1 = _check_real("q1", q1, 0.0)
     q2 = _check_real("q2", q2, 0.0)
     c = _check_real("c", c, -1.0, 1.0)
-    cov, _, _, dcov = _pair_moments(act, q1, q2, 1.0 - c, 1.0 + c)
+    cov, _, _, dcov, _ = _pair_moments(act, q1, q2, 1.0 - c, 1.0 + c)
     return cov, dcov
 
 
@@ -539,8 +547,7 @@ def variance_map(q, activation="relu", sigma_w2=2.0, sigma_b2=0.0):
 def _corr_step(act, sw, sb, q, s, r):
     """One correlation step at equal variances q: returns (s', r', slope dc'/dc)."""
     q = np.asarray(q, dtype=np.float64)
-    cov, gap, agap, dcov = _pair_moments(act, q, q, s, r)
-    v, _ = single_moments(act, q)
+    cov, gap, agap, dcov, v = _pair_moments(act, q, q, s, r)
     qn = sw * v + sb
     with np.errstate(divide="ignore", invalid="ignore"):
         s_next = np.clip(sw * gap / qn, 0.0, 2.0)

@@ -184,7 +184,7 @@ def phase(net_or_activation="relu", sigma_w2=None, sigma_b2=None) -> Phase:
             c_star = 0.0
         elif f(hi) < 0.0:
             c_star = float(optimize.brentq(f, 0.0, hi, xtol=1e-15, rtol=1e-15, maxiter=500))
-        _, _, _, dcov = _pair_moments(act, qe, qe, 1.0 - c_star, 1.0 + c_star)
+        dcov = _pair_moments(act, qe, qe, 1.0 - c_star, 1.0 + c_star)[3]
         chi_c = float(sw * dcov)
     elif name == "chaotic":
         c_star = math.nan
