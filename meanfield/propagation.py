@@ -28,7 +28,7 @@ from .activations import KIND_HERMITE
 from .maps import _next_corr, _pair, _var, hermite_coefficients
 from .network import Network
 
-__all__ = ["Kernels", "kernels", "check_inputs"]
+__all__ = ["Kernels", "PairCurve", "kernels", "pair_curve", "check_inputs"]
 
 
 @dataclass(frozen=True)
@@ -332,9 +332,8 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     >>> import numpy as np
     >>> X = np.array([[1.0, 0.0], [0.0, 1.0]]) * np.sqrt(2)
     >>> k = kernels(X, Network(3))                       # ReLU at (2, 0), ||x||^2 = d
-    >>> np.round(k.ntk / 2, 10)                          # Theta_3(x, x') / q at rho = 0 (sheet sec. 7)
-    array([[3.        , 0.6857086363],
-           [0.6857086363, 3.        ]])
+    >>> (k.ntk / 2).round(10).tolist()                   # Theta_3(x, x') / q at rho = 0 (sheet sec. 7)
+    [[3.0, 0.6857086363], [0.6857086363, 3.0]]
     >>> k = kernels(X, Network(3), layers=True)
     >>> bool(np.allclose(k.ntk_layers.sum(axis=0), k.ntk, rtol=1e-14))
     True
