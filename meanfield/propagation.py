@@ -25,10 +25,10 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import KIND_HERMITE
-from .maps import _next_corr, _pair, hermite_coefficients, single_moments
+from .maps import _next_corr, _pair, _var, hermite_coefficients
 from .network import Network
 
-__all__ = ["Kernels", "kernels", "check_inputs"]
+__all__ = ["Kernels", "PairCurve", "kernels", "pair_curve", "check_inputs"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,14 @@ def _first_layer(X, X2, sw, sb, sym):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@njit(cache=True)
+def _closed_sequences(kind, slope, sw, sb, Q, V):
+    for l in range(Q.shape[0] - 1):
+        for i in range(Q.shape[1]):
+            V[l, i] = _var(kind, slope, Q[l, i])[0]
+            Q[l + 1, i] = sw * V[l, i] + sb
+
+
 def _variance_sequences(act, sw, sb, q1, depth):
     """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L, plus Hermite rows (general path) per (layer, input)."""
     n = q1.size
@@ -135,21 +143,28 @@ def _variance_sequences(act, sw, sb, q1, depth):
     V = np.zeros((depth, n))
     rows = np.zeros((depth, n), dtype=np.int64)
     order = np.zeros(depth, dtype=np.int64)
-    tables_a, tables_b = [], []
-    offset = 0
     Q[0] = q1
-    for l in range(depth - 1):  # Python loop over layers only (never over matrix entries)
-        if act.kind == KIND_HERMITE:
-            uq, inv = np.unique(Q[l], return_inverse=True)
+    tables_a, tables_b = [], []
+    if act.kind != KIND_HERMITE:
+        _closed_sequences(act.kind, float(act.slope), sw, sb, Q, V)
+        depth = 0  # no Hermite tables
+    offset = 0
+    prev = None
+    for l in range(depth - 1):  # Python loop over layers (general path only), never over matrix entries
+        uq, inv = np.unique(Q[l], return_inverse=True)
+        inv = inv.reshape(-1)
+        if prev is not None and np.array_equal(uq, prev[0]):  # variances at their fixed point: reuse the rows
+            a, base = prev[1], prev[2]
+        else:
             a, b = hermite_coefficients(act, uq)
             tables_a.append(a)
             tables_b.append(b)
-            rows[l] = offset + inv.reshape(-1)
-            order[l] = a.shape[1]
+            base = offset
             offset += uq.size
-            V[l] = np.sum(a * a, axis=1)[inv.reshape(-1)]
-        else:
-            V[l] = single_moments(act, Q[l])[0]
+            prev = (uq, a, base)
+        rows[l] = base + inv
+        order[l] = a.shape[1]
+        V[l] = np.sum(a * a, axis=1)[inv]
         Q[l + 1] = sw * V[l] + sb
     if tables_a:
         k = max(t.shape[1] for t in tables_a)
@@ -183,12 +198,12 @@ def _pair_chain(
         wbuf[0] = wpart
         dbuf[0] = 0.0
     for l in range(1, depth):
-        q1 = Q1[l - 1, i]
-        q2 = Q2[l - 1, j]
-        ra = R1[l - 1, i]
-        rb = R2[l - 1, j]
-        cov, gap, agap, dcov = _pair(kind, slope, q1, q2, s, r, TA[ra], TB[ra], TA[rb], TB[rb], order[l - 1])
-        s, r = _next_corr(sw, sb, V1[l - 1, i], V2[l - 1, j], Q1[l, i], Q2[l, j], gap, agap)
+        ra = R1[i, l - 1]
+        rb = R2[j, l - 1]
+        cov, gap, agap, dcov = _pair(
+            kind, slope, Q1[i, l - 1], Q2[j, l - 1], s, r, TA[ra], TB[ra], TA[rb], TB[rb], order[l - 1]
+        )
+        s, r = _next_corr(sw, sb, V1[i, l - 1], V2[j, l - 1], Q1[i, l], Q2[j, l], gap, agap)
         wpart = sw * cov
         dot = sw * dcov
         theta = theta * dot + omw[l] * wpart + omb[l]
@@ -216,7 +231,7 @@ def _row(
     i, kind, slope, sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
     nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
 ):  # fmt: skip
-    depth = Q1.shape[0]
+    depth = Q1.shape[1]
     want = nngp_l.shape[0] > 0
     for j in range(i if sym else 0, W0.shape[1]):
         sig, th = _pair_chain(
@@ -240,7 +255,7 @@ def _propagate(
     nngp, ntk, nngp_l, back_l, ntk_l,
 ):  # fmt: skip
     n = W0.shape[0]
-    nb = Q1.shape[0] if nngp_l.shape[0] > 0 else 0
+    nb = Q1.shape[1] if nngp_l.shape[0] > 0 else 0
     # with symmetry, rows t and n-1-t share one task so that the triangular work is balanced
     tasks = (n + 1) // 2 if sym else n
     for t in prange(tasks):
@@ -317,9 +332,8 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     >>> import numpy as np
     >>> X = np.array([[1.0, 0.0], [0.0, 1.0]]) * np.sqrt(2)
     >>> k = kernels(X, Network(3))                       # ReLU at (2, 0), ||x||^2 = d
-    >>> np.round(k.ntk / 2, 10)                          # Theta_3(x, x') / q at rho = 0 (sheet sec. 7)
-    array([[3.        , 0.6857086363],
-           [0.6857086363, 3.        ]])
+    >>> (k.ntk / 2).round(10).tolist()                   # Theta_3(x, x') / q at rho = 0 (sheet sec. 7)
+    [[3.0, 0.6857086363], [0.6857086363, 3.0]]
     >>> k = kernels(X, Network(3), layers=True)
     >>> bool(np.allclose(k.ntk_layers.sum(axis=0), k.ntk, rtol=1e-14))
     True
@@ -348,9 +362,10 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     n, m = W0.shape
     nq = np.concatenate([q1, q2]) if not sym else q1
     Q, V, rows, order, TA, TB = _variance_sequences(act, sw, sb, nq, depth)
-    Q1, V1, R1 = Q[:, :n], V[:, :n], rows[:, :n]
-    Q2, V2, R2 = (Q1, V1, R1) if sym else (Q[:, n:], V[:, n:], rows[:, n:])
-    Q1, Q2, V1, V2, R1, R2 = (np.ascontiguousarray(a) for a in (Q1, Q2, V1, V2, R1, R2))
+    # per-input sequences laid out (input, layer): each pair walks them contiguously
+    Q, V, rows = (np.ascontiguousarray(a.T) for a in (Q, V, rows))
+    Q1, V1, R1 = Q[:n], V[:n], rows[:n]
+    Q2, V2, R2 = (Q1, V1, R1) if sym else (Q[n:], V[n:], rows[n:])
 
     slots = np.full(depth, -1, dtype=np.int64)
     nl = 0
@@ -368,3 +383,121 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     if nl == 0:
         return Kernels(nngp, ntk)
     return Kernels(nngp, ntk, slots_t, nngp_l, back_l, ntk_l)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one pair through many layers: O(L) curves for phase diagrams and the equilibrium analysis
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairCurve:
+    """Layer-by-layer quantities of one input pair, arrays over layers l = 1..L (index l - 1).
+
+    Attributes
+    ----------
+    q1, q2 : variances :math:`\\Sigma_l(x, x)`, :math:`\\Sigma_l(x', x')`.
+    s, r : :math:`1 - c_l` and :math:`1 + c_l`, each exact where small.
+    sigma : :math:`\\Sigma_l(x, x')`.
+    dot, dot1, dot2 : :math:`\\dot\\Sigma_l(x, x')`, :math:`\\dot\\Sigma_l(x, x)`, :math:`\\dot\\Sigma_l(x', x')`
+        (entry 0, layer 1, has no derivative kernel and holds NaN).
+    """
+
+    q1: np.ndarray
+    q2: np.ndarray
+    s: np.ndarray
+    r: np.ndarray
+    sigma: np.ndarray
+    dot: np.ndarray
+    dot1: np.ndarray
+    dot2: np.ndarray
+
+    @property
+    def c(self) -> np.ndarray:
+        """Correlations :math:`c_l`, formed from the exact side."""
+        return np.where(self.s <= self.r, 1.0 - self.s, self.r - 1.0)
+
+
+@njit(cache=True)
+def _curve(kind, slope, sw, sb, Q, V, rows, TA, TB, order, s, r, out):
+    depth = Q.shape[1]
+    out[0, 0] = s
+    out[1, 0] = r
+    out[2, 0] = math.sqrt(Q[0, 0] * Q[1, 0]) * (1.0 - s if s <= r else r - 1.0)
+    out[3, 0] = np.nan
+    out[4, 0] = np.nan
+    out[5, 0] = np.nan
+    for l in range(1, depth):
+        ra = rows[0, l - 1]
+        rb = rows[1, l - 1]
+        k = order[l - 1]
+        q1 = Q[0, l - 1]
+        q2 = Q[1, l - 1]
+        cov, gap, agap, dcov = _pair(kind, slope, q1, q2, s, r, TA[ra], TB[ra], TA[rb], TB[rb], k)
+        d1 = _pair(kind, slope, q1, q1, 0.0, 2.0, TA[ra], TB[ra], TA[ra], TB[ra], k)[3]
+        d2 = _pair(kind, slope, q2, q2, 0.0, 2.0, TA[rb], TB[rb], TA[rb], TB[rb], k)[3]
+        s, r = _next_corr(sw, sb, V[0, l - 1], V[1, l - 1], Q[0, l], Q[1, l], gap, agap)
+        out[0, l] = s
+        out[1, l] = r
+        out[2, l] = sw * cov + sb
+        out[3, l] = sw * dcov
+        out[4, l] = sw * d1
+        out[5, l] = sw * d2
+
+
+def pair_curve(depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0, q1=1.0, q2=None, c=None, s=None):
+    r"""Carry one pair of inputs through ``depth`` layers in :math:`O(L)`: variances, correlation, derivative kernels.
+
+    Parameters
+    ----------
+    depth : int
+        Number of layers L (the curves run over l = 1..L).
+    activation, sigma_w2, sigma_b2 :
+        As in :class:`~meanfield.Network`.
+    q1, q2 : float
+        Layer-1 variances :math:`\Sigma_1(x, x)` and :math:`\Sigma_1(x', x')` (``q2`` defaults to ``q1``).
+    c, s : float
+        Layer-1 correlation, given either as ``c`` in [-1, 1] or, for full precision near parallel inputs, as
+        ``s = 1 - c`` in [0, 2]. Default ``c = 0``.
+
+    Returns
+    -------
+    PairCurve
+
+    Notes
+    -----
+    The same compiled pair step as :func:`kernels` (signal_propagation.md sec. 2.1-2.4), so deep curves keep the
+    exact :math:`1 - c` tracking of sec. 2.2: ReLU at (2, 0) from ``c = 0`` gives
+    :math:`l^2(1 - c_l) \to 9\pi^2/2` (sec. 5.1).
+
+    Examples
+    --------
+    >>> pc = pair_curve(10)
+    >>> round(float(pc.c[9]), 10)          # ReLU EOC sequence from c_1 = 0 (sheet sec. 7)
+    0.8548092375
+    """
+    from .network import Network
+
+    net = Network(depth, activation, sigma_w2, sigma_b2)
+    q2 = q1 if q2 is None else q2
+    qs = np.array([q1, q2], dtype=np.float64)
+    if not np.all(np.isfinite(qs)) or np.any(qs <= 0):
+        raise ValueError(f"q1 and q2 must be finite and > 0, got {q1!r}, {q2!r}")
+    if s is not None and c is not None:
+        raise ValueError("give the layer-1 correlation as c or as s = 1 - c, not both")
+    if s is None:
+        c = 0.0 if c is None else float(c)
+        if not -1.0 <= c <= 1.0:
+            raise ValueError(f"c must be in [-1, 1], got {c!r}")
+        s, r = 1.0 - c, 1.0 + c
+    else:
+        s = float(s)
+        if not 0.0 <= s <= 2.0:
+            raise ValueError(f"s = 1 - c must be in [0, 2], got {s!r}")
+        r = 2.0 - s
+    act = net.activation
+    Q, V, rows, order, TA, TB = _variance_sequences(act, net.sigma_w2, net.sigma_b2, qs, depth)
+    Q, V, rows = (np.ascontiguousarray(a.T) for a in (Q, V, rows))
+    out = np.empty((6, depth))
+    _curve(act.kind, float(act.slope), net.sigma_w2, net.sigma_b2, Q, V, rows, TA, TB, order, s, r, out)
+    return PairCurve(Q[0].copy(), Q[1].copy(), out[0], out[1], out[2], out[3], out[4], out[5])
