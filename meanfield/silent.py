@@ -428,7 +428,9 @@ def half_loss_time(s, q0, r0=0.0, form="corrected"):
         return float(np.log(s / q0) / s)
     arg = (np.sqrt(2.0) - 1.0) * (2.0 * s / (q0 + r0) - 1.0)
     if arg <= 1.0:
-        raise ValueError(f"half_loss_time needs a small initialization, q0 + r0 < 2s/(1 + 1/(sqrt(2)-1)), got q0={q0}")
+        raise ValueError(
+            f"half_loss_time needs a small initialization, q0 + r0 < 2s/(2 + sqrt(2)), got q0={q0}, r0={r0}"
+        )
     return float(np.log(arg) / (2.0 * s))
 
 

@@ -587,3 +587,47 @@ def test_transfer_Eg_decreases_with_A_for_the_learned_task():
 def test_bad_input_names_the_parameter(call, word):
     with pytest.raises(ValueError, match=word):
         call()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# command line
+# ------------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def cli(monkeypatch):
+    import meanfield.cli as mcli
+
+    monkeypatch.setattr(mcli, "COMMANDS", ("silent",))  # this command alone (registration is the lead's)
+    return mcli
+
+
+def test_cli_silent_json_reports_timescales_and_limits(cli, capsys):
+    import json
+
+    assert cli.main(["silent", "--dim", "30", "--sigma", "1e-3", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    two = data["two_layer"]
+    assert_allclose(two["t_align"], ms.alignment_time(30, 1.0), rtol=1e-12)
+    assert_allclose(two["t_half"], ms.half_loss_time(1.0, ms.expected_q0(1e-3, 50, 30)), rtol=1e-12)
+    assert_allclose([two["A0"], two["A_inf"]], [1 / np.sqrt(30), 2 / np.sqrt(33)], rtol=1e-12)
+    assert "deep" not in data
+
+
+def test_cli_silent_table_with_depth(cli, capsys):
+    assert cli.main(["silent", "--dim", "30", "--sigma", "0.1", "--depth", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "9.14475" in out and "0.486664" in out  # balanced L = 3, u0 = 0.1; A_inf(L = 3)
+
+
+@pytest.mark.parametrize(
+    "argv, word",
+    [
+        (["--dim", "1"], "--dim"),
+        (["--sigma", "-1"], "--sigma"),
+        (["--depth", "1"], "--depth"),
+        (["--sigma", "2"], "small"),
+    ],
+)
+def test_cli_silent_bad_input_exits_2_with_one_line(cli, capsys, argv, word):
+    assert cli.main(["silent", *argv]) == 2
+    err = capsys.readouterr().err
+    assert word in err and err.count("\n") == 1
