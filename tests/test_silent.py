@@ -511,6 +511,53 @@ def test_final_alignment_grows_with_depth_in_training(deep_runs):
     assert abs(A - ms.alignment_limits(D, 3)[1]) < 1e-3  # 0.4867 > 0.3482 at L = 2
 
 
+def test_random_init_deep_half_time_scales_as_sigma_to_minus_L_plus_2_and_alignment_comes_first():
+    """Seed 003, Fig. 4 (L = 3): t_1/2 ~ sigma^{-(L-2)}, and cos(W1^T W1, beta beta^T) reaches 1/2 before t_1/2."""
+    X, y, beta, _ = _task()
+    lr, L, dims = 0.02, 3, [D, N, N, 1]
+    half, cos_half = [], []
+    for sigma in (0.05, 0.025):
+        rng = np.random.default_rng(14)
+        Ws = [rng.standard_normal((dims[l + 1], dims[l])) * sigma / np.sqrt(dims[l]) for l in range(L)]
+        steps = int(2.5 / sigma / lr)
+        loss, cos = np.empty(steps), np.empty(steps)
+        for k in range(steps):
+            hs = [X]
+            for W in Ws:
+                hs.append(hs[-1] @ W.T)
+            e = (hs[-1][:, 0] - y) / P
+            loss[k] = 0.5 * P * np.sum(e**2)
+            F = Ws[0].T @ Ws[0]
+            cos[k] = beta @ F @ beta / np.linalg.norm(F)
+            g, grads = np.ones(1), [None] * L
+            for l in range(L - 1, -1, -1):
+                grads[l] = np.outer(g, hs[l].T @ e)
+                g = Ws[l].T @ g
+            Ws = [W - lr * G for W, G in zip(Ws, grads, strict=True)]
+        t = lr * np.arange(steps)
+        half.append(_crossing(t, loss, loss[0] / 2))
+        cos_half.append(_crossing(t, cos, 0.5))
+    slope = np.log(half[1] / half[0]) / np.log(0.5)
+    assert abs(slope + (L - 2)) < 0.1
+    assert all(c < 0.8 * h for c, h in zip(cos_half, half, strict=True))
+    # the seed's prefactor L/((L-2) s) sigma^{-(L-2)} (line 172) overestimates t_1/2 by more than 2x
+    assert L / 0.025 > 2 * half[1]
+
+
+def test_final_layer_kernels_align_monotonically_with_depth_for_multiple_outputs():
+    """Seed 003 G.1 / sheet sec. 3.2 item 3: K_l = X (beta^T beta)^{l/L} X^T goes from X X^T to Y Y^T."""
+    X, _, _, rng = _task(seed=15)
+    B = rng.standard_normal((4, D)) * [[3.0], [1.5], [1.0], [0.3]]  # C = 4 outputs
+    Y = X @ B.T
+    L = 6
+    kta = []
+    for l in range(L + 1):
+        K = X @ ms.final_nngp_linear(B, L, l) @ X.T
+        kta.append(np.sum(K * (Y @ Y.T)) / (np.linalg.norm(K) * np.linalg.norm(Y @ Y.T)))
+    assert_allclose(X @ ms.final_nngp_linear(B, L, L) @ X.T, Y @ Y.T, rtol=1e-10, atol=1e-9)
+    assert np.all(np.diff(kta) > 0) and kta[-1] == pytest.approx(1.0, rel=1e-12)
+
+
 def test_saxe_mode_times_are_half_crossings_of_the_sigmoid():
     sv, c0 = np.array([0.5, 1.0, 3.0]), 1e-4
     expected = [ms.deep_linear_time(s / 2, 2, s, c0) for s in sv]
