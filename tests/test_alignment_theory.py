@@ -143,14 +143,14 @@ def test_learning_curve_decreases_with_P_without_noise():
 def test_gapped_spectrum_error_is_one_minus_cumulative_power():
     """Seed 002, line 81: with a spectral gap and P between the mode counts, E_g ~ 1 - C(rho*).
 
-    Levels: m1 = 2 modes at 1, m2 = 1000 at 1e-4 (ridgeless). At P = 40 the first level is learned and the rest
+    Levels: m1 = 1 mode at 1, m2 = 500 at 1e-4 (ridgeless). At P = 25 the first level is learned and the rest
     is not; the corrections are gamma/(1 - gamma) with gamma ~ m1/P + P/m2 = 0.09 (sheet sec. 1.5-1.6).
     """
-    m1, m2 = 2, 1000
+    m1, m2 = 1, 500
     eigs = np.concatenate([np.ones(m1), np.full(m2, 1e-4)])
     abar2 = np.concatenate([np.full(m1, 0.6 / m1), np.full(m2, 0.4 / m2)])
     _, C = cumulative_power(np.diag(eigs), np.sqrt(abar2))
-    lc = learning_curve(eigs, abar2, 40.0)
+    lc = learning_curve(eigs, abar2, 25.0)
     assert C[m1 - 1] == pytest.approx(0.6, rel=1e-12)
     bound = 0.09 / (1 - 0.09)
     assert abs(float(lc.Eg) / (1 - C[m1 - 1]) - 1) < bound
