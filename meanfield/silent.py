@@ -872,11 +872,9 @@ def deep_linear_scale(t, L, s, w0, kappa=1.0, form="corrected"):
     t = _times(t)
     L, s, w0, kappa = _check_scale(L, s, w0, kappa)
     rate = _scale_rate(L, s, kappa, form)
-    flat = t.ravel()
-    if flat.size == 0:
-        return t.copy()
-    order = np.argsort(flat)
-    ts = flat[order]
+    ts, inverse = np.unique(t.ravel(), return_inverse=True)  # sorted, without duplicates (solve_ivp needs that)
+    if ts.size == 0 or ts[-1] == 0:
+        return np.full(t.shape, w0)
 
     def rhs(_, y):
         w = np.exp(y[0])
@@ -887,9 +885,7 @@ def deep_linear_scale(t, L, s, w0, kappa=1.0, form="corrected"):
     )
     if not sol.success:  # pragma: no cover - the right-hand side is smooth and bounded
         raise RuntimeError(f"deep_linear_scale: integration failed: {sol.message}")
-    out = np.empty_like(flat)
-    out[order] = np.exp(sol.y[0])
-    return out.reshape(t.shape)
+    return np.exp(sol.y[0])[inverse].reshape(t.shape)
 
 
 def deep_linear_time(w, L, s, w0, kappa=1.0, form="corrected"):

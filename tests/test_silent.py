@@ -140,6 +140,16 @@ def test_half_loss_time_solves_two_layer_loss():
     assert_allclose(ms.two_layer_loss(t_half, s, q0, r0), s**2 / 4, rtol=1e-6)
 
 
+def test_two_layer_ntk_matrix_and_order_parameters_match_the_parameter_jacobian():
+    rng = np.random.default_rng(16)
+    a, W = rng.standard_normal(N), rng.standard_normal((N, D))
+    beta = _unit(rng.standard_normal(D))
+    M = ms.two_layer_ntk_matrix(a, W)
+    assert_allclose(M, _ntk_matrix_jacobian([W, a[None, :]]), rtol=1e-12)  # seed 003 eq. (5)
+    q, r = ms.order_parameters(a, W, 3 * beta)
+    assert_allclose([q, r], [0.5 * beta @ M @ beta, beta @ (W.T @ a)], rtol=1e-12)  # App. B.1
+
+
 def test_gram_alignment_equals_matrix_alignment_for_whitened_data():
     X, y, beta, rng = _task(s=1.7, seed=3)
     B = rng.standard_normal((D, D))
@@ -388,6 +398,12 @@ def test_deep_linear_scale_and_time_are_inverse(L, kappa, form):
     levels = np.array([0.01, 0.2, 0.5, 0.9, 0.999])
     times = np.array([ms.deep_linear_time(w, L, s, w0, kappa, form) for w in levels])
     assert_allclose(ms.deep_linear_scale(times, L, s, w0, kappa, form), levels, rtol=1e-8)
+
+
+def test_deep_linear_scale_accepts_unsorted_times_with_repeats():
+    t = np.array([[2.0, 0.0], [0.5, 2.0]])
+    expected = [[ms.deep_linear_scale(float(v), 3, 1.0, 1e-3) for v in row] for row in t]
+    assert_allclose(ms.deep_linear_scale(t, 3, 1.0, 1e-3), expected, rtol=1e-9)
 
 
 def test_seed_form_of_scale_ode_is_L_times_slower():
