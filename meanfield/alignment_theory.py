@@ -7,6 +7,9 @@ Both are implemented here as pure functions over arrays, with the corrections of
 
 * erratum 15: the cumulative sum runs over ``gamma <= rho`` (1-based), not ``gamma < rho``;
 * erratum 26: the learning-curve numerator carries ``kappa^2``.
+
+It also has the one first-principles layer-alignment prediction of seed 002's set-up: the target alignment of every
+layer's feature kernel at initialization and infinite width (feature_alignment.md sec. 3.2, item 1).
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LearningCurve", "cumulative_power", "learning_curve"]
+from .network import Network
+from .propagation import kernels
+
+__all__ = ["LearningCurve", "cumulative_power", "init_layer_alignment", "learning_curve"]
 
 
 def _finite_array(x, name: str, ndim=None) -> np.ndarray:
@@ -202,3 +208,71 @@ def learning_curve(eigs, abar2, P, ridge=0.0, noise=0.0):
     with np.errstate(invalid="ignore", divide="ignore"):
         Eg = np.where(one_m > 0, num / np.where(one_m > 0, one_m, 1.0), np.where(num > 0, np.inf, 0.0))
     return LearningCurve(Eg=Eg.reshape(shape), kappa=kappa.reshape(shape), gamma=gamma.reshape(shape))
+
+
+def _alignment(K, T, center):
+    """Biased CKA (``center=True``) or uncentred KTA of two Gram matrices: rho(H K H, H T H) or rho(K, T).
+
+    Kept private and minimal until ``meanfield.align`` (its ``cka`` / ``kta``) is merged; feature_alignment.md
+    sec. 1.2-1.3.
+    """
+    if center:
+        K = K - K.mean(axis=0, keepdims=True)
+        K = K - K.mean(axis=1, keepdims=True)
+        T = T - T.mean(axis=0, keepdims=True)
+        T = T - T.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.sum(K * T) / (np.linalg.norm(K) * np.linalg.norm(T)))
+
+
+def init_layer_alignment(X, Y, net, center=True):
+    """Target alignment of each layer's feature kernel at initialization, in the infinite-width limit.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Inputs (rows).
+    Y : array_like, shape (n,) or (n, o)
+        Targets; the target kernel is ``Y Y^T`` (seed 002's ``K_fbar``, class-traced for ``o > 1``).
+    net : Network
+        The network (its depth ``L``, activation and ``sigma_w2``, ``sigma_b2``; the width is ignored).
+    center : bool
+        True (default): centred kernel alignment (biased CKA, seed 002 line 103). False: uncentred KTA (seed 002
+        eq. (4)), applied to ``Sigma_{l+1} - sigma_b^2``.
+
+    Returns
+    -------
+    ndarray, shape (L,)
+        Entry ``l`` (0-based) is the alignment of the layer-``l`` feature kernel ``K^(l) = H_l H_l^T`` with
+        ``Y Y^T``: ``l = 0`` is the input kernel ``X X^T``, ``l = 1..L-1`` the hidden layers.
+
+    Notes
+    -----
+    Seed 002's layer feature kernel (its ``K^(l)``, post-activations of hidden layer ``l``) is, in our indexing,
+    ``H_l H_l^T = N_l / sigma_w^2 (F_{l+1} - sigma_b^2)``, which at initialization and infinite width is
+    proportional to ``Sigma_{l+1} - sigma_b^2`` (feature_alignment.md sec. 0). Centred alignment ignores the scale
+    and the constant, so ``A_l^init = CKA(Sigma_{l+1}, Y Y^T)`` exactly in that limit (sheet sec. 3.2, item 1),
+    with ``Sigma_l`` from :func:`meanfield.kernels`. At the ReLU edge of chaos it decreases with depth towards
+    the identity-kernel value ``sqrt((o - 1)/(n - 1))`` for balanced one-hot labels: at initialization the
+    hierarchy is *input*-aligned, so the end-of-training increase with depth that seed 002 reports (its Fig. 2)
+    is a training effect. Finite networks are biased downward by ``O(l/N)`` (sheet sec. 6.4).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from meanfield import Network
+    >>> X = np.random.default_rng(0).standard_normal((12, 4))
+    >>> A = init_layer_alignment(X, X[:, 0], Network(4, "linear", sigma_w2=1.0))
+    >>> bool(np.allclose(A, A[0]))  # a linear network keeps the input geometry
+    True
+    """
+    if not isinstance(net, Network):
+        raise ValueError(f"net must be a meanfield.Network, got {type(net).__name__}")
+    X = _finite_array(X, "X", ndim=(2,))
+    Y = _finite_array(Y, "Y", ndim=(1, 2))
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(f"Y must have n = {X.shape[0]} rows to match X, got shape {Y.shape}")
+    Y = Y.reshape(X.shape[0], -1)
+    T = Y @ Y.T
+    k = kernels(X, net, layers=True)
+    return np.array([_alignment(S - net.sigma_b2, T, center) for S in k.nngp_layers])

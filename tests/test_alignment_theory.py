@@ -5,7 +5,8 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy import optimize
 
-from meanfield.alignment_theory import cumulative_power, learning_curve
+import meanfield as mf
+from meanfield.alignment_theory import cumulative_power, init_layer_alignment, learning_curve
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -194,3 +195,70 @@ def test_learning_curve_matches_kernel_ridge_simulation(p, noise):
 def test_learning_curve_bad_input(kwargs, word):
     with pytest.raises(ValueError, match=word):
         learning_curve(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# layer-target alignment at initialization (seed 002 set-up, sheet sec. 3.2 item 1)
+# ------------------------------------------------------------------------------------------------------------------
+def _clusters(d=16, n=60, seed=0):
+    """Two balanced Gaussian clusters projected on sqrt(d) S^{d-1}, one-hot labels (sheet sec. 3.2)."""
+    rng = np.random.default_rng(seed)
+    lab = np.repeat([0, 1], n // 2)
+    X = rng.standard_normal((2, d))[lab] + rng.standard_normal((n, d))
+    return X / np.linalg.norm(X, axis=1, keepdims=True) * np.sqrt(d), np.eye(2)[lab]
+
+
+def _cka(K, T):
+    n = K.shape[0]
+    H = np.eye(n) - np.ones((n, n)) / n
+    Kc, Tc = H @ K @ H, H @ T @ H
+    return np.trace(Kc @ Tc) / np.sqrt(np.trace(Kc @ Kc) * np.trace(Tc @ Tc))
+
+
+def test_init_layer_alignment_starts_at_the_input_kernel():
+    X, Y = _clusters()
+    A = init_layer_alignment(X, Y, mf.Network(3, "tanh", sigma_w2=1.7, sigma_b2=0.3))
+    assert_allclose(A[0], _cka(X @ X.T, Y @ Y.T), rtol=1e-12)
+
+
+def test_init_layer_alignment_of_a_linear_network_is_depth_independent():
+    X, Y = _clusters(seed=1)
+    A = init_layer_alignment(X, Y, mf.Network(6, "linear", sigma_w2=1.3, sigma_b2=0.4))
+    assert_allclose(A, A[0], rtol=1e-12)
+    A_kta = init_layer_alignment(X, Y, mf.Network(6, "linear", sigma_w2=1.3), center=False)
+    assert_allclose(A_kta, np.sum((X @ X.T) * (Y @ Y.T)) / (np.linalg.norm(X @ X.T) * np.linalg.norm(Y @ Y.T)))
+
+
+def test_init_layer_alignment_decays_with_depth_to_the_identity_kernel_value():
+    """ReLU edge of chaos: input-aligned hierarchy, A_l -> sqrt((o - 1)/(n - 1)) like 1/l (sheet sec. 3.2)."""
+    X, Y = _clusters()
+    A = init_layer_alignment(X, Y, mf.Network(1000))
+    limit = np.sqrt(1 / 59)
+    assert np.all(np.diff(A) < 0)
+    assert limit < A[-1] < A[99]
+    assert (A[99] - limit) > 5 * (A[-1] - limit)  # a 1/l approach gives a factor ~10 between l = 100 and 1000
+
+
+def test_init_layer_alignment_matches_finite_relu_network_after_jackknife():
+    """Layer 1 of ReLU nets of width 500 (40 draws). CKA of a finite Gram matrix is biased by O(1/N); a grouped
+    jackknife over the N iid hidden units removes that term, leaving O(1/N^2) (sheet sec. 6.4 reports the bias)."""
+    X, Y = _clusters()
+    theory = init_layer_alignment(X, Y, mf.Network(2))[1]
+    rng = np.random.default_rng(17)
+    n_units, groups, reps = 500, 10, 40
+    T = Y @ Y.T
+    est = np.empty(reps)
+    for r in range(reps):
+        H = np.maximum(X @ (rng.standard_normal((n_units, X.shape[1])) * np.sqrt(2 / X.shape[1])).T, 0)
+        K = H @ H.T
+        leave_out = [_cka(K - H[:, g::groups] @ H[:, g::groups].T, T) for g in range(groups)]
+        est[r] = groups * _cka(K, T) - (groups - 1) * np.mean(leave_out)
+    z = (est.mean() - theory) / (est.std(ddof=1) / np.sqrt(reps))
+    assert abs(z) <= 4
+
+
+def test_init_layer_alignment_bad_input():
+    with pytest.raises(ValueError, match="Network"):
+        init_layer_alignment(np.ones((3, 2)), np.ones(3), 3)
+    with pytest.raises(ValueError, match="rows"):
+        init_layer_alignment(np.eye(3), np.ones(4), mf.Network(2))
