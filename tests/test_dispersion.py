@@ -587,3 +587,61 @@ def test_gd_step_change_grows_with_depth_in_chaos_and_is_negative():
     assert deep.relative_change / deep.se < -4
     ordered = gd_step_change([30] * 12, 1.0, lr, 3000, seed=13)
     assert abs(ordered.relative_change) < 0.01 * abs(deep.relative_change)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    import meanfield.cli as mcli
+
+    if "dispersion" not in mcli.COMMANDS:  # until the lead registers the command
+        monkeypatch.setattr(mcli, "COMMANDS", ("dispersion",))
+    return mcli.main
+
+
+def test_cli_prints_moments_limit_and_simulation(cli, capsys):
+    assert cli(["dispersion", "--sigma-w2", "2.0", "--width", "100", "--depth", "50", "--paper"]) == 0
+    out = capsys.readouterr().out
+    assert "3.93224" in out and "3.64138" in out  # exact and Thm 3.2 dispersion of [100]x50 (sheet sec. 4)
+    assert "4.2528064" in out and "3.9119897" in out  # corrected / published limit at lambda = 0.5
+    assert cli(["dispersion", "--sigma-w2", "2.5", "--width", "20", "--depth", "6", "--simulate", "20000"]) == 0
+    out = capsys.readouterr().out
+    assert "z(exact)" in out and "Monte Carlo: 20000 networks" in out
+
+
+def test_cli_json_has_z_scores_within_four(cli, capsys):
+    import json
+
+    args = ["dispersion", "--sigma-w2", "1.8", "--width", "30", "--depth", "5", "--alpha0", "0.5"]
+    assert cli(args + ["--simulate", "30000", "--seed", "3", "--paper", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["widths"]["n0"] == 15
+    assert_allclose(data["exact"]["dispersion"], ntk_moments([15] + [30] * 4, 1.8).dispersion, rtol=1e-14)
+    zs = [v["z_exact"] for k, v in data["simulation"].items() if isinstance(v, dict) and "z_exact" in v]
+    assert len(zs) == 8 and max(abs(z) for z in zs) <= 4
+
+
+def test_cli_handles_overflowing_moments(cli, capsys):
+    assert cli(["dispersion", "--sigma-w2", "3", "--width", "100000", "--depth", "100000"]) == 0
+    out = capsys.readouterr().out
+    assert "inf" in out and "76.95" in out and "log E[Theta]" in out
+
+
+@pytest.mark.parametrize(
+    "args, word",
+    [
+        (["--sigma-w2", "0", "--width", "10", "--depth", "3"], "sigma-w2"),
+        (["--sigma-w2", "2", "--width", "0", "--depth", "3"], "width"),
+        (["--sigma-w2", "2", "--width", "10", "--depth", "0"], "depth"),
+        (["--sigma-w2", "2", "--width", "10", "--depth", "3", "--alpha0", "-1"], "alpha0"),
+        (["--sigma-w2", "2", "--width", "10", "--depth", "3", "--simulate", "2"], "simulate"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(cli, capsys, args, word):
+    assert cli(["dispersion"] + args) == 2
+    err = capsys.readouterr().err
+    assert word in err and err.count("\n") == 1
