@@ -1205,12 +1205,14 @@ class DispersionEstimate:
 
 
 def _loo_ratio(t, prefactor_n):
-    """Leave-one-out ratio estimator along the last axis."""
+    """Leave-one-out ratio estimator along the last axis (``nan`` where a denominator is not positive)."""
     N = t.shape[-1]
     S = t.sum(axis=-1, keepdims=True)
     Q = (t * t).sum(axis=-1, keepdims=True)
     den = ((S - t) ** 2 - (Q - t * t)) / ((N - 1) * (N - 2))
-    return np.sum(t * t / den, axis=-1) / prefactor_n
+    ok = np.all(den > 0, axis=-1)
+    safe = np.where(den > 0, den, 1.0)
+    return np.where(ok, np.sum(t * t / safe, axis=-1) / prefactor_n, np.nan)
 
 
 def estimate(thetas, n_boot=500, seed=None, prefactor="corrected") -> DispersionEstimate:
@@ -1260,6 +1262,11 @@ def estimate(thetas, n_boot=500, seed=None, prefactor="corrected") -> Dispersion
     N = t.size
     pref = N if prefactor == "corrected" else N - 2
     ratio = float(_loo_ratio(t, pref))
+    if not np.isfinite(ratio):
+        raise ValueError(
+            "thetas give a non-positive leave-one-out estimate of E[theta]^2; the estimator needs a "
+            "sample whose pairwise products are mostly positive"
+        )
     rng = np.random.default_rng(seed)
     reps = []
     per = max(1, int(4e6 // N))
@@ -1267,6 +1274,7 @@ def estimate(thetas, n_boot=500, seed=None, prefactor="corrected") -> Dispersion
         idx = rng.integers(0, N, size=(min(per, B - s), N))
         reps.append(_loo_ratio(t[idx], pref))
     reps = np.concatenate(reps)
+    reps = reps[np.isfinite(reps)]  # resamples with a non-positive denominator (only for signed samples)
     m1, m2 = t.mean(), (t * t).mean()
     psi = t * t / m1**2 - 2 * m2 * t / m1**3
     return DispersionEstimate(

@@ -678,3 +678,10 @@ def test_sheet_37_table_at_full_scale():
         )
         worst = max(worst, max(abs(v) for v in z.values()))
     assert worst <= 4
+
+
+def test_estimator_rejects_samples_without_a_positive_mean_square_estimate():
+    with pytest.raises(ValueError, match="thetas"):
+        estimate([1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="thetas"):
+        estimate([1.0, np.nan, 2.0])
