@@ -1,0 +1,637 @@
+r"""Gaussian kernel maps: the expectations behind every NNGP, backward and NTK recursion.
+
+For :math:`(u, v) \sim \mathcal N(0, \Lambda)` with :math:`\Lambda_{11} = q_1`, :math:`\Lambda_{22} = q_2` and
+correlation :math:`c = \Lambda_{12}/\sqrt{q_1 q_2}`, this module evaluates
+
+* ``cov``  :math:`= \mathbb E[\phi(u)\phi(v)]`,
+* ``dcov`` :math:`= \mathbb E[\phi'(u)\phi'(v)]` (the derivative kernel, by Price's theorem the slope of ``cov``
+  in :math:`\Lambda_{12}`),
+* ``gap``  :math:`= \sqrt{\mathbb E\phi(u)^2\,\mathbb E\phi(v)^2} - \mathbb E[\phi(u)\phi(v)] \ge 0` and
+  ``agap`` :math:`= \sqrt{\mathbb E\phi(u)^2\,\mathbb E\phi(v)^2} + \mathbb E[\phi(u)\phi(v)] \ge 0`, the
+  Cauchy-Schwarz gaps that carry :math:`1 - c` and :math:`1 + c` to the next layer without cancellation.
+
+The correlation enters as the pair ``(s, r) = (1 - c, 1 + c)``; each is accurate where it is small, so inputs
+arbitrarily close to parallel or anti-parallel keep full relative precision (signal_propagation.md, sec. 2.2 and
+2.4). Closed forms come from one table (:mod:`meanfield.activations`): the leaky-ReLU family (arc-cosine kernels of
+Cho & Saul 2009; ReLU and linear are slopes 0 and 1) and erf (Williams 1997). Every other activation uses one
+general path, the Mehler (Hermite) expansion
+
+.. math:: \mathbb E[\phi(u)\phi(v)] = \sum_{k\ge0} a_k(q_1)\,a_k(q_2)\,c^k,\qquad
+          a_k(q) = \mathbb E[\phi(\sqrt q z)\,\mathrm{He}_k(z)]/\sqrt{k!},
+
+with the coefficients from 1-D Gauss-Hermite quadrature and the order chosen adaptively until the neglected tail is
+below ``1e-13`` of the total (see :func:`hermite_coefficients`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import njit
+from scipy import special
+
+from .activations import KIND_ERF, KIND_HERMITE, KIND_LEAKY, Activation, get_activation
+
+__all__ = [
+    "hermite_coefficients",
+    "gaussian_moments",
+    "variance_map",
+    "correlation_map",
+    "decorrelation_map",
+    "correlation_slope",
+]
+
+_PI = math.pi
+_TWO_OVER_PI = 2.0 / math.pi
+_FOUR_OVER_PI = 4.0 / math.pi
+
+#: relative size of the neglected Hermite tail
+HERMITE_TAIL = 1e-13
+#: largest Hermite order the general path will use
+HERMITE_MAX_ORDER = 4096
+#: a tail above this (relative) at the largest order is reported with a RuntimeWarning
+HERMITE_WARN = 1e-9
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scalar kernels (numba)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+# Taylor coefficients of h(theta) / theta^3 in powers of theta^2: (-1)^(k+1) 2k / (2k+1)!, k = 1..14
+_H_COEF = tuple((-1.0) ** (k + 1) * 2.0 * k / math.factorial(2 * k + 1) for k in range(1, 15))
+
+
+@njit(cache=True)
+def _h(theta):
+    """h(theta) = sin(theta) - theta cos(theta), from its Taylor series below theta = 1 (no cancellation)."""
+    if theta < 1.0:
+        t2 = theta * theta
+        acc = 0.0
+        for k in range(13, -1, -1):  # Horner in theta^2
+            acc = acc * t2 + _H_COEF[k]
+        return acc * theta * t2
+    return math.sin(theta) - theta * math.cos(theta)
+
+
+@njit(cache=True)
+def _corr(s, r):
+    """The correlation c from (s, r) = (1 - c, 1 + c), from whichever side is exact."""
+    return 1.0 - s if s <= r else r - 1.0
+
+
+@njit(cache=True)
+def _leaky_var(a, q):
+    return 0.5 * (1.0 + a * a) * q
+
+
+@njit(cache=True)
+def _erf_asin(q1, q2):
+    """(rho, sqrt(1 - rho^2), arcsin rho) with rho = 2 sqrt(q1 q2) / sqrt((1 + 2 q1)(1 + 2 q2)).
+
+    Written as an atan2 (exact as q -> infinity) and with the same operations for q1 == q2 as for the one-point
+    variance, so that the Cauchy-Schwarz gap of equal variances cancels to exactly zero.
+    """
+    d1 = 1.0 + 2.0 * q1
+    d2 = 1.0 + 2.0 * q2
+    rho = 2.0 * math.sqrt(q1 * q2) / math.sqrt(d1 * d2)
+    sq_rho = math.sqrt((1.0 + 2.0 * q1 + 2.0 * q2) / (d1 * d2))
+    return rho, sq_rho, math.atan2(rho, sq_rho)
+
+
+@njit(cache=True)
+def _var(kind, slope, q):
+    """One-point moments (E phi(sqrt q z)^2, E phi'(sqrt q z)^2) of the closed forms."""
+    if kind == KIND_LEAKY:
+        e = 0.5 * (1.0 + slope * slope)
+        return e * q, e
+    return _TWO_OVER_PI * _erf_asin(q, q)[2], _FOUR_OVER_PI / math.sqrt(1.0 + 4.0 * q)
+
+
+@njit(cache=True)
+def _asin_diff(a, b, sqa, sqb):
+    """arcsin(a) - arcsin(b) for 0 <= b <= a <= 1, given sqa = sqrt(1 - a^2), sqb = sqrt(1 - b^2)."""
+    num = (a - b) * (a + b) / (a * sqb + b * sqa) if a > 0.0 else 0.0
+    return math.atan2(num, sqa * sqb + a * b)
+
+
+@njit(cache=True)
+def _leaky_pair(a, q1, q2, s, r):
+    c = _corr(s, r)
+    # theta = arccos c and pi - theta, each from the exact side
+    if s <= r:
+        theta = 2.0 * math.asin(math.sqrt(0.5 * s))
+        pi_minus_theta = _PI - theta
+        h = _h(theta)
+    else:
+        pi_minus_theta = 2.0 * math.asin(math.sqrt(0.5 * r))
+        theta = _PI - pi_minus_theta
+        h = math.sqrt(s * r) + theta * math.cos(pi_minus_theta)
+    sq = math.sqrt(q1 * q2) / (2.0 * _PI)
+    ia = (1.0 - a) * (1.0 - a)
+    ea = 1.0 + a * a
+    cov = sq * (ia * h + ea * _PI * c)
+    gap = sq * (ea * _PI * s - ia * h)
+    agap = sq * (ea * _PI * r + ia * h)
+    dcov = (ea * pi_minus_theta + 2.0 * a * theta) / (2.0 * _PI)
+    return cov, gap, agap, dcov
+
+
+@njit(cache=True)
+def _erf_pair(q1, q2, s, r):
+    c = _corr(s, r)
+    rho, sq_rho, asin_rho = _erf_asin(q1, q2)
+    sr = s * r  # 1 - c^2
+    sq_rhoc = math.sqrt(sq_rho * sq_rho + rho * rho * sr)  # sqrt(1 - rho^2 c^2)
+    asin_rhoc = math.atan2(rho * c, sq_rhoc)
+    mismatch = math.sqrt(_erf_asin(q1, q1)[2] * _erf_asin(q2, q2)[2]) - asin_rho  # zero when q1 == q2
+    rc = rho * abs(c)
+    # arcsin(rho) - arcsin(rho |c|) cancels as |c| -> 1: use the stable difference formula there
+    near = _asin_diff(rho, rc, sq_rho, sq_rhoc)
+    far = asin_rho + math.atan2(rc, sq_rhoc)
+    if c >= 0.0:
+        gap, agap = mismatch + near, mismatch + far
+    else:
+        gap, agap = mismatch + far, mismatch + near
+    cov = _TWO_OVER_PI * asin_rhoc
+    dcov = _FOUR_OVER_PI / math.sqrt(1.0 + 2.0 * q1 + 2.0 * q2 + 4.0 * q1 * q2 * sr)
+    return cov, _TWO_OVER_PI * gap, _TWO_OVER_PI * agap, dcov
+
+
+@njit(cache=True)
+def _hermite_pair(ca1, cb1, ca2, cb2, order, s, r):
+    """Mehler sums for coefficient rows (ca, cb) = Hermite coefficients of (phi, phi') at the two variances."""
+    c = _corr(s, r)
+    t = abs(c)
+    d = s if c >= 0.0 else r  # d = 1 - |c|, exact
+    cov = 0.0
+    dcov = 0.0
+    same = 0.0  # sum_k a1_k a2_k (1 - t^k)
+    flip = 0.0  # sum_k a1_k a2_k (1 + t^k)
+    odd_same = 0.0  # the same two sums restricted to odd k (needed when c < 0)
+    odd_flip = 0.0
+    n1 = 0.0
+    n2 = 0.0
+    diff = 0.0
+    tk = 1.0  # t^k
+    geo = 0.0  # sum_{j<k} t^j, so that 1 - t^k = d * geo
+    sign = 1.0  # sign(c)^k
+    for k in range(order):
+        p = ca1[k] * ca2[k]
+        cov += p * sign * tk
+        dcov += cb1[k] * cb2[k] * sign * tk
+        one_minus = d * geo
+        same += p * one_minus
+        flip += p * (2.0 - one_minus)
+        if k % 2 == 1:
+            odd_same += p * one_minus
+            odd_flip += p * (2.0 - one_minus)
+        n1 += ca1[k] * ca1[k]
+        n2 += ca2[k] * ca2[k]
+        diff += (ca1[k] - ca2[k]) * (ca1[k] - ca2[k])
+        geo += tk
+        tk *= t
+        if c < 0.0:
+            sign = -sign
+    # sqrt(n1 n2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
+    mismatch = 0.5 * diff - 0.5 * (math.sqrt(n1) - math.sqrt(n2)) ** 2
+    if c >= 0.0:
+        # 1 - c^k = 1 - t^k ;  1 + c^k = 1 + t^k
+        gap = mismatch + same
+        agap = mismatch + flip
+    else:
+        # even k: 1 - c^k = 1 - t^k ; odd k: 1 - c^k = 1 + t^k (and the reverse for 1 + c^k)
+        gap = mismatch + (same - odd_same) + odd_flip
+        agap = mismatch + (flip - odd_flip) + odd_same
+    return cov, gap, agap, dcov
+
+
+@njit(cache=True)
+def _pair(kind, slope, q1, q2, s, r, ca1, cb1, ca2, cb2, order):
+    """(cov, gap, agap, dcov) for one pair: the single dispatch point of the closed-form table."""
+    if kind == KIND_LEAKY:
+        return _leaky_pair(slope, q1, q2, s, r)
+    if kind == KIND_ERF:
+        return _erf_pair(q1, q2, s, r)
+    return _hermite_pair(ca1, cb1, ca2, cb2, order, s, r)
+
+
+@njit(cache=True)
+def _next_corr(sw, sb, v1, v2, q1n, q2n, gap, agap):
+    """(s, r) of the next layer from the Cauchy-Schwarz gaps, with the bias mixed in without cancellation.
+
+    With a = sigma_w^2, b = sigma_b^2, q_i' = a v_i + b:
+    sqrt(q1' q2') - (a sqrt(v1 v2) + b) = a b (sqrt v1 - sqrt v2)^2 / (sqrt(q1' q2') + a sqrt(v1 v2) + b),
+    so 1 - c' = (that + a gap) / sqrt(q1' q2') and 1 + c' = (that + a agap + 2 b) / sqrt(q1' q2').
+    """
+    den = math.sqrt(q1n * q2n)
+    sv = math.sqrt(v1 * v2)
+    mix = sw * sb * (math.sqrt(v1) - math.sqrt(v2)) ** 2 / (den + sw * sv + sb)
+    s = (mix + sw * gap) / den
+    r = (mix + sw * agap + 2.0 * sb) / den
+    return min(max(s, 0.0), 2.0), min(max(r, 0.0), 2.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hermite coefficients (the general path)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=16)
+def _hermite_basis(nodes: int, order: int):
+    """Probabilists' Gauss-Hermite nodes and sqrt(w) * He_k(z)/sqrt(k!) (bounded: the Gaussian is folded in)."""
+    z, w = special.roots_hermitenorm(nodes)
+    w = w / math.sqrt(2.0 * math.pi)
+    sw = np.sqrt(w)
+    psi = np.empty((order, nodes))
+    psi[0] = sw
+    if order > 1:
+        psi[1] = z * sw
+    for k in range(1, order - 1):
+        psi[k + 1] = (z * psi[k] - math.sqrt(k) * psi[k - 1]) / math.sqrt(k + 1.0)
+    return z, sw, psi
+
+
+def _coefficients_at(activation: Activation, q: np.ndarray, order: int):
+    nodes = max(2 * order, 128)
+    z, sw, psi = _hermite_basis(nodes, order)
+    u = np.sqrt(q)[:, None] * z[None, :]
+    with np.errstate(over="ignore", invalid="ignore"):
+        fa = np.asarray(activation.fn(u), dtype=np.float64) * sw
+        fb = np.asarray(activation.derivative(u), dtype=np.float64) * sw
+    fa[:, sw == 0] = 0.0
+    fb[:, sw == 0] = 0.0
+    if not (np.all(np.isfinite(fa)) and np.all(np.isfinite(fb))):
+        raise ValueError(f"activation {activation.name!r} returned non-finite values on Gauss-Hermite nodes")
+    return fa @ psi.T, fb @ psi.T
+
+
+def hermite_coefficients(activation, q, order=None):
+    r"""Normalized Hermite coefficients of :math:`\phi(\sqrt q z)` and :math:`\phi'(\sqrt q z)`.
+
+    Parameters
+    ----------
+    activation : str or Activation
+    q : array_like
+        Variances, ``q >= 0``.
+    order : int, optional
+        Number of coefficients. Default: chosen adaptively, doubling from 64 until the last eighth of the
+        coefficients carries less than ``HERMITE_TAIL = 1e-13`` of the squared norm (at most 4096; a RuntimeWarning
+        reports a tail above 1e-9 at that order).
+
+    Returns
+    -------
+    a, b : ndarray, shape ``q.shape + (order,)``
+        :math:`a_k(q) = \mathbb E[\phi(\sqrt q z)\mathrm{He}_k(z)]/\sqrt{k!}` and the same for :math:`\phi'`.
+
+    Notes
+    -----
+    Computed by Gauss-Hermite quadrature with ``max(2 * order, 128)`` nodes and the Gaussian weight folded into
+    the Hermite functions, so nothing overflows. Mehler's formula then gives every 2-D Gaussian moment,
+    :math:`\mathbb E[\phi(u)\phi(v)] = \sum_k a_k(q_1)a_k(q_2)c^k`. The expansion converges geometrically for smooth
+    activations, with a ratio that approaches 1 as ``q`` grows (for erf the ratio is ``2q/(1 + 2q)``), so the order
+    grows with ``q``: about 100 at ``q = 1`` and 900 at ``q = 10`` for tanh. Validity: smooth activations,
+    ``q <= 10`` for the documented 1e-9 accuracy; kinked activations (use the closed forms) converge only
+    algebraically.
+
+    Examples
+    --------
+    >>> a, b = hermite_coefficients("linear", 4.0, order=3)
+    >>> round(float(a[1]), 12), round(float(b[0]), 12), bool(np.abs(a[::2]).max() + np.abs(b[1:]).max() < 1e-14)
+    (2.0, 1.0, True)
+    """
+    act = get_activation(activation)
+    q = np.asarray(q, dtype=np.float64)
+    if not np.all(np.isfinite(q)) or np.any(q < 0):
+        raise ValueError("q must be finite and >= 0")
+    flat = q.reshape(-1)
+    if order is not None:
+        a, b = _coefficients_at(act, flat, int(order))
+    else:
+        a, b = _adaptive_coefficients(act, flat)
+    return a.reshape(q.shape + (-1,)), b.reshape(q.shape + (-1,))
+
+
+def _adaptive_coefficients(act: Activation, q: np.ndarray):
+    order = 64
+    while True:
+        a, b = _coefficients_at(act, q, order)
+        mass = a * a + b * b
+        norm = mass.sum(axis=-1)
+        # tail[:, k] = mass carried by coefficients k, k+1, ...
+        tail = np.cumsum(mass[:, ::-1], axis=-1)[:, ::-1]
+        ok = tail <= HERMITE_TAIL * norm[:, None]
+        need = np.where(ok.any(axis=-1), ok.argmax(axis=-1), order)
+        used = max(int(need.max()), 1)
+        if used <= order - order // 8:
+            return a[:, :used].copy(), b[:, :used].copy()
+        if order >= HERMITE_MAX_ORDER:
+            worst = float(np.max(tail[:, -1] / norm)) if norm.size else 0.0
+            if worst > HERMITE_WARN:
+                import warnings
+
+                warnings.warn(
+                    f"Hermite expansion of {act.name!r} truncated at order {order} with relative tail {worst:.1e} "
+                    f"(max q = {q.max():.3g}); the general path is accurate to 1e-9 for q <= 10",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return a, b
+        order *= 2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# variance-level moments, shared by the recursions and the phase diagram
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _var_loop(kind, slope, q, v, dv):
+    for i in range(q.shape[0]):
+        v[i], dv[i] = _var(kind, slope, q[i])
+
+
+@functools.lru_cache(maxsize=1)
+def _gl16():
+    x, w = np.polynomial.legendre.leggauss(16)
+    return x, w
+
+
+@functools.lru_cache(maxsize=256)
+def _gauss_rule(q: float):
+    """Nodes z and weights for E[F(sqrt(q) z)], z ~ N(0, 1): composite 16-point Gauss-Legendre on panels that
+    are finest (width ~ 1/(4 sqrt q)) where phi(sqrt(q) z) has its features and grow geometrically out to |z| = 40.
+    """
+    w0 = 0.25 * min(1.0, 1.0 / math.sqrt(q)) if q > 0 else 0.25
+    edges = [0.0]
+    width = w0
+    while edges[-1] < 40.0:
+        edges.append(min(edges[-1] + width, 40.0))
+        width *= 1.35
+    edges = np.array(edges)
+    x, w = _gl16()
+    lo, hi = edges[:-1, None], edges[1:, None]
+    z = (0.5 * (hi - lo) * x + 0.5 * (hi + lo)).ravel()
+    wz = (0.5 * (hi - lo) * w).ravel() * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return np.concatenate([-z[::-1], z]), np.concatenate([wz[::-1], wz])
+
+
+def _expect_1d(fn, q):
+    """E[fn(sqrt(q) z, z)] for each entry of the array q (1-D Gaussian moments of the general path)."""
+    q = np.asarray(q, dtype=np.float64)
+    out = np.empty(q.size)
+    for k, qk in enumerate(q.reshape(-1)):
+        z, w = _gauss_rule(float(qk))
+        out[k] = np.dot(w, fn(math.sqrt(qk) * z, z))
+    return out.reshape(q.shape)
+
+
+def single_moments(activation, q):
+    r"""One-point moments :math:`(\mathbb E\phi(\sqrt q z)^2,\ \mathbb E\phi'(\sqrt q z)^2)`, shaped like ``q``.
+
+    Closed forms for the table's activations; otherwise composite Gauss-Legendre in ``z`` with panels refined
+    near ``z = 0`` on the scale ``1/sqrt(q)``, accurate to about 1e-14 for smooth activations at any ``q``.
+    """
+    act = get_activation(activation)
+    q = np.asarray(q, dtype=np.float64)
+    if act.kind != KIND_HERMITE:
+        flat = np.ascontiguousarray(q).reshape(-1)
+        v, dv = np.empty_like(flat), np.empty_like(flat)
+        _var_loop(act.kind, float(act.slope), flat, v, dv)
+        return v.reshape(q.shape), dv.reshape(q.shape)
+    return _expect_1d(lambda u, z: act.fn(u) ** 2, q), _expect_1d(lambda u, z: act.derivative(u) ** 2, q)
+
+
+def variance_slope(activation, q):
+    r""":math:`\frac{d}{dq}\mathbb E[\phi(\sqrt q z)^2] = \mathbb E[z\,\phi(\sqrt q z)\phi'(\sqrt q z)]/\sqrt q`.
+
+    The slope of the variance map is ``sigma_w2`` times this (signal_propagation.md, sec. 3: it equals
+    :math:`\chi_1 + \sigma_w^2\int Dz\,\phi''\phi` by Stein's lemma, so no second derivative is needed).
+    Closed forms for the leaky-ReLU family, ``(1 + a^2)/2``, and erf, :math:`4/(\pi(1+2q)\sqrt{1+4q})`;
+    composite Gauss-Legendre otherwise (``q`` is floored at 1e-12, where the slope tends to
+    :math:`\phi'(0)^2 + \phi(0)\phi''(0)`).
+    """
+    act = get_activation(activation)
+    q = np.asarray(q, dtype=np.float64)
+    if act.kind == KIND_LEAKY:
+        return np.full_like(q, 0.5 * (1.0 + act.slope**2))
+    if act.kind == KIND_ERF:
+        return _FOUR_OVER_PI / ((1.0 + 2.0 * q) * np.sqrt(1.0 + 4.0 * q))
+    qf = np.maximum(q, 1e-12)
+    return _expect_1d(lambda u, z: z * act.fn(u) * act.derivative(u), qf) / np.sqrt(qf)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# public maps
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _pairs_loop(kind, slope, q1, q2, s, r, ca1, cb1, ca2, cb2, order, out):
+    for i in range(q1.shape[0]):
+        cov, gap, agap, dcov = _pair(kind, slope, q1[i], q2[i], s[i], r[i], ca1[i], cb1[i], ca2[i], cb2[i], order)
+        out[0, i] = cov
+        out[1, i] = gap
+        out[2, i] = agap
+        out[3, i] = dcov
+        if kind == KIND_HERMITE:
+            out[4, i] = np.sum(ca1[i, :order] ** 2)
+        else:
+            out[4, i] = _var(kind, slope, q1[i])[0]
+
+
+def _check_real(name, x, lo=None, hi=None):
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} must be finite")
+    if lo is not None and np.any(x < lo):
+        raise ValueError(f"{name} must be >= {lo}")
+    if hi is not None and np.any(x > hi):
+        raise ValueError(f"{name} must be <= {hi}")
+    return x
+
+
+def _pair_moments(act: Activation, q1, q2, s, r):
+    """Vectorized (cov, gap, agap, dcov, v1) over broadcast arrays; the one Python entry to :func:`_pair`.
+
+    ``v1`` is E phi(sqrt(q1) z)^2 in the same representation as the gaps (the coefficient norm on the general
+    path), so that 1 - c formed from them is consistent to rounding.
+    """
+    q1, q2, s, r = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (q1, q2, s, r)))
+    shape = q1.shape
+    q1, q2, s, r = (np.ascontiguousarray(x).reshape(-1) for x in (q1, q2, s, r))
+    n = q1.size
+    if act.kind == KIND_HERMITE:
+        qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)
+        a, b = hermite_coefficients(act, qs)
+        order = a.shape[1]
+        ca1, cb1, ca2, cb2 = a[inv[:n]], b[inv[:n]], a[inv[n:]], b[inv[n:]]
+    else:
+        order = 0
+        ca1 = cb1 = ca2 = cb2 = np.zeros((n, 1))
+    out = np.empty((5, n))
+    _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, ca1, cb1, ca2, cb2, order, out)
+    return tuple(o.reshape(shape) for o in out)
+
+
+def gaussian_moments(q1, q2, c, activation="relu"):
+    r"""The two Gaussian expectations behind every kernel map.
+
+    Parameters
+    ----------
+    q1, q2 : array_like
+        Variances :math:`\Lambda_{11}, \Lambda_{22} \ge 0`.
+    c : array_like
+        Correlation :math:`\Lambda_{12}/\sqrt{\Lambda_{11}\Lambda_{22}}` in ``[-1, 1]``.
+    activation : str or Activation
+
+    Returns
+    -------
+    cov, dcov : ndarray
+        :math:`\mathbb E[\phi(u)\phi(v)]` and :math:`\mathbb E[\phi'(u)\phi'(v)]`.
+
+    Notes
+    -----
+    ReLU / leaky ReLU with slope :math:`a` (arc-cosine kernels, signal_propagation.md sec. 2.2), with
+    :math:`\theta = \arccos c` and :math:`h(\theta) = \sin\theta - \theta\cos\theta`:
+
+    .. math:: \mathbb E[\phi\phi] = \tfrac{\sqrt{q_1q_2}}{2\pi}\big[(1-a)^2 h(\theta) + (1+a^2)\pi c\big],\qquad
+              \mathbb E[\phi'\phi'] = \tfrac{(1+a^2)(\pi-\theta) + 2a\theta}{2\pi}.
+
+    erf (Williams 1997; sheet sec. 2.3):
+    :math:`\frac2\pi\arcsin\frac{2\Lambda_{12}}{\sqrt{(1+2q_1)(1+2q_2)}}` and
+    :math:`\frac4\pi[(1+2q_1)(1+2q_2) - 4\Lambda_{12}^2]^{-1/2}`.
+    Other activations: Mehler expansion (:func:`hermite_coefficients`). :math:`\theta` and :math:`\pi-\theta` are
+    both computed from the exact side (``1 - c`` or ``1 + c``), and :math:`h` from its Taylor series for small
+    :math:`\theta`, so the forms keep full relative precision at ``c = ±1``.
+
+    Examples
+    --------
+    >>> cov, dcov = gaussian_moments(1.0, 1.0, 0.5)
+    >>> round(float(cov), 10), round(float(dcov), 10)
+    (0.3044988905, 0.3333333333)
+    >>> [round(float(x), 12) for x in gaussian_moments(1.0, 1.0, 0.5, "erf")]
+    [0.216346895939, 0.450158158079]
+    """
+    act = get_activation(activation)
+    q1 = _check_real("q1", q1, 0.0)
+    q2 = _check_real("q2", q2, 0.0)
+    c = _check_real("c", c, -1.0, 1.0)
+    cov, _, _, dcov, _ = _pair_moments(act, q1, q2, 1.0 - c, 1.0 + c)
+    return cov, dcov
+
+
+def _layer_args(activation, sigma_w2, sigma_b2):
+    act = get_activation(activation)
+    sw = float(_check_real("sigma_w2", sigma_w2))
+    sb = float(_check_real("sigma_b2", sigma_b2))
+    if not sw > 0:
+        raise ValueError(f"sigma_w2 must be > 0, got {sigma_w2!r}")
+    if not sb >= 0:
+        raise ValueError(f"sigma_b2 must be >= 0, got {sigma_b2!r}")
+    return act, sw, sb
+
+
+def variance_map(q, activation="relu", sigma_w2=2.0, sigma_b2=0.0):
+    r"""Length map :math:`q_{l+1} = \sigma_w^2\int Dz\,\phi(\sqrt{q_l}z)^2 + \sigma_b^2` (sheet sec. 2.1).
+
+    Examples
+    --------
+    >>> float(variance_map(1.0))
+    1.0
+    >>> round(float(variance_map(1.0, "erf", 1.0, 0.0)), 12)  # (2/pi) arcsin(2/3)
+    0.464559054398
+    """
+    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    v, _ = single_moments(act, _check_real("q", q, 0.0))
+    return sw * v + sb
+
+
+def _corr_step(act, sw, sb, q, s, r):
+    """One correlation step at equal variances q: returns (s', r', slope dc'/dc)."""
+    q = np.asarray(q, dtype=np.float64)
+    cov, gap, agap, dcov, v = _pair_moments(act, q, q, s, r)
+    qn = sw * v + sb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s_next = np.clip(sw * gap / qn, 0.0, 2.0)
+        r_next = np.clip((sw * agap + 2.0 * sb) / qn, 0.0, 2.0)
+        slope = q * sw * dcov / qn
+    degenerate = qn == 0
+    s_next = np.where(degenerate, 0.0, s_next)
+    r_next = np.where(degenerate, 2.0, r_next)
+    return s_next, r_next, slope
+
+
+def correlation_map(c, activation="relu", q=1.0, sigma_w2=2.0, sigma_b2=0.0):
+    r"""Correlation of the next layer's pre-activations, :math:`c_{l+1} = C(c_l)` at equal variances ``q``.
+
+    Parameters
+    ----------
+    c : array_like
+        Input correlations, in ``[-1, 1]``.
+    activation : str or Activation
+    q : array_like
+        Variance :math:`q_l` of both inputs at this layer.
+    sigma_w2, sigma_b2 : float
+
+    Returns
+    -------
+    ndarray
+        :math:`c_{l+1} = (\sigma_w^2\mathbb E[\phi(u)\phi(v)] + \sigma_b^2)/q_{l+1}`, same shape as ``c``.
+
+    Notes
+    -----
+    For ReLU at (2, 0) this is :math:`g(c) = (c\arcsin c + \sqrt{1 - c^2})/\pi + c/2` (seed 000, eq. (3)).
+    Near ``c = 1`` use :func:`decorrelation_map`, which keeps full relative precision in :math:`1 - c`.
+
+    Examples
+    --------
+    >>> round(float(correlation_map(0.0)), 15)   # 1/pi
+    0.318309886183791
+    """
+    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    c = _check_real("c", c, -1.0, 1.0)
+    q = _check_real("q", q, 0.0)
+    s_next, r_next, _ = _corr_step(act, sw, sb, q, 1.0 - c, 1.0 + c)
+    return np.where(s_next <= r_next, 1.0 - s_next, r_next - 1.0)
+
+
+def decorrelation_map(s, activation="relu", q=1.0, sigma_w2=2.0, sigma_b2=0.0):
+    r"""The map :math:`s_{l+1} = 1 - c_{l+1}` as a function of :math:`s_l = 1 - c_l`, exact as :math:`s \to 0`.
+
+    Notes
+    -----
+    Computed from the Cauchy-Schwarz gap :math:`\sqrt{\mathbb E\phi(u)^2\mathbb E\phi(v)^2} - \mathbb E[\phi(u)\phi(v)]`
+    in closed or Mehler form (never as ``1 - c``): for ReLU at (2, 0),
+    :math:`s_{l+1} = s_l - h(\theta_l)/\pi` with :math:`\theta_l = 2\arcsin\sqrt{s_l/2}`
+    (signal_propagation.md, sec. 2.2).
+
+    Examples
+    --------
+    >>> s = decorrelation_map(1e-12)  # ReLU at (2, 0): s - (2 sqrt 2 / 3 pi) s^(3/2) + ...
+    >>> abs(float(s) / (1e-12 * (1 - 2 * 2**0.5 / (3 * np.pi) * 1e-6)) - 1) < 1e-14
+    True
+    """
+    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    s = _check_real("s", s, 0.0, 2.0)
+    q = _check_real("q", q, 0.0)
+    s_next, _, _ = _corr_step(act, sw, sb, q, s, 2.0 - s)
+    return s_next
+
+
+def correlation_slope(c, activation="relu", q=1.0, sigma_w2=2.0, sigma_b2=0.0):
+    r"""Slope :math:`\partial c_{l+1}/\partial c_l = q_l\,\dot\Sigma_{l+1}/q_{l+1}` (Price's theorem; never
+    finite differences). At ``c = 1`` and ``q = q^*`` this is :math:`\chi_1` (sheet sec. 3).
+
+    Examples
+    --------
+    >>> float(correlation_slope(0.5))  # ReLU at (2, 0): g'(c) = 1/2 + arcsin(c)/pi
+    0.6666666666666666
+    """
+    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    c = _check_real("c", c, -1.0, 1.0)
+    q = _check_real("q", q, 0.0)
+    _, _, slope = _corr_step(act, sw, sb, q, 1.0 - c, 1.0 + c)
+    return slope

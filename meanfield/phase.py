@@ -1,0 +1,281 @@
+r"""Mean-field phase diagram: fixed points, :math:`\chi_1`, depth scales, edge of chaos.
+
+signal_propagation.md sec. 3 (Poole et al. 2016; Schoenholz et al. 2017; Hayou et al. 2019):
+
+.. math::
+    q^* = \sigma_w^2\!\int\!Dz\,\phi(\sqrt{q^*}z)^2 + \sigma_b^2,\qquad
+    \chi_1 = \sigma_w^2\!\int\!Dz\,\phi'(\sqrt{q^*}z)^2,\qquad
+    \chi_c = \sigma_w^2\,\mathbb E[\phi'(u_1)\phi'(u_2)]_{q^*, c^*},
+
+    \xi_q^{-1} = -\log\big(\sigma_w^2\,\tfrac{d}{dq}\mathbb E\phi(\sqrt q z)^2\big|_{q^*}\big),\qquad
+    \xi_c^{-1} = -\log\chi_c .
+
+Ordered: :math:`\chi_1 < 1` (:math:`c^* = 1` stable); chaotic: :math:`\chi_1 > 1` (a stable :math:`c^* < 1`);
+edge of chaos: :math:`\chi_1 = 1`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize
+
+from .activations import KIND_LEAKY, get_activation
+from .maps import _layer_args, _pair_moments, correlation_map, single_moments, variance_slope
+from .network import Network
+from .propagation import pair_curve
+
+__all__ = ["Phase", "phase", "edge_of_chaos", "fixed_point_q", "q_curve", "c_curve"]
+
+#: |chi_1 - 1| below this is reported as the edge of chaos
+EOC_TOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Phase:
+    """Mean-field phase of an activation and initialization (signal_propagation.md, sec. 3).
+
+    Attributes
+    ----------
+    q_star : float
+        Stable fixed point of the variance map (``inf`` when ``q_l`` diverges, ``nan`` when every ``q`` is fixed).
+    c_star : float
+        Stable fixed point of the correlation map at ``q_star`` (1 in the ordered phase and at the edge of chaos).
+    chi1, chi_c : float
+        Slopes of the correlation map at ``c = 1`` and at ``c_star``.
+    xi_q, xi_c : float
+        Depth scales of the variance and of the correlation (``inf`` where the convergence is not exponential).
+    phase : {"ordered", "edge_of_chaos", "chaotic"}
+    note : str
+        What is special about this point, if anything.
+    """
+
+    q_star: float
+    c_star: float
+    chi1: float
+    chi_c: float
+    xi_q: float
+    xi_c: float
+    phase: str
+    note: str = ""
+
+
+def _depth_scale(slope: float) -> float:
+    """-1 / log(slope): infinite at (or within EOC_TOL of) slope 1, where convergence is not exponential."""
+    if slope >= 1.0 - EOC_TOL:
+        return math.inf
+    return -1.0 / math.log(slope) if slope > 0.0 else 0.0
+
+
+def fixed_point_q(activation="relu", sigma_w2=2.0, sigma_b2=0.0):
+    r"""Smallest stable fixed point :math:`q^*` of the variance map (the attractor of every :math:`q_1 < q^*`).
+
+    Returns ``inf`` when the variance diverges, and ``nan`` for a linear variance map of slope exactly 1
+    without bias (ReLU at (2, 0): every ``q`` is a fixed point).
+
+    Notes
+    -----
+    The leaky-ReLU family has the linear map :math:`q' = \sigma_w^2\frac{1+a^2}{2}q + \sigma_b^2`. Otherwise the
+    root of :math:`g(q) = \sigma_w^2 v(q) + \sigma_b^2 - q` is bracketed on a logarithmic grid (first sign change
+    from + to -) and refined with Brent's method to full precision.
+
+    Examples
+    --------
+    >>> round(fixed_point_q("relu", 1.5, 0.1), 12)
+    0.4
+    >>> round(fixed_point_q("erf", 1.0, 0.05), 6)
+    0.288427
+    """
+    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    if act.kind == KIND_LEAKY:
+        m = sw * 0.5 * (1.0 + act.slope**2)
+        if m < 1.0:
+            return sb / (1.0 - m)
+        if sb == 0.0:
+            return math.nan if m == 1.0 else 0.0
+        return math.inf
+
+    def g(q):
+        return sw * single_moments(act, q)[0] + sb - q
+
+    grid = np.concatenate([[0.0], np.logspace(-12, 6, 181)])
+    vals = np.array([float(g(q)) for q in grid])
+    neg = np.nonzero(vals < 0)[0]
+    if vals[0] == 0.0 and (neg.size and neg[0] == 1):
+        return 0.0
+    if neg.size == 0:
+        return math.inf
+    k = int(neg[0])
+    if k == 0:  # g(0) < 0 cannot happen for sigma_b2 >= 0
+        return 0.0
+    return float(optimize.brentq(lambda q: float(g(q)), grid[k - 1], grid[k], xtol=1e-300, rtol=1e-15, maxiter=500))
+
+
+def phase(net_or_activation="relu", sigma_w2=None, sigma_b2=None) -> Phase:
+    r"""Fixed points, slopes, depth scales and the phase of a network's activation and initialization.
+
+    Parameters
+    ----------
+    net_or_activation : Network or str or Activation
+        A :class:`~meanfield.Network` (its depth and width are ignored), or an activation with
+        ``sigma_w2`` and ``sigma_b2``.
+    sigma_w2, sigma_b2 : float, optional
+        Required with an activation; not allowed with a Network.
+
+    Returns
+    -------
+    Phase
+
+    Notes
+    -----
+    :math:`\chi_1 = \sigma_w^2\int Dz\,\phi'(\sqrt{q^*}z)^2`; :math:`\chi_c` uses Price's theorem (no finite
+    differences); :math:`\xi_q` uses :math:`\tfrac{d}{dq}\mathbb E\phi^2 = \mathbb E[z\phi\phi']/\sqrt q`
+    (Stein's lemma, equal to :math:`\chi_1 + \sigma_w^2\int Dz\,\phi''\phi`). In the chaotic phase
+    :math:`c^*` is the root of :math:`C(c) = c` on :math:`[0, 1)` (Brent). References: Poole et al. 2016,
+    Schoenholz et al. 2017 (signal_propagation.md sec. 3).
+
+    Examples
+    --------
+    >>> p = phase("erf", 2.0, 0.05)
+    >>> p.phase, round(p.q_star, 6), round(p.chi1, 6), round(p.c_star, 6), round(p.xi_c, 4)
+    ('chaotic', 0.965955, 1.154653, 0.434481, 10.185)
+    >>> phase(Network(3)).phase       # ReLU at (2, 0): He initialization
+    'edge_of_chaos'
+    """
+    if isinstance(net_or_activation, Network):
+        if sigma_w2 is not None or sigma_b2 is not None:
+            raise ValueError("pass sigma_w2 and sigma_b2 through the Network, not again")
+        net = net_or_activation
+        act, sw, sb = net.activation, net.sigma_w2, net.sigma_b2
+    else:
+        if sigma_w2 is None or sigma_b2 is None:
+            raise ValueError("phase(activation, sigma_w2, sigma_b2) needs both variances")
+        act, sw, sb = _layer_args(get_activation(net_or_activation), sigma_w2, sigma_b2)
+
+    q = fixed_point_q(act, sw, sb)
+    notes = []
+    if math.isnan(q):
+        notes.append("every q is a fixed point (q_l = q_1 exactly); values are at q = 1")
+        qe = 1.0
+    elif math.isinf(q):
+        notes.append("the variance q_l diverges: no finite fixed point; slopes are their q -> infinity limits")
+        qe = 1e12 if act.kind != KIND_LEAKY else 1.0
+    else:
+        qe = q
+    _, dv = single_moments(act, qe)
+    chi1 = float(sw * dv)
+    vslope = float(sw * variance_slope(act, qe))
+    xi_q = _depth_scale(vslope)
+
+    if abs(chi1 - 1.0) <= EOC_TOL:
+        name = "edge_of_chaos"
+    else:
+        name = "ordered" if chi1 < 1.0 else "chaotic"
+    c_star, chi_c = 1.0, chi1
+    if name == "chaotic" and qe > 0 and not math.isinf(q):
+
+        def f(c):
+            return float(correlation_map(c, act, qe, sw, sb)) - c
+
+        hi = 1.0 - 1e-9
+        if f(0.0) <= 1e-14:  # odd activations without bias: c* = 0 up to rounding of the Mehler sum
+            c_star = 0.0
+        elif f(hi) < 0.0:
+            c_star = float(optimize.brentq(f, 0.0, hi, xtol=1e-15, rtol=1e-15, maxiter=500))
+        dcov = _pair_moments(act, qe, qe, 1.0 - c_star, 1.0 + c_star)[3]
+        chi_c = float(sw * dcov)
+    elif name == "chaotic":
+        c_star = math.nan
+        chi_c = math.nan
+        notes.append("c* is undefined without a finite q*")
+        if act.kind == KIND_LEAKY and sb == 0.0:
+            notes.append("with sigma_b2 = 0 the ReLU correlation map does not depend on sigma_w2: c_l -> 1")
+    if act.kind == KIND_LEAKY and name != "ordered" and sb > 0:
+        notes.append("the leaky-ReLU family has its edge of chaos only at sigma_b2 = 0")
+    xi_c = _depth_scale(chi_c) if not math.isnan(chi_c) else math.nan
+    return Phase(float(q), c_star, chi1, chi_c, xi_q, xi_c, name, "; ".join(notes))
+
+
+def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
+    r"""The weight variance :math:`\sigma_w^2` on the edge of chaos, :math:`\chi_1(q^*(\sigma_w^2)) = 1`.
+
+    Parameters
+    ----------
+    activation : str or Activation
+    sigma_b2 : float
+        Bias variance, ``>= 0``.
+
+    Returns
+    -------
+    float
+
+    Notes
+    -----
+    Brent's method on :math:`\log\chi_1` as a function of :math:`\log\sigma_w^2`, with :math:`q^*` solved
+    exactly at each step. For erf the curve is known in closed form, :math:`\sigma_w^2 = \frac\pi4\sqrt{1+4q^*}`,
+    :math:`\sigma_b^2 = q^* - \frac12\sqrt{1+4q^*}\arcsin\frac{2q^*}{1+2q^*}` (signal_propagation.md sec. 3).
+    The leaky-ReLU family (slope ``a``) has its edge of chaos at :math:`\sigma_w^2 = 2/(1+a^2)` and
+    :math:`\sigma_b^2 = 0` only. Without bias and with :math:`\phi(0) = 0`, :math:`q^* = 0` up to the edge and
+    :math:`\sigma_w^2 = 1/\phi'(0)^2` exactly (the root of :math:`\chi_1 = 1` is tangent there, so it is not
+    searched for).
+
+    Examples
+    --------
+    >>> round(edge_of_chaos("tanh", 0.05), 5)
+    1.76095
+    >>> round(edge_of_chaos("erf", 0.0) * 4 / np.pi, 12)
+    1.0
+    """
+    act = get_activation(activation)
+    sb = float(sigma_b2)
+    if not (np.isfinite(sb) and sb >= 0):
+        raise ValueError(f"sigma_b2 must be a finite number >= 0, got {sigma_b2!r}")
+    if act.kind == KIND_LEAKY:
+        if sb > 0:
+            raise ValueError(
+                f"{act.name} has no edge of chaos for sigma_b2 > 0 (the variance diverges where chi_1 = 1); "
+                "use sigma_b2 = 0"
+            )
+        return 2.0 / (1.0 + act.slope**2)
+    phi0, dphi0 = float(act.fn(np.float64(0.0))), float(act.derivative(np.float64(0.0)))
+    if sb == 0.0 and phi0 == 0.0 and dphi0 != 0.0:
+        # q* = 0 is the fixed point up to the edge, where chi_1 = sigma_w2 phi'(0)^2 (erf: pi/4, tanh: 1)
+        return 1.0 / dphi0**2
+
+    def log_chi(log_sw):
+        sw = math.exp(log_sw)
+        q = fixed_point_q(act, sw, sb)
+        if math.isinf(q):
+            return math.inf
+        return math.log(sw * float(single_moments(act, q)[1]))
+
+    lo, hi = math.log(1e-3), math.log(1e3)
+    if not (log_chi(lo) < 0 < log_chi(hi)):
+        raise ValueError(f"no edge of chaos found for {act.name} at sigma_b2 = {sb} with sigma_w2 in [1e-3, 1e3]")
+    return math.exp(optimize.brentq(log_chi, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=300))
+
+
+def q_curve(q1, depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0) -> np.ndarray:
+    """Variances :math:`q_l` for l = 1..L from :math:`q_1` (the length map iterated; sheet sec. 2.1).
+
+    Examples
+    --------
+    >>> q_curve(1.0, 4, "relu", 1.0, 0.5).tolist()
+    [1.0, 1.0, 1.0, 1.0]
+    """
+    return pair_curve(depth, activation, sigma_w2, sigma_b2, q1=q1).q1
+
+
+def c_curve(c1, depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0, q1=1.0) -> np.ndarray:
+    """Correlations :math:`c_l` for l = 1..L from :math:`c_1` at equal input variances :math:`q_1`.
+
+    For full precision near ``c = 1`` use :func:`meanfield.propagation.pair_curve` and its ``s`` (``1 - c``).
+
+    Examples
+    --------
+    >>> np.round(c_curve(0.0, 3), 10).tolist()
+    [0.0, 0.3183098862, 0.4937310902]
+    """
+    return pair_curve(depth, activation, sigma_w2, sigma_b2, q1=q1, c=c1).c
