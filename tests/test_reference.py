@@ -138,6 +138,31 @@ def test_gauss2_degenerate_correlation_is_one_dimensional():
     assert close(val, 12 * mpf(1.5) ** 2, TIGHT)
 
 
+@pytest.mark.parametrize(
+    "name, dps",
+    [("tanh", 12)] + [pytest.param(nm, 22, marks=pytest.mark.slow) for nm in ("tanh", "softplus", "sigmoid", "silu")],
+)
+def test_gauss2_trapezoid_and_gauss_legendre_agree(name, dps):
+    # two independent rules on the same smooth integrand (phi phi and phi' phi' at once)
+    f, df = R.phi(name), R.dphi(name)
+
+    def both(t):
+        return [f(t), df(t)]
+
+    L = (0.7, -0.5, 1.6)
+    a = R.gauss2((both, both), *L, dps=dps, rule="trapezoid")
+    b = R.gauss2((both, both), *L, dps=dps, rule="gl")
+    tol = mpf(10) ** (-dps)
+    assert close(a[0], b[0], tol) and close(a[1], b[1], tol)
+
+
+def test_smooth_cov_reduces_to_variance_at_c_one():
+    # c = 1: E[phi(u) phi(v)] with v = u is the 1-D second moment (1-D tanh-sinh vs 1-D composite GL)
+    for name in ("tanh", "softplus"):
+        assert close(R.ref_cov(name, 0.8, 0.8, 0.8, dps=20), R.ref_var(name, 0.8, dps=20), TIGHT)
+        assert close(R.ref_dcov(name, 0.8, 0.8, 0.8, dps=20), R.ref_dvar(name, 0.8, dps=20), TIGHT)
+
+
 @pytest.mark.slow
 def test_gelu_conditional_route_matches_nested():
     L = (0.8, 0.3, 1.7)
