@@ -5,7 +5,10 @@ The pipeline: a :class:`Network` spec -> Gaussian kernel maps (:mod:`meanfield.m
 checked against finite random networks.
 """
 
+from . import alignment_theory, dispersion, silent
 from .activations import ACTIVATION_NAMES, Activation, get_activation, leaky_relu
+from .alignment_theory import LearningCurve, cumulative_power, learning_curve
+from .dispersion import NTKMoments, dispersion_limit, dispersion_limit_expr, ntk_moments, sample_ntk_diagonal
 from .maps import (
     correlation_map,
     correlation_slope,
@@ -22,6 +25,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATION_NAMES",
+    "LearningCurve",
+    "NTKMoments",
+    "alignment_theory",
+    "cumulative_power",
+    "dispersion",
+    "dispersion_limit",
+    "dispersion_limit_expr",
+    "learning_curve",
+    "ntk_moments",
+    "sample_ntk_diagonal",
+    "silent",
     "Activation",
     "Kernels",
     "Network",

@@ -65,15 +65,13 @@ _H_COEF = tuple((-1.0) ** (k + 1) * 2.0 * k / math.factorial(2 * k + 1) for k in
 
 
 @njit(cache=True)
-def _h(theta):
-    """h(theta) = sin(theta) - theta cos(theta), from its Taylor series below theta = 1 (no cancellation)."""
-    if theta < 1.0:
-        t2 = theta * theta
-        acc = 0.0
-        for k in range(13, -1, -1):  # Horner in theta^2
-            acc = acc * t2 + _H_COEF[k]
-        return acc * theta * t2
-    return math.sin(theta) - theta * math.cos(theta)
+def _h_series(theta):
+    """h(theta) for theta < 0.1: the first six Taylor terms (relative error below 1e-18)."""
+    t2 = theta * theta
+    acc = 0.0
+    for k in range(5, -1, -1):
+        acc = acc * t2 + _H_COEF[k]
+    return acc * theta * t2
 
 
 @njit(cache=True)
@@ -118,18 +116,20 @@ def _asin_diff(a, b, sqa, sqb):
 
 
 @njit(cache=True)
-def _leaky_pair(a, q1, q2, s, r):
+def _leaky_pair(a, sq12, s, r):
+    """Arc-cosine kernels of the leaky-ReLU family; ``sq12 = sqrt(q1 q2)``."""
     c = _corr(s, r)
     # theta = arccos c and pi - theta, each from the exact side
     if s <= r:
         theta = 2.0 * math.asin(math.sqrt(0.5 * s))
         pi_minus_theta = _PI - theta
-        h = _h(theta)
     else:
         pi_minus_theta = 2.0 * math.asin(math.sqrt(0.5 * r))
         theta = _PI - pi_minus_theta
-        h = math.sqrt(s * r) + theta * math.cos(pi_minus_theta)
-    sq = math.sqrt(q1 * q2) / (2.0 * _PI)
+    # h = sin(theta) - theta cos(theta) with sin(theta) = sqrt(s r) and cos(theta) = c; below theta = 0.1 the
+    # difference cancels, so use the series there (6 terms reach 1e-18 relative)
+    h = _h_series(theta) if theta < 0.1 else math.sqrt(s * r) - theta * c
+    sq = sq12 / (2.0 * _PI)
     ia = (1.0 - a) * (1.0 - a)
     ea = 1.0 + a * a
     cov = sq * (ia * h + ea * _PI * c)
@@ -161,8 +161,13 @@ def _erf_pair(q1, q2, s, r):
 
 
 @njit(cache=True)
-def _hermite_pair(ca1, cb1, ca2, cb2, order, s, r):
-    """Mehler sums for coefficient rows (ca, cb) = Hermite coefficients of (phi, phi') at the two variances."""
+def _hermite_pair(TA, TB, ra, rb, order, s, r):
+    """Mehler sums over coefficient rows ``ra``, ``rb`` of the tables (TA, TB) = Hermite coefficients of
+    (phi, phi') at the two variances."""
+    ca1 = TA[ra]
+    cb1 = TB[ra]
+    ca2 = TA[rb]
+    cb2 = TB[rb]
     c = _corr(s, r)
     t = abs(c)
     d = s if c >= 0.0 else r  # d = 1 - |c|, exact
@@ -209,28 +214,34 @@ def _hermite_pair(ca1, cb1, ca2, cb2, order, s, r):
 
 
 @njit(cache=True)
-def _pair(kind, slope, q1, q2, s, r, ca1, cb1, ca2, cb2, order):
-    """(cov, gap, agap, dcov) for one pair: the single dispatch point of the closed-form table."""
+def _pair(kind, slope, q1, q2, sq12, s, r, TA, TB, ra, rb, order):
+    """(cov, gap, agap, dcov) for one pair: the single dispatch point of the closed-form table.
+
+    ``sq12 = sqrt(q1 q2)``, precomputed by the callers from per-input square roots.
+    """
     if kind == KIND_LEAKY:
-        return _leaky_pair(slope, q1, q2, s, r)
+        return _leaky_pair(slope, sq12, s, r)
     if kind == KIND_ERF:
         return _erf_pair(q1, q2, s, r)
-    return _hermite_pair(ca1, cb1, ca2, cb2, order, s, r)
+    return _hermite_pair(TA, TB, ra, rb, order, s, r)
 
 
 @njit(cache=True)
-def _next_corr(sw, sb, v1, v2, q1n, q2n, gap, agap):
+def _next_corr(sw, sb, sv1, sv2, sqn1, sqn2, gap, agap):
     """(s, r) of the next layer from the Cauchy-Schwarz gaps, with the bias mixed in without cancellation.
 
-    With a = sigma_w^2, b = sigma_b^2, q_i' = a v_i + b:
+    Arguments are square roots of the one-point moments ``sv_i = sqrt(v_i)`` and of the next variances
+    ``sqn_i = sqrt(q_i')``. With a = sigma_w^2, b = sigma_b^2, q_i' = a v_i + b:
     sqrt(q1' q2') - (a sqrt(v1 v2) + b) = a b (sqrt v1 - sqrt v2)^2 / (sqrt(q1' q2') + a sqrt(v1 v2) + b),
     so 1 - c' = (that + a gap) / sqrt(q1' q2') and 1 + c' = (that + a agap + 2 b) / sqrt(q1' q2').
     """
-    den = math.sqrt(q1n * q2n)
-    sv = math.sqrt(v1 * v2)
-    mix = sw * sb * (math.sqrt(v1) - math.sqrt(v2)) ** 2 / (den + sw * sv + sb)
-    s = (mix + sw * gap) / den
-    r = (mix + sw * agap + 2.0 * sb) / den
+    den = sqn1 * sqn2
+    mix = 0.0
+    if sb > 0.0:
+        mix = sw * sb * (sv1 - sv2) ** 2 / (den + sw * sv1 * sv2 + sb)
+    inv = 1.0 / den
+    s = (mix + sw * gap) * inv
+    r = (mix + sw * agap + 2.0 * sb) * inv
     return min(max(s, 0.0), 2.0), min(max(r, 0.0), 2.0)
 
 
@@ -429,15 +440,16 @@ def variance_slope(activation, q):
 
 
 @njit(cache=True)
-def _pairs_loop(kind, slope, q1, q2, s, r, ca1, cb1, ca2, cb2, order, out):
+def _pairs_loop(kind, slope, q1, q2, s, r, TA, TB, ia, ib, order, out):
     for i in range(q1.shape[0]):
-        cov, gap, agap, dcov = _pair(kind, slope, q1[i], q2[i], s[i], r[i], ca1[i], cb1[i], ca2[i], cb2[i], order)
+        sq12 = math.sqrt(q1[i]) * math.sqrt(q2[i])
+        cov, gap, agap, dcov = _pair(kind, slope, q1[i], q2[i], sq12, s[i], r[i], TA, TB, ia[i], ib[i], order)
         out[0, i] = cov
         out[1, i] = gap
         out[2, i] = agap
         out[3, i] = dcov
         if kind == KIND_HERMITE:
-            out[4, i] = np.sum(ca1[i, :order] ** 2)
+            out[4, i] = np.sum(TA[ia[i], :order] ** 2)
         else:
             out[4, i] = _var(kind, slope, q1[i])[0]
 
@@ -467,12 +479,14 @@ def _pair_moments(act: Activation, q1, q2, s, r):
         qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)
         a, b = hermite_coefficients(act, qs)
         order = a.shape[1]
-        ca1, cb1, ca2, cb2 = a[inv[:n]], b[inv[:n]], a[inv[n:]], b[inv[n:]]
+        inv = inv.reshape(-1).astype(np.int64)
+        ia, ib = inv[:n].copy(), inv[n:].copy()
     else:
         order = 0
-        ca1 = cb1 = ca2 = cb2 = np.zeros((n, 1))
+        a = b = np.zeros((1, 1))
+        ia = ib = np.zeros(n, dtype=np.int64)
     out = np.empty((5, n))
-    _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, ca1, cb1, ca2, cb2, order, out)
+    _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, a, b, ia, ib, order, out)
     return tuple(o.reshape(shape) for o in out)
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # command modules, in the order ``meanfield --help`` lists them
-COMMANDS = ("phase", "kernel")
+COMMANDS = ("phase", "kernel", "dispersion", "silent")
 
 
 @dataclass
