@@ -1,0 +1,371 @@
+"""Kernel alignment: matrix cosine, HSIC, (debiased) CKA, kernel-target alignment and layer-wise tangent-kernel CKA.
+
+Pure functions over arrays (feature_alignment.md sec. 1; seed 000 eqs. (6)-(7)). Kernel arguments are symmetric
+``(..., n, n)`` arrays: any leading axes are batch axes (a stack of networks, of layers, ...), and the result
+has those leading axes. :func:`layer_alignment` gives the seed-000 layer alignments ``A_l`` of a finite network
+from the per-layer factorization of its tangent kernel, without forming the parameter Jacobian.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+__all__ = [
+    "cosine",
+    "center",
+    "u_center",
+    "hsic",
+    "cka",
+    "kta",
+    "linear_cka",
+    "target_kernel",
+    "layer_alignment",
+    "AlignmentWarning",
+]
+
+
+class AlignmentWarning(UserWarning):
+    """An alignment is undefined (``nan``), e.g. a debiased self-HSIC that is not positive."""
+
+
+def _square(K, name):
+    K = np.asarray(K, dtype=np.float64)
+    if K.ndim < 2 or K.shape[-1] != K.shape[-2]:
+        raise ValueError(f"{name} must be a square matrix (..., n, n), got shape {K.shape}")
+    if not np.all(np.isfinite(K)):
+        raise ValueError(f"{name} must contain only finite numbers")
+    return K
+
+
+def _pair(K, L, min_n=1):
+    K, L = _square(K, "K"), _square(L, "L")
+    if K.shape[-1] != L.shape[-1]:
+        raise ValueError(f"K and L must have the same size n, got {K.shape[-1]} and {L.shape[-1]}")
+    if K.shape[-1] < min_n:
+        raise ValueError(f"the unbiased estimator needs n >= {min_n}, got n = {K.shape[-1]}")
+    return K, L
+
+
+def _inner(A, B):
+    return np.sum(A * B, axis=(-2, -1))
+
+
+def _ratio(num, den):
+    """``num / den`` with ``nan`` (not a warning) where ``den`` is zero."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    ok = den > 0
+    out = np.where(ok, num / np.where(ok, den, 1.0), np.nan)
+    return out if out.ndim else float(out)
+
+
+def cosine(A, B, power: float = 1.0):
+    """Matrix cosine ``<A, B>_F / (||A||_F ||B||_F)``.
+
+    Parameters
+    ----------
+    A, B : array_like, shape (..., p, q)
+        Same-shape matrices.
+    power : float
+        Compare ``A`` with the PSD matrix power ``B^power`` (``B`` symmetric PSD; seed 001 uses 1).
+
+    Returns
+    -------
+    float or ndarray
+        In ``[-1, 1]`` (``[0, 1]`` for PSD arguments); ``nan`` when a norm is zero.
+
+    Notes
+    -----
+    Seed 001 line 54 (the neural feature correlation); feature_alignment.md sec. 1.1. Invariant to positive
+    rescaling of either argument, not to adding a multiple of ``I`` or ``11^T``.
+
+    Examples
+    --------
+    >>> cosine([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, 0.0]])
+    0.7071067811865475
+    """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if A.ndim < 2 or A.shape != B.shape:
+        raise ValueError(f"A and B must be matrices of the same shape, got {A.shape} and {B.shape}")
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
+        raise ValueError("A and B must contain only finite numbers")
+    if power != 1.0:
+        if B.shape[-1] != B.shape[-2]:
+            raise ValueError("power != 1 needs a square symmetric PSD B")
+        w, V = np.linalg.eigh(B)
+        B = np.matmul(V * np.clip(w, 0.0, None)[..., None, :] ** power, np.swapaxes(V, -1, -2))
+    return _ratio(_inner(A, B), np.sqrt(_inner(A, A) * _inner(B, B)))
+
+
+def center(K):
+    """Double centering ``H K H`` with ``H = I - 11^T/n`` (feature_alignment.md sec. 1.3).
+
+    Examples
+    --------
+    >>> center([[2.0, 0.0], [0.0, 0.0]]).tolist()
+    [[0.5, -0.5], [-0.5, 0.5]]
+    """
+    K = _square(K, "K")
+    return K - K.mean(axis=-2, keepdims=True) - K.mean(axis=-1, keepdims=True) + K.mean(axis=(-2, -1), keepdims=True)
+
+
+def u_center(K):
+    """U-centering (Szekely & Rizzo 2014) used by the unbiased HSIC; needs ``n >= 4``.
+
+    Notes
+    -----
+    With ``K~ = K`` with its diagonal set to zero, ``S_i = sum_k K~_ik`` and ``T = sum_kl K~_kl``:
+    ``K^u_ij = K~_ij - (S_i + S_j)/(n-2) + T/((n-1)(n-2))`` for ``i != j`` and ``K^u_ii = 0``
+    (feature_alignment.md sec. 1.3). Then ``HSIC_u(K, L) = <K^u, L^u>_F / (n(n-3))``.
+    """
+    K = _square(K, "K")
+    n = K.shape[-1]
+    if n < 4:
+        raise ValueError(f"u_center needs n >= 4, got n = {n}")
+    eye = np.eye(n, dtype=bool)
+    Kt = np.where(eye, 0.0, K)
+    S = Kt.sum(axis=-1)
+    T = S.sum(axis=-1)
+    U = Kt - (S[..., :, None] + S[..., None, :]) / (n - 2) + (T / ((n - 1) * (n - 2)))[..., None, None]
+    return np.where(eye, 0.0, U)
+
+
+def hsic(K, L, unbiased: bool = False):
+    """Hilbert-Schmidt independence criterion of two Gram matrices.
+
+    Parameters
+    ----------
+    K, L : array_like, shape (..., n, n)
+    unbiased : bool
+        False: the V-statistic ``tr(K H L H) / (n-1)^2``. True: the U-statistic of Song et al. (2012), eq. (5),
+        computed by U-centering (needs ``n >= 4``).
+
+    Returns
+    -------
+    float or ndarray
+
+    Notes
+    -----
+    feature_alignment.md sec. 1.3. The normalization ``(n-1)^2`` (some authors use ``n^2``) cancels in CKA.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> K = np.diag([1.0, 2.0, 3.0, 4.0])
+    >>> round(hsic(K, K), 6), round(hsic(K, K, unbiased=True), 6)
+    (2.361111, 0.0)
+    """
+    K, L = _pair(K, L, 4 if unbiased else 1)
+    n = K.shape[-1]
+    if unbiased:
+        out = _inner(u_center(K), u_center(L)) / (n * (n - 3))
+    else:
+        out = _inner(center(K), center(L)) / (n - 1) ** 2 if n > 1 else np.zeros(K.shape[:-2])
+    return out if np.ndim(out) else float(out)
+
+
+def cka(K, L, unbiased: bool = False):
+    """Centered kernel alignment ``HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L))``.
+
+    Parameters
+    ----------
+    K, L : array_like, shape (..., n, n)
+    unbiased : bool
+        Use the debiased HSIC (ignores the diagonals; can be negative). ``nan`` with an
+        :class:`AlignmentWarning` when a self-HSIC is not positive.
+
+    Returns
+    -------
+    float or ndarray
+        The biased CKA is seed 000 eq. (6), ``<K_c, L_c>_F / (||K_c||_F ||L_c||_F)``, in ``[0, 1]`` for PSD
+        arguments; ``nan`` when a centered kernel vanishes.
+
+    Notes
+    -----
+    Gretton et al. (2005); Kornblith et al. (2019); feature_alignment.md sec. 1.3. Invariant to
+    ``K -> a K + b 11^T`` (``a > 0``); the debiased form also to any change of the diagonal.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> K = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
+    >>> round(cka(K, 3 * K + 5), 12)
+    1.0
+    """
+    K, L = _pair(K, L, 4 if unbiased else 1)
+    if not unbiased:
+        Kc, Lc = center(K), center(L)
+        return _ratio(_inner(Kc, Lc), np.sqrt(_inner(Kc, Kc) * _inner(Lc, Lc)))
+    Ku, Lu = u_center(K), u_center(L)
+    kk, ll = _inner(Ku, Ku), _inner(Lu, Lu)
+    if np.any(kk <= 0) or np.any(ll <= 0):
+        warnings.warn("debiased self-HSIC is not positive; CKA is nan there", AlignmentWarning, stacklevel=2)
+    return _ratio(_inner(Ku, Lu), np.sqrt(np.where((kk > 0) & (ll > 0), kk * ll, 0.0)))
+
+
+def kta(K, L):
+    """Uncentered kernel-target alignment ``<K, L>_F / (||K||_F ||L||_F)`` (Cristianini et al. 2001).
+
+    Notes
+    -----
+    Seed 002 eq. (4) read as in feature_alignment.md sec. 1.2; seed 003's alignment
+    ``y^T K y / (||K||_F ||y||^2)`` is ``kta(K, y y^T)``. Not invariant to ``K -> K + c 11^T``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array([1.0, -1.0, 1.0])
+    >>> round(kta(np.outer(y, y), np.outer(y, y)), 12)
+    1.0
+    """
+    K, L = _pair(K, L)
+    return cosine(K, L)
+
+
+def linear_cka(A, B, unbiased: bool = False):
+    """CKA of the linear kernels ``A A^T`` and ``B B^T``, computed in feature space.
+
+    Parameters
+    ----------
+    A : array_like, shape (..., n, p)
+    B : array_like, shape (..., n, q)
+        Feature matrices with the same rows (samples).
+    unbiased : bool
+        Debiased CKA (feature form of Kornblith et al. 2019; needs ``n >= 4``).
+
+    Returns
+    -------
+    float or ndarray
+        Equal to ``cka(A A^T, B B^T, unbiased)``.
+
+    Notes
+    -----
+    With column-centered features, biased: ``||A^T B||_F^2 / (||A^T A||_F ||B^T B||_F)`` at cost ``O(n (p+q)^2)``.
+    Debiased: each ``||X^T Y||_F^2`` becomes ``||X^T Y||_F^2 - n/(n-2) sum_i ||x_i||^2 ||y_i||^2 +
+    ||X||_F^2 ||Y||_F^2 / ((n-1)(n-2))`` (``= n(n-3) HSIC_u``; feature_alignment.md sec. 1.3).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> A = np.random.default_rng(0).standard_normal((20, 3))
+    >>> round(linear_cka(A, 2 * A @ np.diag([1.0, 1.0, 1.0])), 12)
+    1.0
+    """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    if A.ndim < 2 or B.ndim < 2 or A.shape[:-1] != B.shape[:-1]:
+        raise ValueError(f"A and B must be feature matrices (..., n, p) with the same n, got {A.shape}, {B.shape}")
+    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
+        raise ValueError("A and B must contain only finite numbers")
+    n = A.shape[-2]
+    if unbiased and n < 4:
+        raise ValueError(f"the unbiased estimator needs n >= 4, got n = {n}")
+    A = A - A.mean(axis=-2, keepdims=True)
+    B = B - B.mean(axis=-2, keepdims=True)
+
+    def cross(X, Y):
+        s = np.sum(np.matmul(np.swapaxes(X, -1, -2), Y) ** 2, axis=(-2, -1))
+        if unbiased:
+            nx, ny = np.sum(X * X, axis=-1), np.sum(Y * Y, axis=-1)
+            s = s - n / (n - 2) * np.sum(nx * ny, axis=-1) + nx.sum(-1) * ny.sum(-1) / ((n - 1) * (n - 2))
+        return s
+
+    ab, aa, bb = cross(A, B), cross(A, A), cross(B, B)
+    if unbiased and (np.any(aa <= 0) or np.any(bb <= 0)):
+        warnings.warn("debiased self-HSIC is not positive; CKA is nan there", AlignmentWarning, stacklevel=2)
+    return _ratio(ab, np.sqrt(np.where((aa > 0) & (bb > 0), aa * bb, 0.0)))
+
+
+def target_kernel(Y, kind: str = "scalar"):
+    """Target kernel of labels ``Y``.
+
+    Parameters
+    ----------
+    Y : array_like, shape (n,) or (n, o)
+        Targets (one-hot rows for classification).
+    kind : {"scalar", "operator"}
+        ``"scalar"``: ``Y Y^T`` of shape ``(n, n)`` (seed 002, seed 003). ``"operator"``: ``vec(Y) vec(Y)^T`` of
+        shape ``(n o, n o)`` in sample-major order (index ``i o + a``), the target of seed 000 eq. (7).
+
+    Returns
+    -------
+    ndarray
+
+    Examples
+    --------
+    >>> target_kernel([[1.0, 0.0], [0.0, 1.0]], kind="operator").shape
+    (4, 4)
+    """
+    Y = np.asarray(Y, dtype=np.float64)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if Y.ndim != 2 or Y.shape[0] < 1:
+        raise ValueError(f"Y must have shape (n,) or (n, o), got {Y.shape}")
+    if not np.all(np.isfinite(Y)):
+        raise ValueError("Y must contain only finite numbers")
+    if kind == "scalar":
+        return Y @ Y.T
+    if kind == "operator":
+        v = Y.ravel()
+        return np.outer(v, v)
+    raise ValueError(f"kind must be 'scalar' or 'operator', got {kind!r}")
+
+
+def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, unbiased: bool = False):
+    """Alignment ``A_l`` of every layer's tangent kernel with the target (seed 000 eq. (7)).
+
+    Parameters
+    ----------
+    mlp : meanfield.MLP
+        A finite network (or a stack of them) with ``o`` outputs.
+    X : array_like, shape (n, d)
+    Y : array_like, shape (n, o) (or (n,) when o = 1)
+        Targets, e.g. one-hot labels.
+    kind : {"operator", "scalar"}
+        ``"operator"`` (default, seed 000): the ``(n o, n o)`` layer kernel ``K_l`` against ``vec(Y) vec(Y)^T``.
+        ``"scalar"``: the class-traced kernel (seed 002 eq. (8)) against ``Y Y^T``. Identical when ``o = 1``.
+    centered : bool
+        CKA (default) or the uncentered alignment :func:`kta`.
+    unbiased : bool
+        Debiased CKA.
+
+    Returns
+    -------
+    ndarray, shape ([S,] L)
+        ``A_l`` for ``l = 1..L`` (index ``l - 1``).
+
+    Notes
+    -----
+    ``A_l = CKA(K_l, Y Y^T)`` with ``K_l = Psi_l^T Psi_l`` the tangent kernel of layer ``l``'s parameters
+    (weights and biases, as the network has them). ``K_l`` comes from the exact factorization
+    ``K_l[(i,a),(j,b)] = (omega_W h_{l-1}(x_i).h_{l-1}(x_j) + omega_b) delta^a_l(x_i).delta^b_l(x_j)``
+    (signal_propagation.md sec. 4.3 and 6): one forward pass, one backward pass for all outputs, and no
+    ``P_l x n o`` Jacobian.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from meanfield import Network
+    >>> from meanfield.finite import MLP
+    >>> mlp = MLP.sample(Network(3, "relu", width=32), d=4, seed=0, outputs=2)
+    >>> X = np.random.default_rng(0).standard_normal((6, 4))
+    >>> A = layer_alignment(mlp, X, np.eye(2)[[0, 1, 0, 1, 0, 1]])
+    >>> A.shape, bool(np.all((A >= 0) & (A <= 1)))
+    ((3,), True)
+    """
+    if kind not in ("operator", "scalar"):
+        raise ValueError(f"kind must be 'operator' or 'scalar', got {kind!r}")
+    X = mlp._check_X(X)
+    n = X.shape[0]
+    Yt = mlp._targets(Y, n, "mse")
+    T = target_kernel(Yt, kind)
+    zs, hs = mlp._fwd(X)
+    deltas = mlp._deltas(X, zs)
+    traced = "traced" if kind == "scalar" else "operator"
+    K = np.stack(
+        [mlp._layer_kernel(hs, deltas, l, "both", traced) for l in range(1, mlp.net.depth + 1)], axis=1
+    )  # (S, L, m, m)
+    out = cka(K, T, unbiased=unbiased) if centered else kta(K, np.broadcast_to(T, K.shape))
+    return mlp._out(out)
