@@ -1,0 +1,76 @@
+"""Benchmark: the predicted peak layer for every depth 1..10^6, and one training run of the default experiment.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_equilibrium.py [--no-train]``. Prints times and ratios against a
+baseline measured in the same run (no timed assertions anywhere).
+
+* ``peak_layer(2..10^6)``: the goal is < 1 s (the issue's target), i.e. O(L_max) in total.
+* baseline: the same curves through the general pair step (``meanfield.propagation.pair_curve``, two pairs of 10^6
+  layers), which is what the exact ReLU path replaces.
+* baseline 2: one depth at a time for the seed's ten depths (the naive way to fill a figure).
+* training: one run of :func:`meanfield.experiments.peak_layers_trained`'s default per-depth training (if present).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+
+def _best(fn, repeat=3):
+    times = []
+    out = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def bench_theory():
+    from meanfield.activations import get_activation
+    from meanfield.equilibrium import _generic_curves, peak_layer
+
+    peak_layer(np.arange(2, 100))  # compile / load the numba cache
+    depths = np.arange(2, 10**6 + 1)
+    t_all, res = _best(lambda: peak_layer(depths))
+    print(f"peak_layer for every depth 2..10^6 ({depths.size} depths): {t_all:.3f} s  (goal < 1 s)")
+    print(f"  l*(10^6) = {res.l_star[-1]}, l_cont = {res.l_cont[-1]:.2f}")
+    t_gen, _ = _best(lambda: _generic_curves(10**6, get_activation("relu"), 2.0, 0.0, np.array([2.0, 0.5])), 1)
+    print(f"baseline: general pair step for the same two curves: {t_gen:.3f} s  (ratio {t_gen / t_all:.1f}x)")
+    seed = np.arange(10, 101, 10)
+    t_one, _ = _best(lambda: [peak_layer(int(L)) for L in seed])
+    t_arr, _ = _best(lambda: peak_layer(seed))
+    print(f"seed depths 10..100: one at a time {t_one * 1e3:.2f} ms, array form {t_arr * 1e3:.2f} ms "
+          f"(ratio {t_one / t_arr:.1f}x)")  # fmt: skip
+    return t_all
+
+
+def bench_training():
+    try:
+        from meanfield.experiments import peak_layers_trained
+    except ImportError:
+        print("training: meanfield.experiments not available on this branch; skipped")
+        return None
+    t = time.perf_counter()
+    res = peak_layers_trained(depths=[10])
+    dt = time.perf_counter() - t
+    print(f"training: one default run (depth 10): {dt:.2f} s; peak layer {res.trained[0]} vs predicted "
+          f"{res.predicted[0]}")  # fmt: skip
+    return dt
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-train", action="store_true", help="skip the training benchmark")
+    args = parser.parse_args(argv)
+    bench_theory()
+    if not args.no_train:
+        bench_training()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

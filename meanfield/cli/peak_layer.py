@@ -1,0 +1,124 @@
+"""``meanfield peak-layer``: the predicted equilibrium layer l*(L) of seed 000 (Corollary 1) for given depths."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ..equilibrium import MAX_DEPTH, NORMS, SCORES, peak_layer, peak_layer_constant, scaling_fit
+from . import Result, UsageError, add_json_flag
+
+
+def parse_depths(tokens) -> np.ndarray:
+    """Depths from tokens ``10 20 50`` and ranges ``a:b`` or ``a:b:step`` (inclusive), sorted and unique."""
+    out = []
+    for tok in tokens:
+        parts = str(tok).split(":")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise UsageError(f"--depth takes integers or ranges a:b[:step], got {tok!r}") from None
+        if len(nums) == 1:
+            out.append(nums[0])
+            continue
+        if len(nums) not in (2, 3) or (len(nums) == 3 and nums[2] < 1) or nums[1] < nums[0]:
+            raise UsageError(f"--depth range must be a:b or a:b:step with a <= b and step >= 1, got {tok!r}")
+        a, b = nums[0], nums[1]
+        if b > MAX_DEPTH:
+            raise UsageError(f"--depth must be <= {MAX_DEPTH}, got {tok!r}")
+        out.extend(range(a, b + 1, nums[2] if len(nums) == 3 else 1))
+    return np.unique(np.array(out, dtype=np.int64))
+
+
+def _plot(path, res, fit):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    L = res.depth
+    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    ax.loglog(L, res.l_star, "o" if L.size <= 60 else "-", ms=4, label=r"$l^*(L)$")
+    grid = np.geomspace(L.min(), L.max(), 200)
+    ax.loglog(grid, peak_layer_constant(res.norm, res.score) * grid**0.6, "k--", lw=1,
+              label=rf"${peak_layer_constant(res.norm, res.score):.4g}\,L^{{3/5}}$")  # fmt: skip
+    if fit is not None:
+        ax.loglog(grid, fit.prefactor * grid**fit.slope, ":", lw=1, label=f"fit: slope {fit.slope:.3f}")
+    ax.set_xlabel("depth L")
+    ax.set_ylabel("predicted peak layer")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args) -> Result:
+    depths = parse_depths(args.depth)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = peak_layer(
+            depths, activation=args.activation, sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2, eps=args.eps,
+            norm=args.norm, score=args.score,
+        )  # fmt: skip
+    notes = [f"warning: {w.message}" for w in caught if issubclass(w.category, UserWarning)]
+    fit = scaling_fit(res.depth, res.l_star) if res.depth.size >= 3 else None
+    if fit is not None:
+        fixed = scaling_fit(res.depth, res.l_star, slope=0.6)
+        notes.insert(0, f"log-log fit of l*: slope {fit.slope:.4f} +- {fit.slope_se:.4f}; with slope 3/5 fixed, "
+                        f"C = {fixed.intercept:.4f} (l* ~ {fixed.prefactor:.4f} L^(3/5))")  # fmt: skip
+    if args.plot:
+        _plot(args.plot, res, fit)
+        notes.append(f"plot written to {args.plot}")
+    rows = [
+        [int(L), int(ls), float(lc), float(a), float(f), float(b)]
+        for L, ls, lc, a, f, b in zip(
+            res.depth, res.l_star, res.l_cont, res.asymptote, res.forward, res.backward, strict=True
+        )
+    ]
+    data = {
+        "activation": args.activation,
+        "sigma_w2": args.sigma_w2,
+        "sigma_b2": args.sigma_b2,
+        "eps": args.eps,
+        "norm": args.norm,
+        "score": args.score,
+        "constant": peak_layer_constant(args.norm, args.score),
+        "depth": res.depth,
+        "l_star": res.l_star,
+        "l_cont": res.l_cont,
+        "asymptote": res.asymptote,
+        "forward": res.forward,
+        "backward": res.backward,
+        "fit": None
+        if fit is None
+        else {
+            "slope": fit.slope,
+            "slope_se": fit.slope_se,
+            "intercept": fit.intercept,
+            "intercept_se": fit.intercept_se,
+        },  # fmt: skip
+        "warnings": [str(w.message) for w in caught if issubclass(w.category, UserWarning)],
+    }
+    header = ["L", "l*", "l_cont", "C*L^(3/5)", "F(l*)", "B(l*)"]
+    return Result(data=data, header=header, rows=rows, notes=notes)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "peak-layer",
+        help="predicted layer of best kernel alignment, l*(L) ~ C L^(3/5) (Equilibrium Hypothesis)",
+        description="Where forward and backward information loss balance (seed 000, Thm 1-2, Cor. 1): "
+        "l*(L) = argmin_l |log F_l - log B_{l,L}| with F_l = sup(1 - c_l), B_{l,L} = sup prod g'(c_k).",
+    )
+    p.add_argument("--depth", nargs="+", required=True, metavar="L",
+                   help="depths: integers and/or inclusive ranges a:b[:step], e.g. 10 20 50 or 10:1000")  # fmt: skip
+    p.add_argument("--activation", default="relu", help="activation (default relu)")
+    p.add_argument("--sigma-w2", type=float, default=2.0, help="weight variance (default 2, the ReLU EOC)")
+    p.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (default 0)")
+    p.add_argument("--eps", type=float, default=0.5, help="pairs with x.x'/d <= 1 - eps, eps in (0, 2)")
+    p.add_argument("--norm", choices=NORMS, default="relative", help="forward normalization")
+    p.add_argument("--score", choices=SCORES, default="crossing", help="crossing of log F and log B, or harmonic")
+    p.add_argument("--plot", metavar="PNG", help="write a log-log figure of l*(L) and C L^(3/5)")
+    add_json_flag(p)
+    p.set_defaults(run=run)
