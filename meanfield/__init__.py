@@ -5,10 +5,13 @@ The pipeline: a :class:`Network` spec -> Gaussian kernel maps (:mod:`meanfield.m
 checked against finite random networks.
 """
 
-from . import alignment_theory, dispersion, silent
+from . import alignment, alignment_theory, dispersion, equilibrium, silent
 from .activations import ACTIVATION_NAMES, Activation, get_activation, leaky_relu
+from .alignment import cka, target_kernel
 from .alignment_theory import LearningCurve, cumulative_power, learning_curve
 from .dispersion import NTKMoments, dispersion_limit, dispersion_limit_expr, ntk_moments, sample_ntk_diagonal
+from .equilibrium import InformationLoss, PeakLayer, ScalingFit, information_loss, peak_layer, scaling_fit
+from .finite import MLP
 from .maps import (
     correlation_map,
     correlation_slope,
@@ -20,10 +23,24 @@ from .maps import (
 from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
 from .propagation import Kernels, PairCurve, kernels, pair_curve
+from .sampler import Simulation, simulate
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "alignment",
+    "cka",
+    "target_kernel",
+    "equilibrium",
+    "InformationLoss",
+    "PeakLayer",
+    "ScalingFit",
+    "information_loss",
+    "peak_layer",
+    "scaling_fit",
+    "MLP",
+    "Simulation",
+    "simulate",
     "ACTIVATION_NAMES",
     "LearningCurve",
     "NTKMoments",

@@ -75,6 +75,14 @@ def _h_series(theta):
 
 
 @njit(cache=True)
+def _h(theta):
+    """h(theta) = sin(theta) - theta cos(theta) on [0, pi], without cancellation at small theta."""
+    if theta < 0.1:
+        return _h_series(theta)
+    return math.sin(theta) - theta * math.cos(theta)
+
+
+@njit(cache=True)
 def _corr(s, r):
     """The correlation c from (s, r) = (1 - c, 1 + c), from whichever side is exact."""
     return 1.0 - s if s <= r else r - 1.0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # command modules, in the order ``meanfield --help`` lists them
-COMMANDS = ("phase", "kernel", "dispersion", "silent")
+COMMANDS = ("peak-layer", "phase", "kernel", "simulate", "dispersion", "silent")
 
 
 @dataclass
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 
