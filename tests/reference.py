@@ -14,6 +14,8 @@ ACTIVATIONS, phi(name, slope), dphi(name, slope)
     The named activations as mpmath functions.
 ref_cov / ref_dcov(name, L11, L12, L22, dps=30, slope=None, method="auto")
     E[phi(u) phi(v)] and E[phi'(u) phi'(v)] by quadrature.
+ref_cov_dcov(name, L11, L12, L22, dps=30, slope=None) -> (cov, dcov)
+    Both at once in one nested ``gauss2`` pass.
 ref_var / ref_dvar(name, q, dps=30, slope=None)
     E[phi(sqrt(q) z)^2] and E[phi'(sqrt(q) z)^2] by 1-D quadrature.
 closed_cov / closed_dcov(name, L11, L12, L22, dps=50, slope=None)
@@ -34,14 +36,19 @@ Methods
 * 2-D expectations (``gauss2``) otherwise: write u = s1 x, v = s2 (c x + sqrt(1 - c^2) y) with x, y iid N(0, 1),
   s1 = sqrt(L11), s2 = sqrt(L22), c = L12 / (s1 s2), truncate both axes to [-K, K] with
   exp(-K^2/2) < 10^-(dps+5), and apply composite Gauss-Legendre rules on panels. Panels are split exactly at
-  the kinks of F (``points_u`` in u, ``points_v`` in v, mapped to x and, for each x, to y) and graded
+  the kinks of F (``kinks_u`` in u, ``kinks_v`` in v, mapped to x and, for each x, to y) and graded
   geometrically (ratio 2) towards them down to the narrowest scale of the integrand (1/s1, 1/(s2 sqrt(1-c^2)),
   and the width sqrt(1-c^2)/|c| of the smoothed v-kink seen by the outer variable), so saturating activations at
-  variances up to 1e8 and correlations within 1e-15 of +-1 are resolved. At |c| = 1 exactly the integral is 1-D.
+  variances 1e-8 to 1e8 and correlations up to 1 - 1e-12 are resolved (tested). At |c| = 1 exactly the integral
+  is 1-D.
 * 1-D expectations (``gauss1``) use ``mpmath.quad`` (tanh-sinh, adaptive) on the same graded panels.
 * ``ref_cov``/``ref_dcov`` with ``method="auto"`` integrate the inner variable analytically when the
   conditional expectation E[phi(m + s y)] has a closed form (relu family, erf, gelu), leaving a 1-D adaptive
-  quadrature; otherwise (tanh, softplus, sigmoid, silu) they call ``gauss2``.
+  quadrature; otherwise (tanh, softplus, sigmoid, silu) they call ``gauss2``. Conditional forms used:
+  E[relu(m + s y)] = m Phi(m/s) + s phi(m/s); E[erf(m + s y)] = erf(m / sqrt(1 + 2 s^2));
+  E[gelu(m + s y)] = m Phi(m/r) + s^2 phi(m/r)/r and E[gelu'(m + s y)] = Phi(m/r) + m phi(m/r)/r^3, r = sqrt(1 + s^2).
+
+Returned mpf carry dps + 10 digits; do arithmetic on them under ``mp.workdps`` (the global mp.dps is 15).
 * Closed forms (Cho & Saul 2009 for the leaky-ReLU family, Williams 1997 for erf) are evaluated at 50 digits.
 """
 
@@ -65,6 +72,7 @@ __all__ = [
     "gauss2",
     "phi",
     "ref_cov",
+    "ref_cov_dcov",
     "ref_dcov",
     "ref_dvar",
     "ref_edge_of_chaos",
@@ -684,7 +692,8 @@ def ref_kernels(X, depth, name, sigma_w2, sigma_b2, dps=30, slope=None):
     (sheet sec. 2.1, 4.1, 4.2). ``sigma_w2``/``sigma_b2`` may be per-layer sequences (index l-1).
 
     relu, leaky_relu, linear and erf use the closed forms (any depth); the other activations use 1-D quadrature
-    on the diagonal and nested ``gauss2`` off the diagonal (about 1 s per pair and layer at dps=30).
+    on the diagonal and, off the diagonal, the conditional 1-D route (gelu) or one nested ``gauss2`` pass for
+    phi phi and phi' phi' together (tanh, softplus, sigmoid, silu: about 1-3 s per pair and layer at dps=30).
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
