@@ -117,9 +117,9 @@ def _var(kind, slope, q):
 
 
 @njit(cache=True)
-def _asin_diff(a, b, sqa, sqb):
-    """arcsin(a) - arcsin(b) for 0 <= b <= a <= 1, given sqa = sqrt(1 - a^2), sqb = sqrt(1 - b^2)."""
-    num = (a - b) * (a + b) / (a * sqb + b * sqa) if a > 0.0 else 0.0
+def _asin_diff(a, b, a2_minus_b2, sqa, sqb):
+    """arcsin(a) - arcsin(b) for 0 <= b <= a <= 1, given a^2 - b^2 exactly, sqa = sqrt(1 - a^2), sqb = sqrt(1 - b^2)."""
+    num = a2_minus_b2 / (a * sqb + b * sqa) if a > 0.0 else 0.0
     return math.atan2(num, sqa * sqb + a * b)
 
 
@@ -137,10 +137,13 @@ def _leaky_pair(a, sq12, s, r):
     # h = sin(theta) - theta cos(theta) with sin(theta) = sqrt(s r) and cos(theta) = c; below theta = 0.1 the
     # difference cancels, so use the series there (6 terms reach 1e-18 relative)
     h = _h_series(theta) if theta < 0.1 else math.sqrt(s * r) - theta * c
+    # h(pi - theta) = h(theta) + pi c, which cancels as c -> -1: use its own series there
+    hc = _h_series(pi_minus_theta) if pi_minus_theta < 0.1 else math.sqrt(s * r) + pi_minus_theta * c
     sq = sq12 / (2.0 * _PI)
     ia = (1.0 - a) * (1.0 - a)
     ea = 1.0 + a * a
-    cov = sq * (ia * h + ea * _PI * c)
+    # E[phi phi] = (1 + a^2) k1(theta) - 2a k1(pi - theta), k1(theta) = sq h(pi - theta) (Cho & Saul)
+    cov = sq * (ea * hc - 2.0 * a * h)
     gap = sq * (ea * _PI * s - ia * h)
     agap = sq * (ea * _PI * r + ia * h)
     dcov = (ea * pi_minus_theta + 2.0 * a * theta) / (2.0 * _PI)
@@ -156,8 +159,9 @@ def _erf_pair(q1, q2, s, r):
     asin_rhoc = math.atan2(rho * c, sq_rhoc)
     mismatch = math.sqrt(_erf_asin(q1, q1)[2] * _erf_asin(q2, q2)[2]) - asin_rho  # zero when q1 == q2
     rc = rho * abs(c)
+    d = s if c >= 0.0 else r  # 1 - |c|, exact
     # arcsin(rho) - arcsin(rho |c|) cancels as |c| -> 1: use the stable difference formula there
-    near = _asin_diff(rho, rc, sq_rho, sq_rhoc)
+    near = _asin_diff(rho, rc, rho * rho * d * (2.0 - d), sq_rho, sq_rhoc)
     far = asin_rho + math.atan2(rc, sq_rhoc)
     if c >= 0.0:
         gap, agap = mismatch + near, mismatch + far

@@ -71,7 +71,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="meanfield", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="meanfield", description="Signal propagation, NTK and dispersion theory of deep networks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
