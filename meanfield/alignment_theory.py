@@ -19,19 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validation import finite_array
 from .network import Network
 from .propagation import kernels
 
 __all__ = ["LearningCurve", "cumulative_power", "init_layer_alignment", "learning_curve"]
-
-
-def _finite_array(x, name: str, ndim=None) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if ndim is not None and arr.ndim not in ndim:
-        raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimension(s), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (no NaN or inf)")
-    return arr
 
 
 def cumulative_power(K, Y, center=False):
@@ -76,13 +68,13 @@ def cumulative_power(K, Y, center=False):
     >>> lam.tolist(), np.round(C, 4).tolist()
     ([3.0, 2.0, 0.0], [0.3333, 0.6667, 1.0])
     """
-    K = _finite_array(K, "K", ndim=(2,))
+    K = finite_array(K, "K", ndim=(2,))
     n = K.shape[0]
     if K.shape != (n, n) or n == 0:
         raise ValueError(f"K must be a square (n, n) matrix with n >= 1, got shape {K.shape}")
     if not np.allclose(K, K.T, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(K).max())):
         raise ValueError("K must be symmetric")
-    Y = _finite_array(Y, "Y", ndim=(1, 2))
+    Y = finite_array(Y, "Y", ndim=(1, 2))
     if Y.shape[0] != n:
         raise ValueError(f"Y must have n = {n} rows to match K, got shape {Y.shape}")
     Y = Y.reshape(n, -1)
@@ -160,13 +152,13 @@ def learning_curve(eigs, abar2, P, ridge=0.0, noise=0.0):
     >>> np.round(lc.Eg, 12).tolist()
     [1.0, 0.8, 0.5]
     """
-    lam_k = _finite_array(eigs, "eigs", ndim=(1,))
-    a2 = _finite_array(abar2, "abar2", ndim=(1,))
+    lam_k = finite_array(eigs, "eigs", ndim=(1,))
+    a2 = finite_array(abar2, "abar2", ndim=(1,))
     if lam_k.size == 0 or lam_k.shape != a2.shape:
         raise ValueError(f"eigs and abar2 must be non-empty 1-D arrays of equal length, got {lam_k.shape}, {a2.shape}")
     if np.any(lam_k < 0) or np.any(a2 < 0):
         raise ValueError("eigs and abar2 must be >= 0")
-    P_arr = _finite_array(P, "P")
+    P_arr = finite_array(P, "P")
     if np.any(P_arr < 0):
         raise ValueError("P must be >= 0")
     for value, name in ((ridge, "ridge"), (noise, "noise")):
@@ -268,8 +260,8 @@ def init_layer_alignment(X, Y, net, center=True):
     """
     if not isinstance(net, Network):
         raise ValueError(f"net must be a meanfield.Network, got {type(net).__name__}")
-    X = _finite_array(X, "X", ndim=(2,))
-    Y = _finite_array(Y, "Y", ndim=(1, 2))
+    X = finite_array(X, "X", ndim=(2,))
+    Y = finite_array(Y, "Y", ndim=(1, 2))
     if Y.shape[0] != X.shape[0]:
         raise ValueError(f"Y must have n = {X.shape[0]} rows to match X, got shape {Y.shape}")
     Y = Y.reshape(X.shape[0], -1)

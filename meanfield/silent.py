@@ -22,6 +22,7 @@ import numbers
 import numpy as np
 from scipy import integrate
 
+from ._validation import finite_array
 from .alignment_theory import learning_curve
 
 __all__ = [
@@ -77,17 +78,8 @@ def _int(value, name: str, low: int) -> int:
     return int(value)
 
 
-def _array(x, name: str, ndim=None) -> np.ndarray:
-    arr = np.asarray(x, dtype=np.float64)
-    if ndim is not None and arr.ndim not in ndim:
-        raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimension(s), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (no NaN or inf)")
-    return arr
-
-
 def _unit(beta, name="beta") -> np.ndarray:
-    b = _array(beta, name, ndim=(1,))
+    b = finite_array(beta, name, ndim=(1,))
     norm = np.linalg.norm(b)
     if b.size == 0 or norm == 0:
         raise ValueError(f"{name} must be a non-zero vector")
@@ -95,7 +87,7 @@ def _unit(beta, name="beta") -> np.ndarray:
 
 
 def _times(t) -> np.ndarray:
-    t = _array(t, "t")
+    t = finite_array(t, "t")
     if np.any(t < 0):
         raise ValueError("t must be >= 0")
     return t
@@ -105,7 +97,7 @@ def _times(t) -> np.ndarray:
 # data
 # ----------------------------------------------------------------------------------------------------------------
 def _centred_svd(X):
-    X = _array(X, "X", ndim=(2,))
+    X = finite_array(X, "X", ndim=(2,))
     P, D = X.shape
     Xc = X - X.mean(axis=0, keepdims=True)
     U, S, Vt = np.linalg.svd(Xc, full_matrices=False)
@@ -206,7 +198,7 @@ def linear_teacher(X, beta, s=1.0):
     >>> linear_teacher([[1.0, 2.0]], [3.0, 4.0], s=5.0).tolist()
     [11.0]
     """
-    X = _array(X, "X", ndim=(2,))
+    X = finite_array(X, "X", ndim=(2,))
     b = _unit(beta)
     if X.shape[1] != b.size:
         raise ValueError(f"beta must have length D = {X.shape[1]}, got {b.size}")
@@ -239,8 +231,8 @@ def two_layer_ntk_matrix(a, W):
     >>> two_layer_ntk_matrix([1.0], [[1.0, 0.0]]).tolist()
     [[2.0, 0.0], [0.0, 1.0]]
     """
-    a = _array(a, "a", ndim=(1,))
-    W = _array(W, "W", ndim=(2,))
+    a = finite_array(a, "a", ndim=(1,))
+    W = finite_array(W, "W", ndim=(2,))
     if W.shape[0] != a.size:
         raise ValueError(f"W must have N = {a.size} rows to match a, got shape {W.shape}")
     return W.T @ W + (a @ a) * np.eye(W.shape[1])
@@ -271,8 +263,8 @@ def order_parameters(a, W, beta):
     >>> order_parameters([1.0, 0.0], [[1.0, 0.0], [0.0, 1.0]], [1.0, 0.0])
     (1.0, 1.0)
     """
-    a = _array(a, "a", ndim=(1,))
-    W = _array(W, "W", ndim=(2,))
+    a = finite_array(a, "a", ndim=(1,))
+    W = finite_array(W, "W", ndim=(2,))
     b = _unit(beta)
     Wb = W @ b
     return float(0.5 * (a @ a + Wb @ Wb)), float(Wb @ a)
@@ -460,7 +452,7 @@ def matrix_alignment(M, beta):
     >>> round(matrix_alignment(np.eye(4), [1.0, 0, 0, 0]), 6)
     0.5
     """
-    M = _array(M, "M", ndim=(2,))
+    M = finite_array(M, "M", ndim=(2,))
     b = _unit(beta)
     if M.shape != (b.size, b.size):
         raise ValueError(f"M must have shape ({b.size}, {b.size}) to match beta, got {M.shape}")
@@ -492,7 +484,7 @@ def isotropic_alignment(x, D):
     >>> float(isotropic_alignment(0.0, 4)[()])
     0.5
     """
-    x = _array(x, "x")
+    x = finite_array(x, "x")
     if np.any(x < 0):
         raise ValueError("x must be >= 0")
     D = _int(D, "D", 1)
@@ -535,7 +527,7 @@ def alignment_curve(t, M0, beta, s, q0, r0=0.0):
     >>> np.round(A, 4).tolist(), round(2 / 33**0.5, 4)
     ([0.1826, 0.3482], 0.3482)
     """
-    M0 = _array(M0, "M0", ndim=(2,))
+    M0 = finite_array(M0, "M0", ndim=(2,))
     b = _unit(beta)
     D = b.size
     if M0.shape != (D, D):
@@ -671,8 +663,8 @@ def saxe_mode_times(svals, c0, form="corrected"):
     >>> np.round(saxe_mode_times([1.0, 2.0], 1e-4), 4).tolist()
     [4.6051, 2.4759]
     """
-    sv = _array(svals, "svals")
-    c0 = _array(c0, "c0")
+    sv = finite_array(svals, "svals")
+    c0 = finite_array(c0, "c0")
     if np.any(sv <= 0) or np.any(c0 <= 0):
         raise ValueError("svals and c0 must be > 0")
     if form not in SCALE_FORMS:
@@ -688,7 +680,7 @@ def saxe_mode_times(svals, c0, form="corrected"):
 # unwhitened two-layer network (seed 003 sec. 3.2, App. B.2)
 # ----------------------------------------------------------------------------------------------------------------
 def _sigma_beta(Sigma, beta):
-    S = _array(Sigma, "Sigma", ndim=(2,))
+    S = finite_array(Sigma, "Sigma", ndim=(2,))
     b = _unit(beta)
     if S.shape != (b.size, b.size) or not np.allclose(S, S.T, rtol=1e-10, atol=1e-14):
         raise ValueError(f"Sigma must be a symmetric ({b.size}, {b.size}) matrix")
@@ -780,7 +772,7 @@ def _rates(L, etas):
     L = _int(L, "L", 2)
     if etas is None:
         return L, np.ones(L)
-    e = _array(etas, "etas", ndim=(1,))
+    e = finite_array(etas, "etas", ndim=(1,))
     if e.size != L or np.any(e <= 0):
         raise ValueError(f"etas must hold L = {L} positive per-layer learning rates, got {etas!r}")
     return L, e / e[-1]
@@ -1076,7 +1068,7 @@ def final_nngp_linear(beta, L, l):
     >>> np.round(final_nngp_linear([0.0, 8.0], 3, 2), 6).tolist()
     [[0.0, 0.0], [0.0, 16.0]]
     """
-    B = _array(beta, "beta", ndim=(1, 2))
+    B = finite_array(beta, "beta", ndim=(1, 2))
     B = B.reshape(1, -1) if B.ndim == 1 else B
     L = _int(L, "L", 2)
     l = _int(l, "l", 0)
