@@ -594,7 +594,7 @@ def cnfc_early_infinite(X, y, l, net: Network):
 # one-hidden-layer quadratic network (sheet sec. 2.2)
 # ----------------------------------------------------------------------------------------------------------------
 def quadratic_r_moments(W, a, order: int = 4) -> np.ndarray:
-    r"""Normalized moments :math:`r_j = \tau(R^j) = \frac1d\operatorname{tr}R^j` of :math:`R = W^\top D_a^2 W`.
+    r"""Moments :math:`r_j = \tau(R^j) = \frac1d\operatorname{tr}R^j` of :math:`R = W^\top\mathrm{diag}(a)^2W`.
 
     Parameters
     ----------
