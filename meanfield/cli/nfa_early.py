@@ -105,8 +105,8 @@ def run(args) -> Result:
                 vals[s] = nfa.cnfc_early(mlp, X, y, layers)
         mean = vals.mean(axis=0)
         se = vals.std(axis=0, ddof=1) / np.sqrt(args.nets)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(se > 0, (mean - pred) / np.where(se > 0, se, 1.0), 0.0)
+        ok = se > 1e-12  # the readout is exactly 1 for every network: no z-score
+        z = np.where(ok, (mean - pred) / np.where(ok, se, 1.0), np.nan)
         data.update(width=args.width, nets=args.nets, mc_mean=mean, mc_se=se, z=z)
         header += [f"MC mean (N={args.width})", "SE", "z"]
         rows = [row + [mean[i], se[i], z[i]] for i, row in enumerate(rows)]
