@@ -164,6 +164,18 @@ def test_cnfc_early_multi_output_xent_equals_feature_form():
     assert_allclose(nf.cnfc_early(mlp, X, labels, [1, 2, 3], loss="xent", form="operator"), c, atol=1e-13)
 
 
+def test_cnfc_early_on_a_stack_equals_single_networks():
+    X, y = _chain_task(n=20, d=6)
+    net = Network(3, "tanh", 1.5, 0.05, width=10)
+    stack = MLP.sample(net, d=6, seed=2, bias=True, n_nets=3)
+    c = nf.cnfc_early(stack, X, y, [1, 2])
+    assert c.shape == (3, 2)
+    for s in range(3):
+        single = MLP(net, [w[s] for w in stack.weights], [b[s] for b in stack.biases])
+        assert_allclose(c[s], nf.cnfc_early(single, X, y, [1, 2]), rtol=1e-12)
+        assert_allclose(c[s, 0], nf.cnfc_early(single, X, y, 1), rtol=1e-12)
+
+
 def test_cnfc_early_is_the_small_step_limit_of_one_gd_step():
     """Exactness: after one GD step Wbar = -lr grad exactly, so the gap is K_1 - K_0 = O(lr) and vanishes."""
     X, y = _chain_task()
