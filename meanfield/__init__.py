@@ -5,7 +5,7 @@ The pipeline: a :class:`Network` spec -> Gaussian kernel maps (:mod:`meanfield.m
 checked against finite random networks.
 """
 
-from . import alignment, alignment_theory, dispersion, equilibrium, silent
+from . import alignment, alignment_theory, dispersion, equilibrium, nfa, silent
 from .activations import ACTIVATION_NAMES, Activation, get_activation, leaky_relu
 from .alignment import cka, target_kernel
 from .alignment_theory import LearningCurve, cumulative_power, learning_curve
@@ -28,6 +28,7 @@ from .sampler import Simulation, simulate
 __version__ = "0.1.0"
 
 __all__ = [
+    "nfa",
     "alignment",
     "cka",
     "target_kernel",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # command modules, in the order ``meanfield --help`` lists them
-COMMANDS = ("peak-layer", "phase", "kernel", "simulate", "dispersion", "silent")
+COMMANDS = ("peak-layer", "phase", "kernel", "simulate", "dispersion", "silent", "nfa-early")
 
 
 @dataclass
