@@ -11,9 +11,10 @@ Arora et al. 2019):
     \Theta^{(l)} = \Sigma_l\odot\mathfrak B_l, \qquad
     \Theta_L = \sum_{l=1}^L\Theta^{(l)}\ \ (\Theta_1 = \Sigma_1,\ \Theta_l = \Theta_{l-1}\odot\dot\Sigma_l + \Sigma_l).
 
-Every pair of inputs is carried through the layers independently (pair-major, compiled with numba, rows in
-parallel), holding the variances and the pair ``(s, r) = (1 - c, 1 + c)`` computed from the inputs themselves, so
-nearly parallel or anti-parallel inputs keep full relative precision at any depth (:mod:`meanfield.maps`).
+Every pair of inputs is carried through the layers independently (compiled with numba, rows in parallel, a block
+of columns of one row at a time with the layer loop outside the vectorized column loop), holding the variances and
+the pair ``(s, r) = (1 - c, 1 + c)`` computed from the inputs themselves, so nearly parallel or anti-parallel
+inputs keep full relative precision at any depth (:mod:`meanfield.maps`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .activations import KIND_HERMITE
+from .activations import KIND_HERMITE, KIND_LEAKY
 from .maps import _next_corr, _pair, _var, hermite_coefficients
 from .network import Network
 
@@ -80,7 +81,7 @@ def check_inputs(X, name="X", d=None) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _refine(A, B, S, R, thresh, sym):
     """Where 1 -/+ c is small, recompute it as half the squared distance of the unit vectors (no cancellation)."""
     n, m = S.shape
@@ -128,7 +129,7 @@ def _first_layer(X, X2, sw, sb, sym):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _closed_sequences(kind, slope, sw, sb, Q, V):
     for l in range(Q.shape[0] - 1):
         for i in range(Q.shape[1]):
@@ -181,95 +182,140 @@ def _variance_sequences(act, sw, sb, q1, depth):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the compiled pair-major recursion
+# the compiled recursion: rows in parallel, column blocks carried through the layers
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
-def _pair_chain(
-    kind, slope, sw, sb, depth, i, j, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, w0, s, r, omw, omb, wbuf, dbuf
-):
-    """Carry one pair through the layers. Returns (Sigma_L, Theta_L); fills wbuf[l] = Sigma_l - sigma_b^2 and
-    dbuf[l] = Sigmadot_l (0-based l) when the buffers are non-empty."""
-    keep = wbuf.shape[0] > 0
-    wpart = w0
-    theta = omw[0] * wpart + omb[0]
-    if keep:
-        wbuf[0] = wpart
-        dbuf[0] = 0.0
+#: columns per block of the row kernel: the per-pair state of one block stays in L1
+_BLOCK = 256
+
+
+@njit(cache=True, error_model="numpy")
+def _block_layers(
+    kind, slope, sw, sb, i, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb, s, r, w, th,
+    keep, wbuf, dbuf,
+):  # fmt: skip
+    """Carry the pairs (i, j0 + jj), jj < nj, through the layers, layer loop outside and the column loop inside,
+    so that the column loop vectorizes (per-input arrays are laid out (layer, input)).
+
+    On entry s, r, w hold layer 1's (1 - c, 1 + c, Sigma_1 - sigma_b^2) and th Theta_1; on exit w = Sigma_L -
+    sigma_b^2 and th = Theta_L. With ``keep``, wbuf[l, jj] = Sigma_l - sigma_b^2 and dbuf[l, jj] = Sigmadot_l
+    (0-based l); otherwise every layer writes row 0 of the buffers (unconditional stores keep the loop simple).
+    """
+    depth = Q1.shape[0]
+    for jj in range(nj):
+        wbuf[0, jj] = w[jj]
+        dbuf[0, jj] = 0.0
     for l in range(1, depth):
-        sq12 = SQ1[i, l - 1] * SQ2[j, l - 1]
-        cov, gap, agap, dcov = _pair(
-            kind, slope, Q1[i, l - 1], Q2[j, l - 1], sq12, s, r, TA, TB, R1[i, l - 1], R2[j, l - 1], order[l - 1]
-        )
-        s, r = _next_corr(sw, sb, SV1[i, l - 1], SV2[j, l - 1], SQ1[i, l], SQ2[j, l], gap, agap)
+        q1 = Q1[l - 1, i]
+        sq1 = SQ1[l - 1, i]
+        sv1 = SV1[l - 1, i]
+        sqn1 = SQ1[l, i]
+        ra = R1[l - 1, i]
+        k = order[l - 1]
+        ow = omw[l]
+        ob = omb[l]
+        q2 = Q2[l - 1, j0 : j0 + nj]
+        sq2 = SQ2[l - 1, j0 : j0 + nj]
+        sv2 = SV2[l - 1, j0 : j0 + nj]
+        sqn2 = SQ2[l, j0 : j0 + nj]
+        rb = R2[l - 1, j0 : j0 + nj]
+        wl = wbuf[l if keep else 0]
+        dl = dbuf[l if keep else 0]
+        if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the column loop vectorizes
+            _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
+                     s, r, w, th, wl, dl)  # fmt: skip
+        else:
+            _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
+                     s, r, w, th, wl, dl)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _columns(
+    kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB, s, r, w, th, wl, dl
+):  # fmt: skip
+    """One layer step for a block of columns of one row (row quantities are scalars)."""
+    for jj in range(q2.shape[0]):
+        cov, gap, agap, dcov = _pair(kind, slope, q1, q2[jj], sq1 * sq2[jj], s[jj], r[jj], TA, TB, ra, rb[jj], k)
+        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], gap, agap)
         wpart = sw * cov
         dot = sw * dcov
-        theta = theta * dot + omw[l] * wpart + omb[l]
-        if keep:
-            wbuf[l] = wpart
-            dbuf[l] = dot
-    return wpart + sb, theta
+        w[jj] = wpart
+        th[jj] = th[jj] * dot + ow * wpart + ob
+        wl[jj] = wpart
+        dl[jj] = dot
 
 
-@njit(cache=True)
-def _store_layers(sb, omw, omb, slots, wbuf, dbuf, i, j, nngp_l, back_l, ntk_l):
+@njit(cache=True, error_model="numpy")
+def _store_layers(sb, omw, omb, slots, wbuf, dbuf, jj, i, j, nngp_l, back_l, ntk_l):
     depth = wbuf.shape[0]
     b = 1.0
     for l in range(depth - 1, -1, -1):
         k = slots[l]
         if k >= 0:
-            nngp_l[k, i, j] = wbuf[l] + sb
+            nngp_l[k, i, j] = wbuf[l, jj] + sb
             back_l[k, i, j] = b
-            ntk_l[k, i, j] = (omw[l] * wbuf[l] + omb[l]) * b
-        b *= dbuf[l]
+            ntk_l[k, i, j] = (omw[l] * wbuf[l, jj] + omb[l]) * b
+        b *= dbuf[l, jj]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _row(
     i, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
-    nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
+    nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf,
 ):  # fmt: skip
-    depth = Q1.shape[1]
-    want = nngp_l.shape[0] > 0
-    for j in range(i if sym else 0, W0.shape[1]):
-        sig, th = _pair_chain(
-            kind, slope, sw, sb, depth, i, j, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order,
-            W0[i, j], S0[i, j], R0[i, j], omw, omb, wbuf, dbuf,
+    m = W0.shape[1]
+    keep = nngp_l.shape[0] > 0
+    start = i if sym else 0
+    for j0 in range(start, m, _BLOCK):
+        nj = min(_BLOCK, m - j0)
+        for jj in range(nj):
+            s[jj] = S0[i, j0 + jj]
+            r[jj] = R0[i, j0 + jj]
+            w[jj] = W0[i, j0 + jj]
+            th[jj] = omw[0] * w[jj] + omb[0]
+        _block_layers(
+            kind, slope, sw, sb, i, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb, s, r, w, th,
+            keep, wbuf, dbuf,
         )  # fmt: skip
-        nngp[i, j] = sig
-        ntk[i, j] = th
-        if want:
-            _store_layers(sb, omw, omb, slots, wbuf, dbuf, i, j, nngp_l, back_l, ntk_l)
-        if sym and j != i:
-            nngp[j, i] = sig
-            ntk[j, i] = th
-            if want:
-                _store_layers(sb, omw, omb, slots, wbuf, dbuf, j, i, nngp_l, back_l, ntk_l)
+        for jj in range(nj):
+            j = j0 + jj
+            nngp[i, j] = w[jj] + sb
+            ntk[i, j] = th[jj]
+            if sym:
+                nngp[j, i] = w[jj] + sb
+                ntk[j, i] = th[jj]
+            if keep:
+                _store_layers(sb, omw, omb, slots, wbuf, dbuf, jj, i, j, nngp_l, back_l, ntk_l)
+                if sym and j != i:
+                    _store_layers(sb, omw, omb, slots, wbuf, dbuf, jj, j, i, nngp_l, back_l, ntk_l)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _propagate(
     kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
     nngp, ntk, nngp_l, back_l, ntk_l,
 ):  # fmt: skip
     n = W0.shape[0]
-    nb = Q1.shape[1] if nngp_l.shape[0] > 0 else 0
+    depth = Q1.shape[0]
+    nb = depth if nngp_l.shape[0] > 0 else 1
     # with symmetry, rows t and n-1-t share one task so that the triangular work is balanced
     tasks = (n + 1) // 2 if sym else n
     for t in prange(tasks):
-        wbuf = np.empty(nb)
-        dbuf = np.empty(nb)
+        s = np.empty(_BLOCK)
+        r = np.empty(_BLOCK)
+        w = np.empty(_BLOCK)
+        th = np.empty(_BLOCK)
+        wbuf = np.empty((nb, _BLOCK))
+        dbuf = np.empty((nb, _BLOCK))
         _row(
             t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym,
-            slots,
-            nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
+            slots, nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf,
         )  # fmt: skip
         if sym and n - 1 - t != t:
             _row(
                 n - 1 - t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw,
-                omb, sym,
-                slots, nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
+                omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf,
             )  # fmt: skip
 
 
@@ -363,10 +409,10 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     n, m = W0.shape
     nq = np.concatenate([q1, q2]) if not sym else q1
     Q, V, rows, order, TA, TB = _variance_sequences(act, sw, sb, nq, depth)
-    # per-input sequences laid out (input, layer): each pair walks them contiguously
-    Q, SQ, SV, rows = (np.ascontiguousarray(a.T) for a in (Q, np.sqrt(Q), np.sqrt(V), rows))
-    Q1, SQ1, SV1, R1 = Q[:n], SQ[:n], SV[:n], rows[:n]
-    Q2, SQ2, SV2, R2 = (Q1, SQ1, SV1, R1) if sym else (Q[n:], SQ[n:], SV[n:], rows[n:])
+    # per-input sequences laid out (layer, input): the row kernel's column loop reads them contiguously
+    SQ, SV = np.sqrt(Q), np.sqrt(V)
+    Q1, SQ1, SV1, R1 = (np.ascontiguousarray(a[:, :n]) for a in (Q, SQ, SV, rows))
+    Q2, SQ2, SV2, R2 = (Q1, SQ1, SV1, R1) if sym else (np.ascontiguousarray(a[:, n:]) for a in (Q, SQ, SV, rows))
 
     slots = np.full(depth, -1, dtype=np.int64)
     nl = 0
@@ -419,7 +465,7 @@ class PairCurve:
         return np.where(self.s <= self.r, 1.0 - self.s, self.r - 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _curve(kind, slope, sw, sb, Q, V, rows, TA, TB, order, s, r, out):
     depth = Q.shape[1]
     out[0, 0] = s
