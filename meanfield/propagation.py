@@ -193,7 +193,7 @@ _BLOCK = 256
 @njit(cache=True, error_model="numpy")
 def _block_layers(
     kind, slope, sw, sb, i, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb, s, r, w, th,
-    keep, wbuf, dbuf,
+    keep, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
     """Carry the pairs (i, j0 + jj), jj < nj, through the layers, layer loop outside and the column loop inside,
     so that the column loop vectorizes (per-input arrays are laid out (layer, input)).
@@ -225,6 +225,8 @@ def _block_layers(
         if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the column loop vectorizes
             _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
                      s, r, w, th, wl, dl)  # fmt: skip
+        elif kind == KIND_HERMITE:
+            _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, rb, TA, TB, s, r, w, th, wl, dl, A2, B2, work)
         else:
             _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
                      s, r, w, th, wl, dl)  # fmt: skip
@@ -247,6 +249,96 @@ def _columns(
 
 
 @njit(cache=True, error_model="numpy")
+def _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, rb, TA, TB, s, r, w, th, wl, dl, A2, B2, work):
+    """The general (Mehler) path for a block of columns of one row, with the Hermite order as the outer loop and
+    the columns inside, so that the column loop vectorizes.
+
+    The same sums as :func:`meanfield.maps._hermite_pair`, in the same order per column, except that the gap sums
+    are split by the parity of k (even and odd k in one pass, no branch) and the norms come from the per-input
+    ``sqrt(v) = SV`` already used by :func:`meanfield.maps._next_corr`. ``A2, B2`` receive the columns'
+    coefficient rows transposed to (k, column); ``work`` holds the per-column accumulators.
+    """
+    nj = rb.shape[0]
+    kend = k + (k & 1)  # even: the padded coefficient (zero) adds exactly nothing
+    last = A2.shape[1] - 1  # the row's own coefficients go to the spare last column of the buffers
+    for kk in range(kend):
+        A2[kk, last] = TA[ra, kk] if kk < k else 0.0
+        B2[kk, last] = TB[ra, kk] if kk < k else 0.0
+    for jj in range(nj):
+        row = rb[jj]
+        for kk in range(k):
+            A2[kk, jj] = TA[row, kk]
+            B2[kk, jj] = TB[row, kk]
+        if kend > k:
+            A2[k, jj] = 0.0
+            B2[k, jj] = 0.0
+    cov, dcov, se, so, fe, fo, diff, ck, geo, dd, cc = (work[0], work[1], work[2], work[3], work[4], work[5],
+                                                          work[6], work[7], work[8], work[9], work[10])  # fmt: skip
+    for jj in range(nj):
+        c = 1.0 - s[jj] if s[jj] <= r[jj] else r[jj] - 1.0
+        cc[jj] = c
+        dd[jj] = s[jj] if c >= 0.0 else r[jj]  # 1 - |c|, exact
+        ck[jj] = 1.0  # c^k
+        geo[jj] = 0.0  # sum_{j<k} |c|^j, so that 1 - |c|^k = (1 - |c|) geo
+        cov[jj] = 0.0
+        dcov[jj] = 0.0
+        se[jj] = 0.0  # sum over even k of a1 a2 (1 - |c|^k)
+        so[jj] = 0.0  # ... odd k
+        fe[jj] = 0.0  # sum over even k of a1 a2 (1 + |c|^k)
+        fo[jj] = 0.0  # ... odd k
+        diff[jj] = 0.0  # sum (a1 - a2)^2
+    for kk in range(0, kend, 2):
+        ae = A2[kk, last]
+        ao = A2[kk + 1, last]
+        be = B2[kk, last]
+        bo = B2[kk + 1, last]
+        Ae = A2[kk]
+        Ao = A2[kk + 1]
+        Be = B2[kk]
+        Bo = B2[kk + 1]
+        for jj in range(nj):
+            x = ck[jj]
+            g = geo[jj]
+            d = dd[jj]
+            p = ae * Ae[jj]
+            cv = cov[jj] + p * x
+            dc = dcov[jj] + be * Be[jj] * x
+            om = d * g
+            se[jj] += p * om
+            fe[jj] += p * (2.0 - om)
+            e = ae - Ae[jj]
+            df = diff[jj] + e * e
+            g += abs(x)
+            x *= cc[jj]
+            p = ao * Ao[jj]
+            cov[jj] = cv + p * x
+            dcov[jj] = dc + bo * Bo[jj] * x
+            om = d * g
+            so[jj] += p * om
+            fo[jj] += p * (2.0 - om)
+            e = ao - Ao[jj]
+            diff[jj] = df + e * e
+            geo[jj] = g + abs(x)
+            ck[jj] = x * cc[jj]
+    for jj in range(nj):
+        # sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
+        mismatch = 0.5 * diff[jj] - 0.5 * (sv1 - sv2[jj]) ** 2
+        if cc[jj] >= 0.0:
+            gap = mismatch + (se[jj] + so[jj])
+            agap = mismatch + (fe[jj] + fo[jj])
+        else:  # odd k: 1 - c^k = 1 + |c|^k and 1 + c^k = 1 - |c|^k
+            gap = mismatch + (se[jj] + fo[jj])
+            agap = mismatch + (fe[jj] + so[jj])
+        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], gap, agap)
+        wpart = sw * cov[jj]
+        dot = sw * dcov[jj]
+        w[jj] = wpart
+        th[jj] = th[jj] * dot + ow * wpart + ob
+        wl[jj] = wpart
+        dl[jj] = dot
+
+
+@njit(cache=True, error_model="numpy")
 def _store_layers(sb, omw, omb, slots, wbuf, dbuf, jj, i, j, nngp_l, back_l, ntk_l):
     depth = wbuf.shape[0]
     b = 1.0
@@ -262,7 +354,7 @@ def _store_layers(sb, omw, omb, slots, wbuf, dbuf, jj, i, j, nngp_l, back_l, ntk
 @njit(cache=True, error_model="numpy")
 def _row(
     i, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
-    nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf,
+    nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
     m = W0.shape[1]
     keep = nngp_l.shape[0] > 0
@@ -276,7 +368,7 @@ def _row(
             th[jj] = omw[0] * w[jj] + omb[0]
         _block_layers(
             kind, slope, sw, sb, i, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb, s, r, w, th,
-            keep, wbuf, dbuf,
+            keep, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
         for jj in range(nj):
             j = j0 + jj
@@ -299,6 +391,9 @@ def _propagate(
     n = W0.shape[0]
     depth = Q1.shape[0]
     nb = depth if nngp_l.shape[0] > 0 else 1
+    # coefficient buffers of the general path: orders 0..K (K + 1 when padded to even), one column per column of
+    # the block and a last one for the row's own coefficients
+    nk = TA.shape[1] + 1 if kind == KIND_HERMITE else 1
     # with symmetry, rows t and n-1-t share one task so that the triangular work is balanced
     tasks = (n + 1) // 2 if sym else n
     for t in prange(tasks):
@@ -308,14 +403,17 @@ def _propagate(
         th = np.empty(_BLOCK)
         wbuf = np.empty((nb, _BLOCK))
         dbuf = np.empty((nb, _BLOCK))
+        A2 = np.empty((nk, _BLOCK + 1))
+        B2 = np.empty((nk, _BLOCK + 1))
+        work = np.empty((11, _BLOCK))
         _row(
             t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym,
-            slots, nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf,
+            slots, nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
         if sym and n - 1 - t != t:
             _row(
                 n - 1 - t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw,
-                omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf,
+                omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf, A2, B2, work,
             )  # fmt: skip
 
 
