@@ -182,36 +182,35 @@ def _variance_sequences(act, sw, sb, q1, depth):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the compiled recursion: rows in parallel, column blocks carried through the layers
+# the compiled recursion: tiles of rows in parallel, column blocks carried through the layers
 # ---------------------------------------------------------------------------------------------------------------
 
 
-#: columns per block of the row kernel: the per-pair state of one block stays in L1
+#: columns per block: the per-pair state of one block stays in L1
 _BLOCK = 256
+#: rows per tile: the general path transposes the columns' Hermite coefficients once per tile and layer
+_ROWS = 16
 
 
 @njit(cache=True, error_model="numpy")
 def _block_layers(
-    kind, slope, sw, sb, i, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb, s, r, w, th,
+    kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb, S, R, W, TH,
     keep, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
-    """Carry the pairs (i, j0 + jj), jj < nj, through the layers, layer loop outside and the column loop inside,
-    so that the column loop vectorizes (per-input arrays are laid out (layer, input)).
+    """Carry the pairs (i0 + ii, j0 + jj), ii < ni, jj < nj, through the layers: the layer loop outside, then the
+    rows, then the column loop inside, which vectorizes (per-input arrays are laid out (layer, input)).
 
-    On entry s, r, w hold layer 1's (1 - c, 1 + c, Sigma_1 - sigma_b^2) and th Theta_1; on exit w = Sigma_L -
-    sigma_b^2 and th = Theta_L. With ``keep``, wbuf[l, jj] = Sigma_l - sigma_b^2 and dbuf[l, jj] = Sigmadot_l
-    (0-based l); otherwise every layer writes row 0 of the buffers (unconditional stores keep the loop simple).
+    On entry S, R, W hold layer 1's (1 - c, 1 + c, Sigma_1 - sigma_b^2) per (ii, jj) and TH Theta_1; on exit
+    W = Sigma_L - sigma_b^2 and TH = Theta_L. With ``keep``, wbuf[l, ii, jj] = Sigma_l - sigma_b^2 and
+    dbuf[l, ii, jj] = Sigmadot_l (0-based l); otherwise every layer writes slot 0 of the buffers (unconditional
+    stores keep the loops simple).
     """
     depth = Q1.shape[0]
-    for jj in range(nj):
-        wbuf[0, jj] = w[jj]
-        dbuf[0, jj] = 0.0
+    for ii in range(ni):
+        for jj in range(nj):
+            wbuf[0, ii, jj] = W[ii, jj]
+            dbuf[0, ii, jj] = 0.0
     for l in range(1, depth):
-        q1 = Q1[l - 1, i]
-        sq1 = SQ1[l - 1, i]
-        sv1 = SV1[l - 1, i]
-        sqn1 = SQ1[l, i]
-        ra = R1[l - 1, i]
         k = order[l - 1]
         ow = omw[l]
         ob = omb[l]
@@ -220,16 +219,42 @@ def _block_layers(
         sv2 = SV2[l - 1, j0 : j0 + nj]
         sqn2 = SQ2[l, j0 : j0 + nj]
         rb = R2[l - 1, j0 : j0 + nj]
-        wl = wbuf[l if keep else 0]
-        dl = dbuf[l if keep else 0]
-        if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the column loop vectorizes
-            _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
-                     s, r, w, th, wl, dl)  # fmt: skip
-        elif kind == KIND_HERMITE:
-            _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, rb, TA, TB, s, r, w, th, wl, dl, A2, B2, work)
-        else:
-            _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
-                     s, r, w, th, wl, dl)  # fmt: skip
+        if kind == KIND_HERMITE:
+            _gather_columns(TA, TB, rb, k, A2, B2)
+        for ii in range(ni):
+            i = i0 + ii
+            q1 = Q1[l - 1, i]
+            sq1 = SQ1[l - 1, i]
+            sv1 = SV1[l - 1, i]
+            sqn1 = SQ1[l, i]
+            ra = R1[l - 1, i]
+            s = S[ii]
+            r = R[ii]
+            w = W[ii]
+            th = TH[ii]
+            wl = wbuf[l if keep else 0, ii]
+            dl = dbuf[l if keep else 0, ii]
+            if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the loop vectorizes
+                _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA,
+                         TB, s, r, w, th, wl, dl)  # fmt: skip
+            elif kind == KIND_HERMITE:
+                _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2,
+                                 work)  # fmt: skip
+            else:
+                _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
+                         s, r, w, th, wl, dl)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def _gather_columns(TA, TB, rb, k, A2, B2):
+    """A2[kk, jj] = TA[rb[jj], kk] for kk < k (and B2 from TB), zero-padded to an even number of orders."""
+    for jj in range(rb.shape[0]):
+        row = rb[jj]
+        for kk in range(k):
+            A2[kk, jj] = TA[row, kk]
+            B2[kk, jj] = TB[row, kk]
+        A2[k, jj] = 0.0
+        B2[k, jj] = 0.0
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -249,29 +274,22 @@ def _columns(
 
 
 @njit(cache=True, error_model="numpy")
-def _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, rb, TA, TB, s, r, w, th, wl, dl, A2, B2, work):
+def _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2, work):
     """The general (Mehler) path for a block of columns of one row, with the Hermite order as the outer loop and
     the columns inside, so that the column loop vectorizes.
 
     The same sums as :func:`meanfield.maps._hermite_pair`, in the same order per column, except that the gap sums
     are split by the parity of k (even and odd k in one pass, no branch) and the norms come from the per-input
-    ``sqrt(v) = SV`` already used by :func:`meanfield.maps._next_corr`. ``A2, B2`` receive the columns'
-    coefficient rows transposed to (k, column); ``work`` holds the per-column accumulators.
+    ``sqrt(v) = SV`` already used by :func:`meanfield.maps._next_corr`. ``A2, B2`` hold the columns'
+    coefficient rows transposed to (k, column) (:func:`_gather_columns`); the row's own go to their last column.
+    ``work`` holds the per-column accumulators.
     """
-    nj = rb.shape[0]
+    nj = sv2.shape[0]
     kend = k + (k & 1)  # even: the padded coefficient (zero) adds exactly nothing
     last = A2.shape[1] - 1  # the row's own coefficients go to the spare last column of the buffers
     for kk in range(kend):
         A2[kk, last] = TA[ra, kk] if kk < k else 0.0
         B2[kk, last] = TB[ra, kk] if kk < k else 0.0
-    for jj in range(nj):
-        row = rb[jj]
-        for kk in range(k):
-            A2[kk, jj] = TA[row, kk]
-            B2[kk, jj] = TB[row, kk]
-        if kend > k:
-            A2[k, jj] = 0.0
-            B2[k, jj] = 0.0
     cov, dcov, se, so, fe, fo, diff, ck, geo, dd, cc = (work[0], work[1], work[2], work[3], work[4], work[5],
                                                           work[6], work[7], work[8], work[9], work[10])  # fmt: skip
     for jj in range(nj):
@@ -339,48 +357,55 @@ def _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, rb, TA, TB, s,
 
 
 @njit(cache=True, error_model="numpy")
-def _store_layers(sb, omw, omb, slots, wbuf, dbuf, jj, i, j, nngp_l, back_l, ntk_l):
+def _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, i, j, nngp_l, back_l, ntk_l):
     depth = wbuf.shape[0]
     b = 1.0
     for l in range(depth - 1, -1, -1):
         k = slots[l]
         if k >= 0:
-            nngp_l[k, i, j] = wbuf[l, jj] + sb
+            nngp_l[k, i, j] = wbuf[l, ii, jj] + sb
             back_l[k, i, j] = b
-            ntk_l[k, i, j] = (omw[l] * wbuf[l, jj] + omb[l]) * b
-        b *= dbuf[l, jj]
+            ntk_l[k, i, j] = (omw[l] * wbuf[l, ii, jj] + omb[l]) * b
+        b *= dbuf[l, ii, jj]
 
 
 @njit(cache=True, error_model="numpy")
-def _row(
-    i, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
-    nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf, A2, B2, work,
+def _tile(
+    i0, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
+    nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
-    m = W0.shape[1]
+    """Rows i0 .. i0 + _ROWS - 1 against all columns (from i0 on with symmetry; only j >= i is stored there)."""
+    n, m = W0.shape
+    ni = min(_ROWS, n - i0)
     keep = nngp_l.shape[0] > 0
-    start = i if sym else 0
+    start = i0 if sym else 0
     for j0 in range(start, m, _BLOCK):
         nj = min(_BLOCK, m - j0)
-        for jj in range(nj):
-            s[jj] = S0[i, j0 + jj]
-            r[jj] = R0[i, j0 + jj]
-            w[jj] = W0[i, j0 + jj]
-            th[jj] = omw[0] * w[jj] + omb[0]
+        for ii in range(ni):
+            for jj in range(nj):
+                S[ii, jj] = S0[i0 + ii, j0 + jj]
+                R[ii, jj] = R0[i0 + ii, j0 + jj]
+                W[ii, jj] = W0[i0 + ii, j0 + jj]
+                TH[ii, jj] = omw[0] * W[ii, jj] + omb[0]
         _block_layers(
-            kind, slope, sw, sb, i, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb, s, r, w, th,
-            keep, wbuf, dbuf, A2, B2, work,
+            kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb,
+            S, R, W, TH, keep, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
-        for jj in range(nj):
-            j = j0 + jj
-            nngp[i, j] = w[jj] + sb
-            ntk[i, j] = th[jj]
-            if sym:
-                nngp[j, i] = w[jj] + sb
-                ntk[j, i] = th[jj]
-            if keep:
-                _store_layers(sb, omw, omb, slots, wbuf, dbuf, jj, i, j, nngp_l, back_l, ntk_l)
-                if sym and j != i:
-                    _store_layers(sb, omw, omb, slots, wbuf, dbuf, jj, j, i, nngp_l, back_l, ntk_l)
+        for ii in range(ni):
+            i = i0 + ii
+            for jj in range(nj):
+                j = j0 + jj
+                if sym and j < i:
+                    continue
+                nngp[i, j] = W[ii, jj] + sb
+                ntk[i, j] = TH[ii, jj]
+                if sym:
+                    nngp[j, i] = W[ii, jj] + sb
+                    ntk[j, i] = TH[ii, jj]
+                if keep:
+                    _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, i, j, nngp_l, back_l, ntk_l)
+                    if sym and j != i:
+                        _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, j, i, nngp_l, back_l, ntk_l)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
@@ -394,26 +419,28 @@ def _propagate(
     # coefficient buffers of the general path: orders 0..K (K + 1 when padded to even), one column per column of
     # the block and a last one for the row's own coefficients
     nk = TA.shape[1] + 1 if kind == KIND_HERMITE else 1
-    # with symmetry, rows t and n-1-t share one task so that the triangular work is balanced
-    tasks = (n + 1) // 2 if sym else n
+    tiles = (n + _ROWS - 1) // _ROWS
+    # with symmetry, tiles t and tiles-1-t share one task so that the triangular work is balanced
+    tasks = (tiles + 1) // 2 if sym else tiles
     for t in prange(tasks):
-        s = np.empty(_BLOCK)
-        r = np.empty(_BLOCK)
-        w = np.empty(_BLOCK)
-        th = np.empty(_BLOCK)
-        wbuf = np.empty((nb, _BLOCK))
-        dbuf = np.empty((nb, _BLOCK))
+        S = np.empty((_ROWS, _BLOCK))
+        R = np.empty((_ROWS, _BLOCK))
+        W = np.empty((_ROWS, _BLOCK))
+        TH = np.empty((_ROWS, _BLOCK))
+        wbuf = np.empty((nb, _ROWS, _BLOCK))
+        dbuf = np.empty((nb, _ROWS, _BLOCK))
         A2 = np.empty((nk, _BLOCK + 1))
         B2 = np.empty((nk, _BLOCK + 1))
         work = np.empty((11, _BLOCK))
-        _row(
-            t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym,
-            slots, nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf, A2, B2, work,
+        _tile(
+            t * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb,
+            sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
-        if sym and n - 1 - t != t:
-            _row(
-                n - 1 - t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw,
-                omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, s, r, w, th, wbuf, dbuf, A2, B2, work,
+        if sym and tiles - 1 - t != t:
+            _tile(
+                (tiles - 1 - t) * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0,
+                S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2,
+                work,
             )  # fmt: skip
 
 
