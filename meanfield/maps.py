@@ -196,12 +196,12 @@ def _erf_pair(q1, q2, s, r):
 
 @njit(cache=True, error_model="numpy")
 def _hermite_pair(TA, TB, ra, rb, order, s, r):
-    """Mehler sums over coefficient rows ``ra``, ``rb`` of the tables (TA, TB) = Hermite coefficients of
-    (phi, phi') at the two variances."""
-    ca1 = TA[ra]
-    cb1 = TB[ra]
-    ca2 = TA[rb]
-    cb2 = TB[rb]
+    """Mehler sums over the coefficient rows starting at offsets ``ra``, ``rb`` of the flat tables (TA, TB) =
+    Hermite coefficients of (phi, phi') at the two variances (``order`` coefficients each)."""
+    ca1 = TA[ra : ra + order]
+    cb1 = TB[ra : ra + order]
+    ca2 = TA[rb : rb + order]
+    cb2 = TB[rb : rb + order]
     c = _corr(s, r)
     t = abs(c)
     d = s if c >= 0.0 else r  # d = 1 - |c|, exact
@@ -483,7 +483,7 @@ def _pairs_loop(kind, slope, q1, q2, s, r, TA, TB, ia, ib, order, out):
         out[2, i] = agap
         out[3, i] = dcov
         if kind == KIND_HERMITE:
-            out[4, i] = np.sum(TA[ia[i], :order] ** 2)
+            out[4, i] = np.sum(TA[ia[i] : ia[i] + order] ** 2)
         else:
             out[4, i] = _var(kind, slope, q1[i])[0]
 
@@ -513,11 +513,12 @@ def _pair_moments(act: Activation, q1, q2, s, r):
         qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)
         a, b = hermite_coefficients(act, qs)
         order = a.shape[1]
-        inv = inv.reshape(-1).astype(np.int64)
+        inv = inv.reshape(-1).astype(np.int64) * order  # offsets of the rows in the flat tables
         ia, ib = inv[:n].copy(), inv[n:].copy()
+        a, b = a.ravel(), b.ravel()
     else:
         order = 0
-        a = b = np.zeros((1, 1))
+        a = b = np.zeros(1)
         ia = ib = np.zeros(n, dtype=np.int64)
     out = np.empty((5, n))
     _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, a, b, ia, ib, order, out)

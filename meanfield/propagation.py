@@ -138,7 +138,8 @@ def _closed_sequences(kind, slope, sw, sb, Q, V):
 
 
 def _variance_sequences(act, sw, sb, q1, depth):
-    """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L, plus Hermite rows (general path) per (layer, input)."""
+    """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L; on the general path also the Hermite coefficients as flat
+    tables (TA, TB) with ``rows[l, i]`` = offset of input i's row at layer l and ``order[l]`` its length."""
     n = q1.size
     Q = np.empty((depth, n))
     V = np.zeros((depth, n))
@@ -158,26 +159,21 @@ def _variance_sequences(act, sw, sb, q1, depth):
             a, base = prev[1], prev[2]
         else:
             a, b = hermite_coefficients(act, uq)
-            tables_a.append(a)
-            tables_b.append(b)
+            tables_a.append(a.ravel())
+            tables_b.append(b.ravel())
             base = offset
-            offset += uq.size
+            offset += a.size
             prev = (uq, a, base)
-        rows[l] = base + inv
+        # flat tables, each layer with its own order (no padding to the largest)
+        rows[l] = base + inv * a.shape[1]
         order[l] = a.shape[1]
         V[l] = np.sum(a * a, axis=1)[inv]
         Q[l + 1] = sw * V[l] + sb
     if tables_a:
-        k = max(t.shape[1] for t in tables_a)
-        TA = np.zeros((offset, k))
-        TB = np.zeros((offset, k))
-        start = 0
-        for a, b in zip(tables_a, tables_b, strict=True):
-            TA[start : start + a.shape[0], : a.shape[1]] = a
-            TB[start : start + b.shape[0], : b.shape[1]] = b
-            start += a.shape[0]
+        TA = np.concatenate(tables_a)
+        TB = np.concatenate(tables_b)
     else:
-        TA = TB = np.zeros((1, 1))
+        TA = TB = np.zeros(1)
     return Q, V, rows, order, TA, TB
 
 
@@ -247,12 +243,12 @@ def _block_layers(
 
 @njit(cache=True, error_model="numpy")
 def _gather_columns(TA, TB, rb, k, A2, B2):
-    """A2[kk, jj] = TA[rb[jj], kk] for kk < k (and B2 from TB), zero-padded to an even number of orders."""
+    """A2[kk, jj] = TA[rb[jj] + kk] for kk < k (and B2 from TB), zero-padded to an even number of orders."""
     for jj in range(rb.shape[0]):
         row = rb[jj]
         for kk in range(k):
-            A2[kk, jj] = TA[row, kk]
-            B2[kk, jj] = TB[row, kk]
+            A2[kk, jj] = TA[row + kk]
+            B2[kk, jj] = TB[row + kk]
         A2[k, jj] = 0.0
         B2[k, jj] = 0.0
 
@@ -288,8 +284,8 @@ def _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, 
     kend = k + (k & 1)  # even: the padded coefficient (zero) adds exactly nothing
     last = A2.shape[1] - 1  # the row's own coefficients go to the spare last column of the buffers
     for kk in range(kend):
-        A2[kk, last] = TA[ra, kk] if kk < k else 0.0
-        B2[kk, last] = TB[ra, kk] if kk < k else 0.0
+        A2[kk, last] = TA[ra + kk] if kk < k else 0.0
+        B2[kk, last] = TB[ra + kk] if kk < k else 0.0
     cov, dcov, se, so, fe, fo, diff, ck, geo, dd, cc = (work[0], work[1], work[2], work[3], work[4], work[5],
                                                           work[6], work[7], work[8], work[9], work[10])  # fmt: skip
     for jj in range(nj):
@@ -418,7 +414,7 @@ def _propagate(
     nb = depth if nngp_l.shape[0] > 0 else 1
     # coefficient buffers of the general path: orders 0..K (K + 1 when padded to even), one column per column of
     # the block and a last one for the row's own coefficients
-    nk = TA.shape[1] + 1 if kind == KIND_HERMITE else 1
+    nk = order.max() + 1 if kind == KIND_HERMITE else 1
     tiles = (n + _ROWS - 1) // _ROWS
     # with symmetry, tiles t and tiles-1-t share one task so that the triangular work is balanced
     tasks = (tiles + 1) // 2 if sym else tiles
