@@ -269,7 +269,7 @@ def _columns(
         dl[jj] = dot
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2, work):
     """The general (Mehler) path for a block of columns of one row, with the Hermite order as the outer loop and
     the columns inside, so that the column loop vectorizes.
