@@ -6,7 +6,9 @@ Baselines:
   (b) neural-tangents' analytic ``kernel_fn`` if it is installed (``pip install -e ".[bench]"``); skipped otherwise.
 
 Goals (issue 3): ReLU n=2000, L=100 at least 10x faster than (a) and faster than (b); tanh within 5x of ReLU.
-Usage: python benchmarks/bench_kernels.py [--quick]
+Usage: python benchmarks/bench_kernels.py [--quick] [--threads N] [--repeat R]
+(--threads sets numba's thread count for meanfield; numpy's BLAS threads are whatever the environment gives, and
+the numpy recursion is dominated by elementwise single-threaded ufuncs.)
 """
 
 from __future__ import annotations
@@ -79,7 +81,14 @@ def timed(fn, repeat=1):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="only the small case")
+    ap.add_argument("--threads", type=int, default=None, help="numba threads for meanfield (default: all)")
+    ap.add_argument("--repeat", type=int, default=1, help="best of R timings for the large case (small: R + 1)")
     args = ap.parse_args()
+    if args.threads is not None:
+        import numba
+
+        numba.set_num_threads(args.threads)
+        print(f"numba threads: {numba.get_num_threads()}")
     rng = np.random.default_rng(0)
     cases = [(500, 10)] if args.quick else [(500, 10), (2000, 100)]
     print(
@@ -91,10 +100,11 @@ def main():
         for act, sw, sb in [("relu", 2.0, 0.0), ("tanh", 1.76, 0.05)]:
             net = mf.Network(depth, act, sw, sb)
             mf.kernels(X[:4], net)  # load the compiled kernels
-            t_mf, k = timed(lambda net=net, X=X: mf.kernels(X, net), repeat=2 if n <= 500 else 1)
+            rep = args.repeat + 1 if n <= 500 else args.repeat
+            t_mf, k = timed(lambda net=net, X=X: mf.kernels(X, net), repeat=rep)
             results[(act, n)] = t_mf
             if act == "relu":
-                t_np, (S, T) = timed(lambda X=X, depth=depth: numpy_relu(X, depth))
+                t_np, (S, T) = timed(lambda X=X, depth=depth: numpy_relu(X, depth), repeat=args.repeat)
                 err = float(np.max(np.abs(T - k.ntk) / np.abs(k.ntk)))
             elif n <= 500:
                 t_np, (S, T) = timed(lambda X=X, depth=depth, sw=sw, sb=sb: numpy_tanh(X, depth, sw, sb))

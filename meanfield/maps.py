@@ -64,17 +64,16 @@ HERMITE_WARN = 1e-9
 _H_COEF = tuple((-1.0) ** (k + 1) * 2.0 * k / math.factorial(2 * k + 1) for k in range(1, 15))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def _h_series(theta):
-    """h(theta) for theta < 0.1: the first six Taylor terms (relative error below 1e-18)."""
+    """h(theta) for theta < 0.1: the first six Taylor terms (relative error below 1e-18); straight-line Horner so
+    that the pair loops vectorize."""
     t2 = theta * theta
-    acc = 0.0
-    for k in range(5, -1, -1):
-        acc = acc * t2 + _H_COEF[k]
+    acc = _H_COEF[0] + t2 * (_H_COEF[1] + t2 * (_H_COEF[2] + t2 * (_H_COEF[3] + t2 * (_H_COEF[4] + t2 * _H_COEF[5]))))
     return acc * theta * t2
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _h(theta):
     """h(theta) = sin(theta) - theta cos(theta) on [0, pi], without cancellation at small theta."""
     if theta < 0.1:
@@ -82,18 +81,18 @@ def _h(theta):
     return math.sin(theta) - theta * math.cos(theta)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def _corr(s, r):
     """The correlation c from (s, r) = (1 - c, 1 + c), from whichever side is exact."""
     return 1.0 - s if s <= r else r - 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _leaky_var(a, q):
     return 0.5 * (1.0 + a * a) * q
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _erf_asin(q1, q2):
     """(rho, sqrt(1 - rho^2), arcsin rho) with rho = 2 sqrt(q1 q2) / sqrt((1 + 2 q1)(1 + 2 q2)).
 
@@ -107,7 +106,7 @@ def _erf_asin(q1, q2):
     return rho, sq_rho, math.atan2(rho, sq_rho)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _var(kind, slope, q):
     """One-point moments (E phi(sqrt q z)^2, E phi'(sqrt q z)^2) of the closed forms."""
     if kind == KIND_LEAKY:
@@ -116,29 +115,65 @@ def _var(kind, slope, q):
     return _TWO_OVER_PI * _erf_asin(q, q)[2], _FOUR_OVER_PI / math.sqrt(1.0 + 4.0 * q)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _asin_diff(a, b, a2_minus_b2, sqa, sqb):
     """arcsin(a) - arcsin(b) for 0 <= b <= a <= 1, given a^2 - b^2 exactly, sqa = sqrt(1 - a^2), sqb = sqrt(1 - b^2)."""
     num = a2_minus_b2 / (a * sqb + b * sqa) if a > 0.0 else 0.0
     return math.atan2(num, sqa * sqb + a * b)
 
 
-@njit(cache=True)
+# fdlibm (e_asin.c) rational approximation asin(y) = y + y R(y^2), R = z P(z) / Q(z), for z = y^2 <= 1/4, with
+# |R(z) - (asin(y) - y) / y| < 2^-58.75 on that range (so asin to within 1 ulp)
+_AS_P = (
+    1.66666666666666657415e-01,
+    -3.25565818622400915405e-01,
+    2.01212532134862925881e-01,
+    -4.00555345006794114027e-02,
+    7.91534994289814532176e-04,
+    3.47933107596021167570e-05,
+)
+_AS_Q = (-2.40339491173441421878e00, 2.02094576023350569471e00, -6.88283971605453293030e-01, 7.70381505559019352791e-02)
+_PIO2_HI = 1.57079632679489655800e00  # pi/2 = _PIO2_HI + _PIO2_LO to 2^-106
+_PIO2_LO = 6.12323399573676603587e-17
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _acos1m(e):
+    """arccos(1 - e) for 0 <= e <= 1 (theta in [0, pi/2]) from e itself, exact as e -> 0, with no libm call.
+
+    Branch-free apart from a select, so the pair loops vectorize (numba has no vector asin). With y = sqrt(e/2),
+    theta = 2 arcsin(y) for e <= 1/2 (z = y^2 = e/2 exactly); otherwise theta = pi/2 - arcsin(1 - e) with 1 - e
+    exact (Sterbenz) and z = (1 - e)^2. Both use one rational arcsin on z <= 1/4 (fdlibm's e_asin.c); the result
+    is within ~1.5 ulp, like 2 asin(sqrt(e/2)) with libm.
+    """
+    half = e <= 0.5
+    root = math.sqrt(0.5 * e)  # unconditional: a libm call under a branch would stop the vectorizer
+    y = root if half else 1.0 - e
+    z = 0.5 * e if half else y * y
+    p = z * (_AS_P[0] + z * (_AS_P[1] + z * (_AS_P[2] + z * (_AS_P[3] + z * (_AS_P[4] + z * _AS_P[5])))))
+    q = 1.0 + z * (_AS_Q[0] + z * (_AS_Q[1] + z * (_AS_Q[2] + z * _AS_Q[3])))
+    yr = y * (p / q)
+    return 2.0 * (y + yr) if half else _PIO2_HI - (y - (_PIO2_LO - yr))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _leaky_pair(a, sq12, s, r):
     """Arc-cosine kernels of the leaky-ReLU family; ``sq12 = sqrt(q1 q2)``."""
-    c = _corr(s, r)
-    # theta = arccos c and pi - theta, each from the exact side
-    if s <= r:
-        theta = 2.0 * math.asin(math.sqrt(0.5 * s))
-        pi_minus_theta = _PI - theta
-    else:
-        pi_minus_theta = 2.0 * math.asin(math.sqrt(0.5 * r))
-        theta = _PI - pi_minus_theta
+    # theta = arccos c and pi - theta, each from the exact side; c from the same side
+    lo = s <= r
+    phi = _acos1m(s if lo else r)
+    theta = phi if lo else _PI - phi
+    pi_minus_theta = _PI - phi if lo else phi
+    c = 1.0 - s if lo else r - 1.0
     # h = sin(theta) - theta cos(theta) with sin(theta) = sqrt(s r) and cos(theta) = c; below theta = 0.1 the
     # difference cancels, so use the series there (6 terms reach 1e-18 relative)
-    h = _h_series(theta) if theta < 0.1 else math.sqrt(s * r) - theta * c
-    # h(pi - theta) = h(theta) + pi c, which cancels as c -> -1: use its own series there
-    hc = _h_series(pi_minus_theta) if pi_minus_theta < 0.1 else math.sqrt(s * r) + pi_minus_theta * c
+    # (both sides computed, then selected: no call under a branch, so the pair loops vectorize)
+    sin_theta = math.sqrt(s * r)
+    h_far = sin_theta - theta * c
+    h = _h_series(theta) if theta < 0.1 else h_far
+    # h(pi - theta) = h(theta) + pi c, which cancels as c -> -1: it gets its own series there
+    hc_far = sin_theta + pi_minus_theta * c
+    hc = _h_series(pi_minus_theta) if pi_minus_theta < 0.1 else hc_far
     sq = sq12 / (2.0 * _PI)
     ia = (1.0 - a) * (1.0 - a)
     ea = 1.0 + a * a
@@ -150,7 +185,7 @@ def _leaky_pair(a, sq12, s, r):
     return cov, gap, agap, dcov
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _erf_pair(q1, q2, s, r):
     c = _corr(s, r)
     rho, sq_rho, asin_rho = _erf_asin(q1, q2)
@@ -172,14 +207,14 @@ def _erf_pair(q1, q2, s, r):
     return cov, _TWO_OVER_PI * gap, _TWO_OVER_PI * agap, dcov
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _hermite_pair(TA, TB, ra, rb, order, s, r):
-    """Mehler sums over coefficient rows ``ra``, ``rb`` of the tables (TA, TB) = Hermite coefficients of
-    (phi, phi') at the two variances."""
-    ca1 = TA[ra]
-    cb1 = TB[ra]
-    ca2 = TA[rb]
-    cb2 = TB[rb]
+    """Mehler sums over the coefficient rows starting at offsets ``ra``, ``rb`` of the flat tables (TA, TB) =
+    Hermite coefficients of (phi, phi') at the two variances (``order`` coefficients each)."""
+    ca1 = TA[ra : ra + order]
+    cb1 = TB[ra : ra + order]
+    ca2 = TA[rb : rb + order]
+    cb2 = TB[rb : rb + order]
     c = _corr(s, r)
     t = abs(c)
     d = s if c >= 0.0 else r  # d = 1 - |c|, exact
@@ -225,7 +260,7 @@ def _hermite_pair(TA, TB, ra, rb, order, s, r):
     return cov, gap, agap, dcov
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def _pair(kind, slope, q1, q2, sq12, s, r, TA, TB, ra, rb, order):
     """(cov, gap, agap, dcov) for one pair: the single dispatch point of the closed-form table.
 
@@ -238,7 +273,7 @@ def _pair(kind, slope, q1, q2, sq12, s, r, TA, TB, ra, rb, order):
     return _hermite_pair(TA, TB, ra, rb, order, s, r)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def _next_corr(sw, sb, sv1, sv2, sqn1, sqn2, gap, agap):
     """(s, r) of the next layer from the Cauchy-Schwarz gaps, with the bias mixed in without cancellation.
 
@@ -370,7 +405,7 @@ def _adaptive_coefficients(act: Activation, q: np.ndarray):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _var_loop(kind, slope, q, v, dv):
     for i in range(q.shape[0]):
         v[i], dv[i] = _var(kind, slope, q[i])
@@ -451,7 +486,7 @@ def variance_slope(activation, q):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _pairs_loop(kind, slope, q1, q2, s, r, TA, TB, ia, ib, order, out):
     for i in range(q1.shape[0]):
         sq12 = math.sqrt(q1[i]) * math.sqrt(q2[i])
@@ -461,7 +496,7 @@ def _pairs_loop(kind, slope, q1, q2, s, r, TA, TB, ia, ib, order, out):
         out[2, i] = agap
         out[3, i] = dcov
         if kind == KIND_HERMITE:
-            out[4, i] = np.sum(TA[ia[i], :order] ** 2)
+            out[4, i] = np.sum(TA[ia[i] : ia[i] + order] ** 2)
         else:
             out[4, i] = _var(kind, slope, q1[i])[0]
 
@@ -491,11 +526,12 @@ def _pair_moments(act: Activation, q1, q2, s, r):
         qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)
         a, b = hermite_coefficients(act, qs)
         order = a.shape[1]
-        inv = inv.reshape(-1).astype(np.int64)
+        inv = inv.reshape(-1).astype(np.int64) * order  # offsets of the rows in the flat tables
         ia, ib = inv[:n].copy(), inv[n:].copy()
+        a, b = a.ravel(), b.ravel()
     else:
         order = 0
-        a = b = np.zeros((1, 1))
+        a = b = np.zeros(1)
         ia = ib = np.zeros(n, dtype=np.int64)
     out = np.empty((5, n))
     _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, a, b, ia, ib, order, out)

@@ -11,9 +11,10 @@ Arora et al. 2019):
     \Theta^{(l)} = \Sigma_l\odot\mathfrak B_l, \qquad
     \Theta_L = \sum_{l=1}^L\Theta^{(l)}\ \ (\Theta_1 = \Sigma_1,\ \Theta_l = \Theta_{l-1}\odot\dot\Sigma_l + \Sigma_l).
 
-Every pair of inputs is carried through the layers independently (pair-major, compiled with numba, rows in
-parallel), holding the variances and the pair ``(s, r) = (1 - c, 1 + c)`` computed from the inputs themselves, so
-nearly parallel or anti-parallel inputs keep full relative precision at any depth (:mod:`meanfield.maps`).
+Every pair of inputs is carried through the layers independently (compiled with numba, rows in parallel, a block
+of columns of one row at a time with the layer loop outside the vectorized column loop), holding the variances and
+the pair ``(s, r) = (1 - c, 1 + c)`` computed from the inputs themselves, so nearly parallel or anti-parallel
+inputs keep full relative precision at any depth (:mod:`meanfield.maps`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .activations import KIND_HERMITE
+from .activations import KIND_HERMITE, KIND_LEAKY
 from .maps import _next_corr, _pair, _var, hermite_coefficients
 from .network import Network
 
@@ -80,7 +81,7 @@ def check_inputs(X, name="X", d=None) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _refine(A, B, S, R, thresh, sym):
     """Where 1 -/+ c is small, recompute it as half the squared distance of the unit vectors (no cancellation)."""
     n, m = S.shape
@@ -128,7 +129,7 @@ def _first_layer(X, X2, sw, sb, sym):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _closed_sequences(kind, slope, sw, sb, Q, V):
     for l in range(Q.shape[0] - 1):
         for i in range(Q.shape[1]):
@@ -137,7 +138,8 @@ def _closed_sequences(kind, slope, sw, sb, Q, V):
 
 
 def _variance_sequences(act, sw, sb, q1, depth):
-    """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L, plus Hermite rows (general path) per (layer, input)."""
+    """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L; on the general path also the Hermite coefficients as flat
+    tables (TA, TB) with ``rows[l, i]`` = offset of input i's row at layer l and ``order[l]`` its length."""
     n = q1.size
     Q = np.empty((depth, n))
     V = np.zeros((depth, n))
@@ -157,119 +159,284 @@ def _variance_sequences(act, sw, sb, q1, depth):
             a, base = prev[1], prev[2]
         else:
             a, b = hermite_coefficients(act, uq)
-            tables_a.append(a)
-            tables_b.append(b)
+            tables_a.append(a.ravel())
+            tables_b.append(b.ravel())
             base = offset
-            offset += uq.size
+            offset += a.size
             prev = (uq, a, base)
-        rows[l] = base + inv
+        # flat tables, each layer with its own order (no padding to the largest)
+        rows[l] = base + inv * a.shape[1]
         order[l] = a.shape[1]
         V[l] = np.sum(a * a, axis=1)[inv]
         Q[l + 1] = sw * V[l] + sb
     if tables_a:
-        k = max(t.shape[1] for t in tables_a)
-        TA = np.zeros((offset, k))
-        TB = np.zeros((offset, k))
-        start = 0
-        for a, b in zip(tables_a, tables_b, strict=True):
-            TA[start : start + a.shape[0], : a.shape[1]] = a
-            TB[start : start + b.shape[0], : b.shape[1]] = b
-            start += a.shape[0]
+        TA = np.concatenate(tables_a)
+        TB = np.concatenate(tables_b)
     else:
-        TA = TB = np.zeros((1, 1))
+        TA = TB = np.zeros(1)
     return Q, V, rows, order, TA, TB
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the compiled pair-major recursion
+# the compiled recursion: tiles of rows in parallel, column blocks carried through the layers
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
-def _pair_chain(
-    kind, slope, sw, sb, depth, i, j, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, w0, s, r, omw, omb, wbuf, dbuf
-):
-    """Carry one pair through the layers. Returns (Sigma_L, Theta_L); fills wbuf[l] = Sigma_l - sigma_b^2 and
-    dbuf[l] = Sigmadot_l (0-based l) when the buffers are non-empty."""
-    keep = wbuf.shape[0] > 0
-    wpart = w0
-    theta = omw[0] * wpart + omb[0]
-    if keep:
-        wbuf[0] = wpart
-        dbuf[0] = 0.0
+#: columns per block: the per-pair state of one block stays in L1
+_BLOCK = 256
+#: rows per tile: the general path transposes the columns' Hermite coefficients once per tile and layer
+_ROWS = 16
+
+
+@njit(cache=True, error_model="numpy")
+def _block_layers(
+    kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb, S, R, W, TH,
+    keep, wbuf, dbuf, A2, B2, work,
+):  # fmt: skip
+    """Carry the pairs (i0 + ii, j0 + jj), ii < ni, jj < nj, through the layers: the layer loop outside, then the
+    rows, then the column loop inside, which vectorizes (per-input arrays are laid out (layer, input)).
+
+    On entry S, R, W hold layer 1's (1 - c, 1 + c, Sigma_1 - sigma_b^2) per (ii, jj) and TH Theta_1; on exit
+    W = Sigma_L - sigma_b^2 and TH = Theta_L. With ``keep``, wbuf[l, ii, jj] = Sigma_l - sigma_b^2 and
+    dbuf[l, ii, jj] = Sigmadot_l (0-based l); otherwise every layer writes slot 0 of the buffers (unconditional
+    stores keep the loops simple).
+    """
+    depth = Q1.shape[0]
+    for ii in range(ni):
+        for jj in range(nj):
+            wbuf[0, ii, jj] = W[ii, jj]
+            dbuf[0, ii, jj] = 0.0
     for l in range(1, depth):
-        sq12 = SQ1[i, l - 1] * SQ2[j, l - 1]
-        cov, gap, agap, dcov = _pair(
-            kind, slope, Q1[i, l - 1], Q2[j, l - 1], sq12, s, r, TA, TB, R1[i, l - 1], R2[j, l - 1], order[l - 1]
-        )
-        s, r = _next_corr(sw, sb, SV1[i, l - 1], SV2[j, l - 1], SQ1[i, l], SQ2[j, l], gap, agap)
+        k = order[l - 1]
+        ow = omw[l]
+        ob = omb[l]
+        q2 = Q2[l - 1, j0 : j0 + nj]
+        sq2 = SQ2[l - 1, j0 : j0 + nj]
+        sv2 = SV2[l - 1, j0 : j0 + nj]
+        sqn2 = SQ2[l, j0 : j0 + nj]
+        rb = R2[l - 1, j0 : j0 + nj]
+        if kind == KIND_HERMITE:
+            _gather_columns(TA, TB, rb, k, A2, B2)
+        for ii in range(ni):
+            i = i0 + ii
+            q1 = Q1[l - 1, i]
+            sq1 = SQ1[l - 1, i]
+            sv1 = SV1[l - 1, i]
+            sqn1 = SQ1[l, i]
+            ra = R1[l - 1, i]
+            s = S[ii]
+            r = R[ii]
+            w = W[ii]
+            th = TH[ii]
+            wl = wbuf[l if keep else 0, ii]
+            dl = dbuf[l if keep else 0, ii]
+            if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the loop vectorizes
+                _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA,
+                         TB, s, r, w, th, wl, dl)  # fmt: skip
+            elif kind == KIND_HERMITE:
+                _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2,
+                                 work)  # fmt: skip
+            else:
+                _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
+                         s, r, w, th, wl, dl)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def _gather_columns(TA, TB, rb, k, A2, B2):
+    """A2[kk, jj] = TA[rb[jj] + kk] for kk < k (and B2 from TB), zero-padded to an even number of orders."""
+    for jj in range(rb.shape[0]):
+        row = rb[jj]
+        for kk in range(k):
+            A2[kk, jj] = TA[row + kk]
+            B2[kk, jj] = TB[row + kk]
+        A2[k, jj] = 0.0
+        B2[k, jj] = 0.0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _columns(
+    kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB, s, r, w, th, wl, dl
+):  # fmt: skip
+    """One layer step for a block of columns of one row (row quantities are scalars)."""
+    for jj in range(q2.shape[0]):
+        cov, gap, agap, dcov = _pair(kind, slope, q1, q2[jj], sq1 * sq2[jj], s[jj], r[jj], TA, TB, ra, rb[jj], k)
+        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], gap, agap)
         wpart = sw * cov
         dot = sw * dcov
-        theta = theta * dot + omw[l] * wpart + omb[l]
-        if keep:
-            wbuf[l] = wpart
-            dbuf[l] = dot
-    return wpart + sb, theta
+        w[jj] = wpart
+        th[jj] = th[jj] * dot + ow * wpart + ob
+        wl[jj] = wpart
+        dl[jj] = dot
 
 
-@njit(cache=True)
-def _store_layers(sb, omw, omb, slots, wbuf, dbuf, i, j, nngp_l, back_l, ntk_l):
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2, work):
+    """The general (Mehler) path for a block of columns of one row, with the Hermite order as the outer loop and
+    the columns inside, so that the column loop vectorizes.
+
+    The same sums as :func:`meanfield.maps._hermite_pair`, in the same order per column, except that the gap sums
+    are split by the parity of k (even and odd k in one pass, no branch) and the norms come from the per-input
+    ``sqrt(v) = SV`` already used by :func:`meanfield.maps._next_corr`. ``A2, B2`` hold the columns'
+    coefficient rows transposed to (k, column) (:func:`_gather_columns`); the row's own go to their last column.
+    ``work`` holds the per-column accumulators.
+    """
+    nj = sv2.shape[0]
+    kend = k + (k & 1)  # even: the padded coefficient (zero) adds exactly nothing
+    last = A2.shape[1] - 1  # the row's own coefficients go to the spare last column of the buffers
+    for kk in range(kend):
+        A2[kk, last] = TA[ra + kk] if kk < k else 0.0
+        B2[kk, last] = TB[ra + kk] if kk < k else 0.0
+    cov, dcov, se, so, fe, fo, diff, ck, geo, dd, cc = (work[0], work[1], work[2], work[3], work[4], work[5],
+                                                          work[6], work[7], work[8], work[9], work[10])  # fmt: skip
+    for jj in range(nj):
+        c = 1.0 - s[jj] if s[jj] <= r[jj] else r[jj] - 1.0
+        cc[jj] = c
+        dd[jj] = s[jj] if c >= 0.0 else r[jj]  # 1 - |c|, exact
+        ck[jj] = 1.0  # c^k
+        geo[jj] = 0.0  # sum_{j<k} |c|^j, so that 1 - |c|^k = (1 - |c|) geo
+        cov[jj] = 0.0
+        dcov[jj] = 0.0
+        se[jj] = 0.0  # sum over even k of a1 a2 (1 - |c|^k)
+        so[jj] = 0.0  # ... odd k
+        fe[jj] = 0.0  # sum over even k of a1 a2 (1 + |c|^k)
+        fo[jj] = 0.0  # ... odd k
+        diff[jj] = 0.0  # sum (a1 - a2)^2
+    for kk in range(0, kend, 2):
+        ae = A2[kk, last]
+        ao = A2[kk + 1, last]
+        be = B2[kk, last]
+        bo = B2[kk + 1, last]
+        Ae = A2[kk]
+        Ao = A2[kk + 1]
+        Be = B2[kk]
+        Bo = B2[kk + 1]
+        for jj in range(nj):
+            x = ck[jj]
+            g = geo[jj]
+            d = dd[jj]
+            p = ae * Ae[jj]
+            cv = cov[jj] + p * x
+            dc = dcov[jj] + be * Be[jj] * x
+            om = d * g
+            se[jj] += p * om
+            fe[jj] += p * (2.0 - om)
+            e = ae - Ae[jj]
+            df = diff[jj] + e * e
+            g += abs(x)
+            x *= cc[jj]
+            p = ao * Ao[jj]
+            cov[jj] = cv + p * x
+            dcov[jj] = dc + bo * Bo[jj] * x
+            om = d * g
+            so[jj] += p * om
+            fo[jj] += p * (2.0 - om)
+            e = ao - Ao[jj]
+            diff[jj] = df + e * e
+            geo[jj] = g + abs(x)
+            ck[jj] = x * cc[jj]
+    for jj in range(nj):
+        # sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
+        mismatch = 0.5 * diff[jj] - 0.5 * (sv1 - sv2[jj]) ** 2
+        if cc[jj] >= 0.0:
+            gap = mismatch + (se[jj] + so[jj])
+            agap = mismatch + (fe[jj] + fo[jj])
+        else:  # odd k: 1 - c^k = 1 + |c|^k and 1 + c^k = 1 - |c|^k
+            gap = mismatch + (se[jj] + fo[jj])
+            agap = mismatch + (fe[jj] + so[jj])
+        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], gap, agap)
+        wpart = sw * cov[jj]
+        dot = sw * dcov[jj]
+        w[jj] = wpart
+        th[jj] = th[jj] * dot + ow * wpart + ob
+        wl[jj] = wpart
+        dl[jj] = dot
+
+
+@njit(cache=True, error_model="numpy")
+def _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, i, j, nngp_l, back_l, ntk_l):
     depth = wbuf.shape[0]
     b = 1.0
     for l in range(depth - 1, -1, -1):
         k = slots[l]
         if k >= 0:
-            nngp_l[k, i, j] = wbuf[l] + sb
+            nngp_l[k, i, j] = wbuf[l, ii, jj] + sb
             back_l[k, i, j] = b
-            ntk_l[k, i, j] = (omw[l] * wbuf[l] + omb[l]) * b
-        b *= dbuf[l]
+            ntk_l[k, i, j] = (omw[l] * wbuf[l, ii, jj] + omb[l]) * b
+        b *= dbuf[l, ii, jj]
 
 
-@njit(cache=True)
-def _row(
-    i, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
-    nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
+@njit(cache=True, error_model="numpy")
+def _tile(
+    i0, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
+    nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
-    depth = Q1.shape[1]
-    want = nngp_l.shape[0] > 0
-    for j in range(i if sym else 0, W0.shape[1]):
-        sig, th = _pair_chain(
-            kind, slope, sw, sb, depth, i, j, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order,
-            W0[i, j], S0[i, j], R0[i, j], omw, omb, wbuf, dbuf,
+    """Rows i0 .. i0 + _ROWS - 1 against all columns (from i0 on with symmetry; only j >= i is stored there)."""
+    n, m = W0.shape
+    ni = min(_ROWS, n - i0)
+    keep = nngp_l.shape[0] > 0
+    start = i0 if sym else 0
+    for j0 in range(start, m, _BLOCK):
+        nj = min(_BLOCK, m - j0)
+        for ii in range(ni):
+            for jj in range(nj):
+                S[ii, jj] = S0[i0 + ii, j0 + jj]
+                R[ii, jj] = R0[i0 + ii, j0 + jj]
+                W[ii, jj] = W0[i0 + ii, j0 + jj]
+                TH[ii, jj] = omw[0] * W[ii, jj] + omb[0]
+        _block_layers(
+            kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb,
+            S, R, W, TH, keep, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
-        nngp[i, j] = sig
-        ntk[i, j] = th
-        if want:
-            _store_layers(sb, omw, omb, slots, wbuf, dbuf, i, j, nngp_l, back_l, ntk_l)
-        if sym and j != i:
-            nngp[j, i] = sig
-            ntk[j, i] = th
-            if want:
-                _store_layers(sb, omw, omb, slots, wbuf, dbuf, j, i, nngp_l, back_l, ntk_l)
+        for ii in range(ni):
+            i = i0 + ii
+            for jj in range(nj):
+                j = j0 + jj
+                if sym and j < i:
+                    continue
+                nngp[i, j] = W[ii, jj] + sb
+                ntk[i, j] = TH[ii, jj]
+                if sym:
+                    nngp[j, i] = W[ii, jj] + sb
+                    ntk[j, i] = TH[ii, jj]
+                if keep:
+                    _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, i, j, nngp_l, back_l, ntk_l)
+                    if sym and j != i:
+                        _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, j, i, nngp_l, back_l, ntk_l)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def _propagate(
     kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
     nngp, ntk, nngp_l, back_l, ntk_l,
 ):  # fmt: skip
     n = W0.shape[0]
-    nb = Q1.shape[1] if nngp_l.shape[0] > 0 else 0
-    # with symmetry, rows t and n-1-t share one task so that the triangular work is balanced
-    tasks = (n + 1) // 2 if sym else n
+    depth = Q1.shape[0]
+    nb = depth if nngp_l.shape[0] > 0 else 1
+    # coefficient buffers of the general path: orders 0..K (K + 1 when padded to even), one column per column of
+    # the block and a last one for the row's own coefficients
+    nk = order.max() + 1 if kind == KIND_HERMITE else 1
+    tiles = (n + _ROWS - 1) // _ROWS
+    # with symmetry, tiles t and tiles-1-t share one task so that the triangular work is balanced
+    tasks = (tiles + 1) // 2 if sym else tiles
     for t in prange(tasks):
-        wbuf = np.empty(nb)
-        dbuf = np.empty(nb)
-        _row(
-            t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym,
-            slots,
-            nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
+        S = np.empty((_ROWS, _BLOCK))
+        R = np.empty((_ROWS, _BLOCK))
+        W = np.empty((_ROWS, _BLOCK))
+        TH = np.empty((_ROWS, _BLOCK))
+        wbuf = np.empty((nb, _ROWS, _BLOCK))
+        dbuf = np.empty((nb, _ROWS, _BLOCK))
+        A2 = np.empty((nk, _BLOCK + 1))
+        B2 = np.empty((nk, _BLOCK + 1))
+        work = np.empty((11, _BLOCK))
+        _tile(
+            t * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb,
+            sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
-        if sym and n - 1 - t != t:
-            _row(
-                n - 1 - t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw,
-                omb, sym,
-                slots, nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
+        if sym and tiles - 1 - t != t:
+            _tile(
+                (tiles - 1 - t) * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0,
+                S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2,
+                work,
             )  # fmt: skip
 
 
@@ -323,8 +490,10 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     :math:`\Theta^{SP,(l)}/N_{l-1}` (or the NTP kernel) has a finite limit.
 
     Cost: :math:`O(n m L)` for the pairs and :math:`O((n + m) L)` for the variances. Memory: a few ``n x m``
-    arrays without ``layers`` (pairs are carried through the layers one at a time), ``3 * len(layers) * n * m``
-    with them. Closed forms for ReLU / leaky ReLU / linear and erf are exact to rounding; other activations use
+    arrays without ``layers`` (pairs are carried through the layers a 16 x 256 tile at a time, with a vectorized
+    loop over the columns), ``3 * len(layers) * n * m`` with them; the general path also keeps each input's
+    Hermite coefficients at every layer, ``2 n L K`` numbers for order ``K``. Closed forms for ReLU / leaky
+    ReLU / linear and erf are exact to rounding; other activations use
     the Mehler expansion (:func:`meanfield.maps.hermite_coefficients`, 1e-9 relative for variances ``q <= 10``;
     cost grows with ``q``).
 
@@ -363,10 +532,10 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     n, m = W0.shape
     nq = np.concatenate([q1, q2]) if not sym else q1
     Q, V, rows, order, TA, TB = _variance_sequences(act, sw, sb, nq, depth)
-    # per-input sequences laid out (input, layer): each pair walks them contiguously
-    Q, SQ, SV, rows = (np.ascontiguousarray(a.T) for a in (Q, np.sqrt(Q), np.sqrt(V), rows))
-    Q1, SQ1, SV1, R1 = Q[:n], SQ[:n], SV[:n], rows[:n]
-    Q2, SQ2, SV2, R2 = (Q1, SQ1, SV1, R1) if sym else (Q[n:], SQ[n:], SV[n:], rows[n:])
+    # per-input sequences laid out (layer, input): the row kernel's column loop reads them contiguously
+    SQ, SV = np.sqrt(Q), np.sqrt(V)
+    Q1, SQ1, SV1, R1 = (np.ascontiguousarray(a[:, :n]) for a in (Q, SQ, SV, rows))
+    Q2, SQ2, SV2, R2 = (Q1, SQ1, SV1, R1) if sym else (np.ascontiguousarray(a[:, n:]) for a in (Q, SQ, SV, rows))
 
     slots = np.full(depth, -1, dtype=np.int64)
     nl = 0
@@ -419,7 +588,7 @@ class PairCurve:
         return np.where(self.s <= self.r, 1.0 - self.s, self.r - 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _curve(kind, slope, sw, sb, Q, V, rows, TA, TB, order, s, r, out):
     depth = Q.shape[1]
     out[0, 0] = s
