@@ -72,3 +72,11 @@ def test_peak_layers_trained_rejects_bad_arguments():
         peak_layers_trained([3], data=data, repeats=0)
     with pytest.raises(ValueError, match="data must be"):
         peak_layers_trained([3], data=(X, y))
+
+
+def test_single_depth_run_has_no_fits():
+    X = standardize(np.random.default_rng(0).standard_normal((20, 4)))
+    y = np.arange(20) % 2
+    res = peak_layers_trained([3], data=(X, y, X, y), width=8, epochs=1, lr=0.01, align_samples=6)
+    assert res.fit_trained is None and res.free_fit_trained is None
+    assert res.trained.shape == (1,) and 1 <= res.trained[0] <= 3

@@ -120,8 +120,8 @@ class TrainedPeaks:
     test_acc : ndarray, shape (depths, repeats)
     lr : ndarray
         Learning rate used at each depth.
-    fit_trained, fit_predicted : ScalingFit
-        Slope-3/5 fits :math:`\\log l = \\frac35\\log L + C` (the seed's Fig. 3 procedure).
+    fit_trained, fit_predicted : ScalingFit or None
+        Slope-3/5 fits :math:`\\log l = \\frac35\\log L + C` (the seed's Fig. 3 procedure; None for one depth).
     free_fit_trained, free_fit_predicted : ScalingFit or None
         Free-slope fits (None with fewer than 3 depths).
     histories : tuple of History
@@ -138,8 +138,8 @@ class TrainedPeaks:
     alignment: tuple
     test_acc: np.ndarray
     lr: np.ndarray
-    fit_trained: ScalingFit
-    fit_predicted: ScalingFit
+    fit_trained: ScalingFit | None
+    fit_predicted: ScalingFit | None
     free_fit_trained: ScalingFit | None
     free_fit_predicted: ScalingFit | None
     histories: tuple = field(repr=False)
@@ -261,7 +261,8 @@ def peak_layers_trained(
     trained = np.array([int(np.argmax(A.mean(axis=0))) + 1 for A in aligns])
     predicted = peak_layer(depths).l_star
     predicted_data = peak_layer(depths, pairs=X_tr).l_star
-    free = depths.size >= 3 and np.unique(depths).size >= 2
+    fixed = np.unique(depths).size >= 2
+    free = depths.size >= 3 and fixed
     return TrainedPeaks(
         depths=depths,
         trained=trained,
@@ -271,8 +272,8 @@ def peak_layers_trained(
         alignment=tuple(aligns),
         test_acc=np.array(accs),
         lr=lrs,
-        fit_trained=scaling_fit(depths, trained, slope=0.6),
-        fit_predicted=scaling_fit(depths, predicted, slope=0.6),
+        fit_trained=scaling_fit(depths, trained, slope=0.6) if fixed else None,
+        fit_predicted=scaling_fit(depths, predicted, slope=0.6) if fixed else None,
         free_fit_trained=scaling_fit(depths, trained) if free else None,
         free_fit_predicted=scaling_fit(depths, predicted) if free else None,
         histories=tuple(histories),
