@@ -322,7 +322,7 @@ def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, un
         A finite network (or a stack of them) with ``o`` outputs.
     X : array_like, shape (n, d)
     Y : array_like, shape (n, o) (or (n,) when o = 1)
-        Targets, e.g. one-hot labels.
+        Targets, e.g. one-hot labels; integer class labels ``(n,)`` are one-hot encoded when ``o > 1``.
     kind : {"operator", "scalar"}
         ``"operator"`` (default, seed 000): the ``(n o, n o)`` layer kernel ``K_l`` against ``vec(Y) vec(Y)^T``.
         ``"scalar"``: the class-traced kernel (seed 002 eq. (8)) against ``Y Y^T``. Identical when ``o = 1``.
@@ -359,7 +359,9 @@ def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, un
         raise ValueError(f"kind must be 'operator' or 'scalar', got {kind!r}")
     X = mlp._check_X(X)
     n = X.shape[0]
-    Yt = mlp._targets(Y, n, "mse")
+    Y = np.asarray(Y)
+    labels = Y.ndim == 1 and np.issubdtype(Y.dtype, np.integer) and mlp.outputs > 1
+    Yt = mlp._targets(Y, n, "xent" if labels else "mse")  # integer class labels -> one-hot rows
     T = target_kernel(Yt, kind)
     zs, hs = mlp._fwd(X)
     deltas = mlp._deltas(X, zs)

@@ -484,6 +484,53 @@ class MLP:
         W = self.weights[l - 1]
         return np.matmul(np.swapaxes(W, -1, -2), W)
 
+    def ptk_gram(self, X, l: int, kind: str = "operator") -> np.ndarray:
+        """Backward (PTK) Gram matrix ``P_l[(i,a),(j,b)] = delta^a_l(x_i).delta^b_l(x_j)``.
+
+        ``kind="operator"`` gives ``([S,] n o, n o)`` in sample-major order; ``"traced"`` gives
+        ``(1/o) sum_a Delta^a_l Delta^a_l^T`` of shape ``([S,] n, n)`` (the same trace as :meth:`layer_ntk`).
+        For ``o = 1`` this is the sampler's backward kernel ``B_l`` (seed 001's ``K^(l)``; feature_alignment.md
+        sec. 0 and 2).
+        """
+        X = self._check_X(X)
+        l = self._check_layer(l)
+        if kind not in _KINDS:
+            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        D = self._deltas(X)[l - 1]
+        if kind == "traced":
+            out = np.matmul(D, np.swapaxes(D, -1, -2)).sum(axis=1) / self.outputs
+        else:
+            out = _gram(_output_major(D))
+        S = self.stack or 1
+        return self._out(np.broadcast_to(out, (S,) + out.shape[1:]).copy())
+
+    def ptk_cov(self, X, l: int, normalize: bool = True) -> np.ndarray:
+        """PTK feature covariance ``K^ptk_l = (1/n) sum_a Delta^a_l^T Delta^a_l``, shape ``([S,] N_l, N_l)``.
+
+        ``normalize=False`` drops the ``1/n`` (seed 001 line 93 vs line 107). With the ``1/n``,
+        ``agop(X, l) = (m_w W_l)^T K^ptk_l (m_w W_l)`` exactly (seed 001 Prop. 2).
+        """
+        X = self._check_X(X)
+        l = self._check_layer(l)
+        D = self._deltas(X)[l - 1]
+        S0, o, n, N = D.shape
+        Dm = D.reshape(S0, o * n, N)
+        out = np.matmul(np.swapaxes(Dm, -1, -2), Dm) / (n if normalize else 1.0)
+        return self._out(np.broadcast_to(out, (self.stack or 1, N, N)).copy())
+
+    def feature_kernel(self, X, l: int) -> np.ndarray:
+        """Post-activation feature kernel ``H_l H_l^T`` of hidden layer ``l = 0..L-1`` (``l = 0``: ``X X^T``).
+
+        Seed 002's layer kernel ``K^(l)``; equals ``N_l / sigma_w^2 (F_{l+1} - sigma_b^2)`` (feature_alignment.md
+        sec. 0). Shape ``([S,] n, n)``.
+        """
+        X = self._check_X(X)
+        if isinstance(l, bool) or not isinstance(l, numbers.Integral) or not 0 <= l <= self.net.depth - 1:
+            raise ValueError(f"hidden layer l must be an integer in [0, {self.net.depth - 1}], got {l!r}")
+        _, hs = self._fwd(X)
+        G = _gram(hs[l])
+        return self._out(np.broadcast_to(G, (self.stack or 1,) + G.shape[-2:]).copy())
+
     # -- losses and gradients -----------------------------------------------------------------------------------
     def _targets(self, Y, n, loss):
         Y = np.asarray(Y)

@@ -254,7 +254,16 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
     lo, hi = math.log(1e-3), math.log(1e3)
     if not (log_chi(lo) < 0 < log_chi(hi)):
         raise ValueError(f"no edge of chaos found for {act.name} at sigma_b2 = {sb} with sigma_w2 in [1e-3, 1e3]")
-    return math.exp(optimize.brentq(log_chi, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=300))
+    root = optimize.brentq(log_chi, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=300)
+    chi = log_chi(root)
+    if not abs(chi) < 1e-6:
+        # log chi_1 jumped across zero: the stable fixed point q* vanished there (a saddle-node bifurcation of the
+        # variance map, e.g. GELU with bias), so chi_1 = 1 is never reached on the stable branch
+        raise ValueError(
+            f"{act.name} at sigma_b2 = {sb} has no edge of chaos on its stable variance fixed point: the fixed point "
+            f"disappears at sigma_w2 = {math.exp(root):.10g} with chi_1 = {math.exp(min(chi, 700.0)):.6g}"
+        )
+    return math.exp(root)
 
 
 def q_curve(q1, depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0) -> np.ndarray:

@@ -28,7 +28,7 @@ from .activations import KIND_HERMITE
 from .maps import _next_corr, _pair, _var, hermite_coefficients
 from .network import Network
 
-__all__ = ["Kernels", "kernels", "check_inputs"]
+__all__ = ["Kernels", "PairCurve", "kernels", "pair_curve", "check_inputs"]
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def _variance_sequences(act, sw, sb, q1, depth):
 
 @njit(cache=True)
 def _pair_chain(
-    kind, slope, sw, sb, depth, i, j, Q1, Q2, V1, V2, R1, R2, TA, TB, order, w0, s, r, omw, omb, wbuf, dbuf
+    kind, slope, sw, sb, depth, i, j, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, w0, s, r, omw, omb, wbuf, dbuf
 ):
     """Carry one pair through the layers. Returns (Sigma_L, Theta_L); fills wbuf[l] = Sigma_l - sigma_b^2 and
     dbuf[l] = Sigmadot_l (0-based l) when the buffers are non-empty."""
@@ -198,12 +198,11 @@ def _pair_chain(
         wbuf[0] = wpart
         dbuf[0] = 0.0
     for l in range(1, depth):
-        ra = R1[i, l - 1]
-        rb = R2[j, l - 1]
+        sq12 = SQ1[i, l - 1] * SQ2[j, l - 1]
         cov, gap, agap, dcov = _pair(
-            kind, slope, Q1[i, l - 1], Q2[j, l - 1], s, r, TA[ra], TB[ra], TA[rb], TB[rb], order[l - 1]
+            kind, slope, Q1[i, l - 1], Q2[j, l - 1], sq12, s, r, TA, TB, R1[i, l - 1], R2[j, l - 1], order[l - 1]
         )
-        s, r = _next_corr(sw, sb, V1[i, l - 1], V2[j, l - 1], Q1[i, l], Q2[j, l], gap, agap)
+        s, r = _next_corr(sw, sb, SV1[i, l - 1], SV2[j, l - 1], SQ1[i, l], SQ2[j, l], gap, agap)
         wpart = sw * cov
         dot = sw * dcov
         theta = theta * dot + omw[l] * wpart + omb[l]
@@ -228,14 +227,14 @@ def _store_layers(sb, omw, omb, slots, wbuf, dbuf, i, j, nngp_l, back_l, ntk_l):
 
 @njit(cache=True)
 def _row(
-    i, kind, slope, sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
+    i, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
     nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
 ):  # fmt: skip
     depth = Q1.shape[1]
     want = nngp_l.shape[0] > 0
     for j in range(i if sym else 0, W0.shape[1]):
         sig, th = _pair_chain(
-            kind, slope, sw, sb, depth, i, j, Q1, Q2, V1, V2, R1, R2, TA, TB, order,
+            kind, slope, sw, sb, depth, i, j, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order,
             W0[i, j], S0[i, j], R0[i, j], omw, omb, wbuf, dbuf,
         )  # fmt: skip
         nngp[i, j] = sig
@@ -251,7 +250,7 @@ def _row(
 
 @njit(cache=True, parallel=True)
 def _propagate(
-    kind, slope, sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
+    kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
     nngp, ntk, nngp_l, back_l, ntk_l,
 ):  # fmt: skip
     n = W0.shape[0]
@@ -262,12 +261,14 @@ def _propagate(
         wbuf = np.empty(nb)
         dbuf = np.empty(nb)
         _row(
-            t, kind, slope, sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
+            t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym,
+            slots,
             nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
         )  # fmt: skip
         if sym and n - 1 - t != t:
             _row(
-                n - 1 - t, kind, slope, sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym,
+                n - 1 - t, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw,
+                omb, sym,
                 slots, nngp, ntk, nngp_l, back_l, ntk_l, wbuf, dbuf,
             )  # fmt: skip
 
@@ -332,9 +333,8 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     >>> import numpy as np
     >>> X = np.array([[1.0, 0.0], [0.0, 1.0]]) * np.sqrt(2)
     >>> k = kernels(X, Network(3))                       # ReLU at (2, 0), ||x||^2 = d
-    >>> np.round(k.ntk / 2, 10)                          # Theta_3(x, x') / q at rho = 0 (sheet sec. 7)
-    array([[3.        , 0.6857086363],
-           [0.6857086363, 3.        ]])
+    >>> (k.ntk / 2).round(10).tolist()                   # Theta_3(x, x') / q at rho = 0 (sheet sec. 7)
+    [[3.0, 0.6857086363], [0.6857086363, 3.0]]
     >>> k = kernels(X, Network(3), layers=True)
     >>> bool(np.allclose(k.ntk_layers.sum(axis=0), k.ntk, rtol=1e-14))
     True
@@ -364,9 +364,9 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     nq = np.concatenate([q1, q2]) if not sym else q1
     Q, V, rows, order, TA, TB = _variance_sequences(act, sw, sb, nq, depth)
     # per-input sequences laid out (input, layer): each pair walks them contiguously
-    Q, V, rows = (np.ascontiguousarray(a.T) for a in (Q, V, rows))
-    Q1, V1, R1 = Q[:n], V[:n], rows[:n]
-    Q2, V2, R2 = (Q1, V1, R1) if sym else (Q[n:], V[n:], rows[n:])
+    Q, SQ, SV, rows = (np.ascontiguousarray(a.T) for a in (Q, np.sqrt(Q), np.sqrt(V), rows))
+    Q1, SQ1, SV1, R1 = Q[:n], SQ[:n], SV[:n], rows[:n]
+    Q2, SQ2, SV2, R2 = (Q1, SQ1, SV1, R1) if sym else (Q[n:], SQ[n:], SV[n:], rows[n:])
 
     slots = np.full(depth, -1, dtype=np.int64)
     nl = 0
@@ -378,7 +378,7 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     nngp, ntk = np.empty((n, m)), np.empty((n, m))
     nngp_l, back_l, ntk_l = np.empty(shape_l), np.empty(shape_l), np.empty(shape_l)
     _propagate(
-        act.kind, float(act.slope), sw, sb, Q1, Q2, V1, V2, R1, R2, TA, TB, order,
+        act.kind, float(act.slope), sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order,
         W0, S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l,
     )  # fmt: skip
     if nl == 0:
@@ -434,10 +434,14 @@ def _curve(kind, slope, sw, sb, Q, V, rows, TA, TB, order, s, r, out):
         k = order[l - 1]
         q1 = Q[0, l - 1]
         q2 = Q[1, l - 1]
-        cov, gap, agap, dcov = _pair(kind, slope, q1, q2, s, r, TA[ra], TB[ra], TA[rb], TB[rb], k)
-        d1 = _pair(kind, slope, q1, q1, 0.0, 2.0, TA[ra], TB[ra], TA[ra], TB[ra], k)[3]
-        d2 = _pair(kind, slope, q2, q2, 0.0, 2.0, TA[rb], TB[rb], TA[rb], TB[rb], k)[3]
-        s, r = _next_corr(sw, sb, V[0, l - 1], V[1, l - 1], Q[0, l], Q[1, l], gap, agap)
+        sq1 = math.sqrt(q1)
+        sq2 = math.sqrt(q2)
+        cov, gap, agap, dcov = _pair(kind, slope, q1, q2, sq1 * sq2, s, r, TA, TB, ra, rb, k)
+        d1 = _pair(kind, slope, q1, q1, q1, 0.0, 2.0, TA, TB, ra, ra, k)[3]
+        d2 = _pair(kind, slope, q2, q2, q2, 0.0, 2.0, TA, TB, rb, rb, k)[3]
+        s, r = _next_corr(
+            sw, sb, math.sqrt(V[0, l - 1]), math.sqrt(V[1, l - 1]), math.sqrt(Q[0, l]), math.sqrt(Q[1, l]), gap, agap
+        )
         out[0, l] = s
         out[1, l] = r
         out[2, l] = sw * cov + sb

@@ -129,6 +129,7 @@ def test_layer_alignment_equals_cka_of_the_explicit_finite_difference_jacobian(p
     T = np.outer(Y.ravel(), Y.ravel())
     expected = [al.cka(J[:, a:b] @ J[:, a:b].T, T) for a, b in itertools.pairwise(bounds)]
     assert_allclose(al.layer_alignment(mlp, X, Y), expected, rtol=1e-6)
+    assert_allclose(al.layer_alignment(mlp, X, np.array([0, 1, 1, 0, 1])), expected, rtol=1e-6)
     Jt = J.reshape(5, 2, -1)
     traced = [
         al.cka(np.einsum("iap,jap->ij", Jt[..., a:b], Jt[..., a:b]), Y @ Y.T) for a, b in itertools.pairwise(bounds)

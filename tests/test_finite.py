@@ -192,3 +192,23 @@ def test_wrong_weight_shapes_are_rejected():
     net = mf.Network(2, width=4)
     with pytest.raises(ValueError, match=r"weights\[1\]"):
         MLP(net, [np.ones((4, 3)), np.ones((1, 5))])
+
+
+def test_ptk_covariance_gram_and_feature_kernel_match_their_definitions():
+    mlp = _tiny("tanh", "ntk", depth=4, widths=(6, 9, 7), outputs=3)
+    X = _inputs(n=5)
+    D = mlp.deltas(X)[2]  # (o, n, N_3)
+    assert_allclose(mlp.ptk_cov(X, 3), np.einsum("ain,aim->nm", D, D) / 5, rtol=1e-13)
+    assert_allclose(mlp.ptk_cov(X, 3, normalize=False), np.einsum("ain,aim->nm", D, D), rtol=1e-13)
+    P = mlp.ptk_gram(X, 3)
+    assert_allclose(P.reshape(5, 3, 5, 3), np.einsum("ain,bjn->iajb", D, D), rtol=1e-13)
+    assert_allclose(mlp.ptk_gram(X, 3, kind="traced"), np.einsum("ain,ajn->ij", D, D) / 3, rtol=1e-13)
+    # P_l and n K^ptk_l share their nonzero spectrum (feature_alignment.md sec. 2)
+    ev_p = np.sort(np.linalg.eigvalsh(P))[-7:]
+    ev_k = np.sort(np.linalg.eigvalsh(5 * mlp.ptk_cov(X, 3)))[-7:]
+    assert_allclose(ev_p, ev_k, rtol=1e-10, atol=1e-12)
+    H = np.tanh(mlp.forward(X).z[1])
+    assert_allclose(mlp.feature_kernel(X, 2), H @ H.T, rtol=1e-13)
+    assert_allclose(mlp.feature_kernel(X, 0), X @ X.T, rtol=1e-13)
+    with pytest.raises(ValueError, match="hidden layer"):
+        mlp.feature_kernel(X, 4)

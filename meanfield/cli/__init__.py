@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # command modules, in the order ``meanfield --help`` lists them
-COMMANDS = ("phase", "kernel")
+COMMANDS = ("peak-layer", "phase", "kernel", "simulate", "dispersion", "silent", "nfa-early")
 
 
 @dataclass
@@ -71,11 +71,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="meanfield", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="meanfield", description="Signal propagation, NTK and dispersion theory of deep networks.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
-        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+        importlib.import_module(f"{__name__}.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 

@@ -1,0 +1,120 @@
+"""Speed of ``meanfield.kernels`` (NNGP + NTK) against baselines measured in the same run.
+
+Baselines:
+  (a) a straightforward vectorized numpy recursion over n x n arrays (one layer at a time, closed-form ReLU; for tanh
+      a 2-D Gauss-Hermite rule with 20 x 20 nodes, less accurate than meanfield's and only for the small case);
+  (b) neural-tangents' analytic ``kernel_fn`` if it is installed (``pip install -e ".[bench]"``); skipped otherwise.
+
+Goals (issue 3): ReLU n=2000, L=100 at least 10x faster than (a) and faster than (b); tanh within 5x of ReLU.
+Usage: python benchmarks/bench_kernels.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import meanfield as mf
+
+
+def numpy_relu(X, depth, sw=2.0, sb=0.0):
+    d = X.shape[1]
+    S = sw / d * X @ X.T + sb
+    T = S.copy()
+    for _ in range(depth - 1):
+        q = np.sqrt(np.diag(S))
+        c = np.clip(S / np.outer(q, q), -1.0, 1.0)
+        th = np.arccos(c)
+        Sdot = sw * (np.pi - th) / (2 * np.pi)
+        S = sw * np.outer(q, q) * (np.sin(th) + (np.pi - th) * c) / (2 * np.pi) + sb
+        T = T * Sdot + S
+    return S, T
+
+
+def numpy_tanh(X, depth, sw, sb, nodes=20):
+    x, w = np.polynomial.hermite.hermgauss(nodes)
+    z1, z2 = np.meshgrid(x * np.sqrt(2), x * np.sqrt(2), indexing="ij")
+    ww = np.outer(w, w).ravel() / np.pi
+    z1, z2 = z1.ravel(), z2.ravel()
+    d = X.shape[1]
+    S = sw / d * X @ X.T + sb
+    T = S.copy()
+    for _ in range(depth - 1):
+        q = np.sqrt(np.diag(S))
+        c = np.clip(S / np.outer(q, q), -1.0, 1.0)[..., None]
+        u = q[:, None, None] * z1
+        v = q[None, :, None] * (c * z1 + np.sqrt(1 - c**2) * z2)
+        S = sw * (np.tanh(u) * np.tanh(v)) @ ww + sb
+        Sdot = sw * ((1 - np.tanh(u) ** 2) * (1 - np.tanh(v) ** 2)) @ ww
+        T = T * Sdot + S
+    return S, T
+
+
+def neural_tangents_fn(depth, act, sw, sb):
+    try:
+        from neural_tangents import stax
+    except ImportError:
+        return None
+    layers = []
+    nl = {"relu": stax.Relu(), "erf": stax.Erf()}.get(act)
+    if nl is None:
+        return None
+    for _ in range(depth - 1):
+        layers += [stax.Dense(1, W_std=np.sqrt(sw), b_std=np.sqrt(sb)), nl]
+    layers += [stax.Dense(1, W_std=np.sqrt(sw), b_std=np.sqrt(sb))]
+    return stax.serial(*layers)[2]
+
+
+def timed(fn, repeat=1):
+    best = np.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="only the small case")
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    cases = [(500, 10)] if args.quick else [(500, 10), (2000, 100)]
+    print(
+        f"{'activation':>10} {'n':>5} {'L':>4} {'meanfield s':>12} {'numpy s':>9} {'ratio':>7} {'NT s':>7} {'ratio':>7}"
+    )
+    results = {}
+    for n, depth in cases:
+        X = rng.normal(size=(n, 32))
+        for act, sw, sb in [("relu", 2.0, 0.0), ("tanh", 1.76, 0.05)]:
+            net = mf.Network(depth, act, sw, sb)
+            mf.kernels(X[:4], net)  # load the compiled kernels
+            t_mf, k = timed(lambda net=net, X=X: mf.kernels(X, net), repeat=2 if n <= 500 else 1)
+            results[(act, n)] = t_mf
+            if act == "relu":
+                t_np, (S, T) = timed(lambda X=X, depth=depth: numpy_relu(X, depth))
+                err = float(np.max(np.abs(T - k.ntk) / np.abs(k.ntk)))
+            elif n <= 500:
+                t_np, (S, T) = timed(lambda X=X, depth=depth, sw=sw, sb=sb: numpy_tanh(X, depth, sw, sb))
+                err = float(np.max(np.abs(T - k.ntk) / np.abs(k.ntk)))
+            else:
+                t_np, err = np.nan, np.nan
+            nt = neural_tangents_fn(depth, act, sw, sb)
+            if nt is not None:
+                t_nt, _ = timed(lambda nt=nt, X=X: np.asarray(nt(X, None, "ntk")))
+            else:
+                t_nt = np.nan
+            print(f"{act:>10} {n:>5} {depth:>4} {t_mf:>12.3f} {t_np:>9.3f} {t_np / t_mf:>7.1f} "
+                  f"{t_nt:>7.3f} {t_nt / t_mf:>7.1f}   (numpy max rel. diff {err:.1e})")  # fmt: skip
+    for n, depth in cases:
+        print(f"tanh / relu time at n={n}, L={depth}: {results[('tanh', n)] / results[('relu', n)]:.2f}")
+    try:
+        import neural_tangents  # noqa: F401
+    except ImportError:
+        print("neural-tangents is not installed: its column is skipped (pip install -e '.[bench]')")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""``meanfield kernel``: infinite-width NNGP and NTK of a dataset stored as .npy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import Result, UsageError, add_json_flag
+from .phase import _float
+
+
+def _load(path: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read --input {path!r}: {exc}") from None
+
+
+def _kernel(args) -> Result:
+    from ..network import Network
+    from ..propagation import kernels
+
+    X = _load(args.input)
+    X2 = _load(args.input2) if args.input2 else None
+    width = args.width
+    net = Network(args.depth, args.activation, args.sigma_w2, args.sigma_b2, args.parameterization, width)
+    k = kernels(X, net, X2=X2, layers=args.layers)
+    arrays = {"nngp": k.nngp, "ntk": k.ntk}
+    if args.layers:
+        arrays.update(layers=np.array(k.layers), nngp_layers=k.nngp_layers, backward=k.backward,
+                      ntk_layers=k.ntk_layers)  # fmt: skip
+    if args.output:
+        np.savez(args.output, **arrays)
+    n, m = k.ntk.shape
+    data = {
+        "shape": [n, m],
+        "depth": net.depth,
+        "activation": net.activation.name,
+        "output": args.output,
+        "ntk_diag_mean": float(np.mean(np.diag(k.ntk))) if n == m else None,
+        "nngp_diag_mean": float(np.mean(np.diag(k.nngp))) if n == m else None,
+    }
+    if args.json and not args.output:
+        data.update({name: a for name, a in arrays.items()})
+    rows = [["ntk", f"{n}x{m}", float(k.ntk.min()), float(k.ntk.max())],
+            ["nngp", f"{n}x{m}", float(k.nngp.min()), float(k.nngp.max())]]  # fmt: skip
+    notes = [f"saved {', '.join(arrays)} to {args.output}"] if args.output else ["use --output K.npz to save"]
+    return Result(data, ["kernel", "shape", "min", "max"], rows, notes)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("kernel", help="infinite-width NNGP and NTK of the rows of a .npy array")
+    p.add_argument("--input", required=True, help="inputs X, an (n, d) .npy array")
+    p.add_argument("--input2", help="optional second inputs X2 (m, d) for a cross kernel")
+    p.add_argument("--depth", type=int, required=True, help="number of weight matrices L")
+    p.add_argument("--activation", default="relu")
+    p.add_argument("--sigma-w2", type=_float("sigma-w2"), default=2.0)
+    p.add_argument("--sigma-b2", type=_float("sigma-b2"), default=0.0)
+    p.add_argument("--parameterization", default="ntk", choices=["ntk", "standard"])
+    p.add_argument("--width", type=int, default=None, help="hidden width (needed for --parameterization standard)")
+    p.add_argument("--layers", action="store_true", help="also per-layer NNGP, backward and NTK kernels")
+    p.add_argument("--output", help="write the kernels to this .npz file")
+    add_json_flag(p)
+    p.set_defaults(run=_kernel)
