@@ -5,7 +5,7 @@ The pipeline: a :class:`Network` spec -> Gaussian kernel maps (:mod:`meanfield.m
 checked against finite random networks.
 """
 
-from . import alignment, alignment_theory, dispersion, equilibrium, nfa, silent
+from . import alignment, alignment_theory, dispersion, equilibrium, experiments, nfa, silent
 from .activations import ACTIVATION_NAMES, Activation, get_activation, leaky_relu
 from .alignment import cka, target_kernel
 from .alignment_theory import LearningCurve, cumulative_power, learning_curve
@@ -24,10 +24,14 @@ from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
 from .propagation import Kernels, PairCurve, kernels, pair_curve
 from .sampler import Simulation, simulate
+from .training import History, train
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "History",
+    "experiments",
+    "train",
     "nfa",
     "alignment",
     "cka",

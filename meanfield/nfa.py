@@ -59,6 +59,7 @@ __all__ = [
     "chain_monomial",
     "chain_monomial_egop",
     "gd_step",
+    "step_scales",
     "slo_step",
 ]
 
@@ -913,6 +914,36 @@ def _rebuild(mlp, grads, scale_of_layer):
     return MLP(mlp.net, Ws, bs)
 
 
+def step_scales(mlp, grads, layer_lr=None, speeds=None, eps: float = 0.1) -> list:
+    r"""Per-layer multipliers :math:`m_l` of the gradient for the training rules of seed 001 (sheet sec. 2).
+
+    ``layer_lr`` gives per-layer learning rates, :math:`m_l = c_l`; ``speeds`` gives speed-limited optimization
+    (SLO, sign-corrected, erratum 6), :math:`m_l = C_l/(\epsilon + \|g_l\|)` with the Frobenius norm of the layer's
+    whole gradient (per network for a stack). Neither: :math:`m_l = 1`. Used by :func:`gd_step`,
+    :func:`slo_step` and :func:`meanfield.train`; the step is :math:`	heta_l \leftarrow 	heta_l - \eta m_l g_l`.
+    Each entry is a float or an array over the networks of a stack.
+    """
+    depth = mlp.net.depth
+    if layer_lr is not None and speeds is not None:
+        raise ValueError("give layer_lr (per-layer rates) or speeds (speed-limited optimization), not both")
+    if not np.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    if speeds is None:
+        return list(_layer_factors(layer_lr, depth, "layer_lr"))
+    C = _layer_factors(speeds, depth, "speeds")
+    per = 1 if mlp.biases is None else 2
+    if len(grads) != len(mlp.params):
+        raise ValueError("grads must match mlp.params in number and shapes (as returned by MLP.grads)")
+    out = []
+    for l in range(depth):
+        sq = np.sum(np.asarray(grads[per * l], dtype=np.float64) ** 2, axis=(-2, -1))
+        if per == 2:
+            sq = sq + np.sum(np.asarray(grads[per * l + 1], dtype=np.float64) ** 2, axis=-1)
+        den = eps + np.sqrt(sq)
+        out.append(np.where(den > 0, C[l] / np.where(den > 0, den, 1.0), 0.0))
+    return out
+
+
 def gd_step(mlp, grads, lr: float, layer_lr=None) -> MLP:
     r"""One gradient-descent step with optional per-layer learning-rate multipliers; returns a new MLP.
 
@@ -946,7 +977,7 @@ def gd_step(mlp, grads, lr: float, layer_lr=None) -> MLP:
     _check_mlp(mlp)
     if not np.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    c = _layer_factors(layer_lr, mlp.net.depth, "layer_lr")
+    c = step_scales(mlp, grads, layer_lr=layer_lr)
     return _rebuild(mlp, grads, lambda l: lr * c[l])
 
 
@@ -995,22 +1026,5 @@ def slo_step(mlp, grads, lr: float, speeds, eps: float = 0.1) -> MLP:
     _check_mlp(mlp)
     if not np.isfinite(lr) or lr <= 0:
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    if not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    C = _layer_factors(speeds, mlp.net.depth, "speeds")
-    per = 1 if mlp.biases is None else 2
-    grads = list(grads)
-    if len(grads) != len(mlp.params):
-        raise ValueError("grads must match mlp.params in number and shapes (as returned by MLP.grads)")
-    norms = []
-    for l in range(mlp.net.depth):
-        sq = np.sum(np.asarray(grads[per * l], dtype=np.float64) ** 2, axis=(-2, -1))
-        if per == 2:
-            sq = sq + np.sum(np.asarray(grads[per * l + 1], dtype=np.float64) ** 2, axis=-1)
-        norms.append(np.sqrt(sq))
-
-    def scale(l):
-        den = eps + norms[l]
-        return np.where(den > 0, lr * C[l] / np.where(den > 0, den, 1.0), 0.0)
-
-    return _rebuild(mlp, grads, scale)
+    m = step_scales(mlp, list(grads), speeds=speeds, eps=eps)
+    return _rebuild(mlp, grads, lambda l: lr * m[l])

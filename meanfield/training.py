@@ -17,6 +17,7 @@ import numpy as np
 
 from .alignment import layer_alignment
 from .finite import MLP
+from .nfa import step_scales
 from .sampler import _blas_limit
 
 __all__ = ["History", "train", "accuracy"]
@@ -154,6 +155,9 @@ def train(
     align_samples=None,
     progress=None,
     blas_threads=1,
+    layer_lr=None,
+    speeds=None,
+    slo_eps=0.1,
 ) -> History:
     r"""Train a finite network by mini-batch SGD with momentum and weight decay.
 
@@ -197,12 +201,24 @@ def train(
         (batch x width), where BLAS threading costs more than it gains (measured on 2 busy cores, depth 10,
         width 100, batch 128: 8 ms per step with 1 thread, 500 ms with the default pool). None leaves BLAS alone.
 
+    layer_lr : sequence of float, optional
+        Per-layer learning-rate multipliers :math:`c_l` (layer ``l`` trains at :math:`\eta c_l`; feature_alignment.md
+        sec. 2, seed 003 sec. 4).
+    speeds : sequence of float, optional
+        Speed-limited optimization (seed 001 sec. 5.2, sign-corrected, sheet erratum 6): layer ``l``'s gradient is
+        replaced by :math:`C_l g_l/(\epsilon + \|g_l\|)` with :math:`\epsilon` = ``slo_eps``. Not with ``layer_lr``.
+    slo_eps : float
+        :math:`\epsilon \ge 0` of speed-limited optimization (seed 001 App. I: 0.1).
+
     Returns
     -------
     History
 
     Notes
     -----
+    With ``layer_lr`` or ``speeds`` the batch gradient of each layer is first multiplied by
+    :func:`meanfield.nfa.step_scales` (before weight decay and momentum).
+
     One step on a batch :math:`\mathcal B` (PyTorch's ``SGD(momentum, weight_decay)`` with no dampening and no
     Nesterov; seed 000 sec. 3.4 says "SGD with momentum and weight decay" without values):
 
@@ -274,11 +290,15 @@ def train(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=total, desc=f"train L={net.net.depth}", leave=False)
+    rule = None
+    if layer_lr is not None or speeds is not None:
+        rule = dict(layer_lr=layer_lr, speeds=speeds, eps=slo_eps)
+        step_scales(net, [np.zeros_like(p) for p in net.params], **rule)  # validate before training
     step_loss = []
     start = time.perf_counter()
     # overflow in a diverging run is reported below as a FloatingPointError, not as numpy warnings
     with _blas_limit(blas_threads), np.errstate(over="ignore", invalid="ignore"):
-        _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss)
+        _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss, rule)
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - start
@@ -292,9 +312,17 @@ def train(
     )  # fmt: skip
 
 
-def _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss):
+def _scaled(g, m):
+    """g times a per-layer multiplier that is a float or one value per network of a stack."""
+    m = np.asarray(m, dtype=np.float64)
+    return g * m.reshape(m.shape + (1,) * (g.ndim - m.ndim))
+
+
+def _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss,
+         rule=None):  # fmt: skip
     """The SGD loop: PyTorch's SGD(momentum, weight_decay), one MLP.grads call per batch."""
     n = X.shape[0]
+    per = 1 if net.biases is None else 2
     steps_per_epoch = -(-n // batch_size)
     params = net.params  # views into net's arrays: updated in place
     velocity = [np.zeros_like(p) for p in params]
@@ -305,6 +333,9 @@ def _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, m
         for b in range(steps_per_epoch):
             idx = order[b * batch_size : (b + 1) * batch_size]
             value, grads = net.grads(X[idx], Y[idx], loss)
+            if rule is not None:
+                scales = step_scales(net, grads, **rule)
+                grads = [_scaled(g, scales[i // per]) for i, g in enumerate(grads)]
             for p, g, v in zip(params, grads, velocity, strict=True):
                 if weight_decay:
                     g = g + weight_decay * p

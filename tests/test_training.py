@@ -167,3 +167,38 @@ def test_bad_targets(tiny):
         train(mlp, X, np.zeros((6, 3)), epochs=1, lr=0.1, batch_size=2)
     with pytest.raises(ValueError, match="must be a meanfield.finite.MLP"):
         train("net", X, y, epochs=1, lr=0.1, batch_size=2)
+
+
+def test_train_with_layer_rates_matches_nfa_gd_steps():
+    # plain GD (momentum 0, full batch) with per-layer rates equals repeated meanfield.nfa.gd_step
+    from meanfield.nfa import gd_step
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((12, 4))
+    Y = rng.standard_normal((12, 1))
+    mlp = MLP.sample(Network(3, "tanh", 1.5, 0.1, width=6), d=4, seed=2)
+    rates = [2.0, 0.5, 0.0]
+    h = train(mlp, X, Y, epochs=3, lr=0.05, batch_size=12, momentum=0.0, loss="mse", layer_lr=rates, seed=0)
+    ref = mlp
+    for _ in range(3):
+        ref = gd_step(ref, ref.grads(X, Y, "mse")[1], lr=0.05, layer_lr=rates)
+    for a, b in zip(h.mlp.params, ref.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    np.testing.assert_array_equal(h.mlp.weights[2], mlp.weights[2])  # rate 0 freezes the readout
+
+
+def test_train_with_speeds_matches_nfa_slo_steps():
+    from meanfield.nfa import slo_step
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((10, 3))
+    Y = rng.standard_normal((10, 1))
+    mlp = MLP.sample(Network(2, "relu", width=8), d=3, seed=5)
+    h = train(mlp, X, Y, epochs=2, lr=0.1, batch_size=10, momentum=0.0, loss="mse", speeds=[1.0, 0.2], seed=0)
+    ref = mlp
+    for _ in range(2):
+        ref = slo_step(ref, ref.grads(X, Y, "mse")[1], lr=0.1, speeds=[1.0, 0.2], eps=0.1)
+    for a, b in zip(h.mlp.params, ref.params, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="not both"):
+        train(mlp, X, Y, epochs=1, lr=0.1, batch_size=10, layer_lr=[1, 1], speeds=[1, 1])
