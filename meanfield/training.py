@@ -158,6 +158,7 @@ def train(
     layer_lr=None,
     speeds=None,
     slo_eps=0.1,
+    callback=None,
 ) -> History:
     r"""Train a finite network by mini-batch SGD with momentum and weight decay.
 
@@ -209,6 +210,11 @@ def train(
         replaced by :math:`C_l g_l/(\epsilon + \|g_l\|)` with :math:`\epsilon` = ``slo_eps``. Not with ``layer_lr``.
     slo_eps : float
         :math:`\epsilon \ge 0` of speed-limited optimization (seed 001 App. I: 0.1).
+    callback : callable, optional
+        ``callback(epoch, mlp)`` is called once before training (``epoch = 0``) and after every epoch, with the
+        network being trained (live parameter arrays: read them or copy them, do not modify them). Its return value
+        is ignored. For per-step observables of full-batch runs (one step per epoch), e.g. kernel alignment
+        curves, that ``record_every`` does not keep.
 
     Returns
     -------
@@ -255,6 +261,8 @@ def train(
     weight_decay = float(weight_decay)
     if not (np.isfinite(weight_decay) and weight_decay >= 0.0):
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"callback must be callable as callback(epoch, mlp) or None, got {callback!r}")
     if (X_test is None) != (Y_test is None):
         raise ValueError("give both X_test and Y_test, or neither")
     if X_test is not None:
@@ -298,7 +306,10 @@ def train(
     start = time.perf_counter()
     # overflow in a diverging run is reported below as a FloatingPointError, not as numpy warnings
     with _blas_limit(blas_threads), np.errstate(over="ignore", invalid="ignore"):
-        _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss, rule)
+        _run(
+            net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss, rule,
+            callback,
+        )  # fmt: skip
     if bar is not None:
         bar.close()
     seconds = time.perf_counter() - start
@@ -319,7 +330,7 @@ def _scaled(g, m):
 
 
 def _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss,
-         rule=None):  # fmt: skip
+         rule=None, callback=None):  # fmt: skip
     """The SGD loop: PyTorch's SGD(momentum, weight_decay), one MLP.grads call per batch."""
     n = X.shape[0]
     per = 1 if net.biases is None else 2
@@ -328,6 +339,8 @@ def _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, m
     velocity = [np.zeros_like(p) for p in params]
     if 0 in marks:
         record(0)
+    if callback is not None:
+        callback(0, net)
     for epoch in range(1, epochs + 1):
         order = rng.permutation(n)
         for b in range(steps_per_epoch):
@@ -349,3 +362,5 @@ def _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, m
             bar.update(steps_per_epoch)
         if epoch in marks:
             record(epoch)
+        if callback is not None:
+            callback(epoch, net)

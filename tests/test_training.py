@@ -202,3 +202,20 @@ def test_train_with_speeds_matches_nfa_slo_steps():
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
     with pytest.raises(ValueError, match="not both"):
         train(mlp, X, Y, epochs=1, lr=0.1, batch_size=10, layer_lr=[1, 1], speeds=[1, 1])
+
+
+def test_callback_sees_every_epoch_with_the_parameters_of_that_epoch(tiny):
+    mlp, X, y = tiny
+    seen = []
+    kw = dict(lr=0.2, batch_size=4, momentum=0.5, seed=7)
+    h = train(mlp, X, y, epochs=3, callback=lambda e, net: seen.append((e, [p.copy() for p in net.params])), **kw)
+    assert [e for e, _ in seen] == [0, 1, 2, 3]
+    for p, q in zip(seen[0][1], mlp.params, strict=True):
+        assert np.array_equal(p, q)  # epoch 0: before training
+    for k in (1, 2):  # after epoch k: what a k-epoch run with the same seed ends with
+        for p, q in zip(seen[k][1], train(mlp, X, y, epochs=k, **kw).mlp.params, strict=True):
+            assert np.array_equal(p, q)
+    for p, q in zip(seen[3][1], h.mlp.params, strict=True):
+        assert np.array_equal(p, q)
+    with pytest.raises(ValueError, match="callback"):
+        train(mlp, X, y, epochs=1, lr=0.1, batch_size=2, callback=3)
