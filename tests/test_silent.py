@@ -1,8 +1,10 @@
 """Tests for meanfield.silent (seed 003, feature_alignment.md sec. 4).
 
-The training checks use small full-batch gradient-descent loops for linear networks written here in plain numpy
-(and scipy's ``solve_ivp`` for exact gradient flow): they are independent of the closed forms under test.
-They should move to ``meanfield.train`` once it exists.
+The training checks train linear networks with ``meanfield.train`` (full batch, momentum 0, loss
+``|f - y|^2 / (2P)``, so that t = learning rate x steps is the theory's time) from the small initial weights drawn
+here, and compare with scipy's ``solve_ivp`` for exact gradient flow; both are independent of the closed forms under
+test. Per-step observables (order parameters, kernel alignment, end-to-end weight) come from ``train``'s
+``callback``; ``test_train_step_is_the_gradient_step_of_the_theory`` pins the step to a hand-written one.
 """
 
 import numpy as np
@@ -11,6 +13,7 @@ from numpy.testing import assert_allclose
 from scipy import integrate, optimize
 
 import meanfield.silent as ms
+from meanfield import MLP, Network, train
 
 D, N, P = 30, 50, 200  # the sheet's set-up (feature_alignment.md sec. 4.1, 5.3)
 
@@ -30,20 +33,34 @@ def _two_layer_init(rng, sigma, d=D, n=N):
     return rng.standard_normal(n) * sigma / np.sqrt(n), rng.standard_normal((n, d)) * sigma / np.sqrt(d)
 
 
+def _linear_mlp(Ws):
+    """The linear network f(x) = W_L ... W_1 x (SP, no biases: z_l = W_l h_{l-1}) with exactly these weights."""
+    return MLP(Network(len(Ws), "linear", parameterization="standard", width=[W.shape[0] for W in Ws[:-1]]), Ws)
+
+
+def _train_gd(X, y, Ws, lr, steps, rho=None, observe=None):
+    """``steps`` full-batch GD steps of ``meanfield.train`` on |f - y|^2/(2P) with per-layer rates lr * rho_l.
+
+    ``observe(step, mlp)`` sees the network before training and after every step (time t = lr * step).
+    """
+    return train(_linear_mlp(Ws), X, y, epochs=steps, lr=lr, batch_size=X.shape[0], momentum=0.0, loss="mse",
+                 layer_lr=rho, seed=0, callback=observe)  # fmt: skip
+
+
 def _gd_two_layer(X, y, beta, a, W, lr, steps):
-    """Full-batch GD on L = |X W^T a - y|^2 / (2P); records loss, q, r and the NTK alignment at every step."""
-    p = X.shape[0]
-    loss, q, r, align = (np.empty(steps + 1) for _ in range(4))
-    for k in range(steps + 1):
-        e = X @ (W.T @ a) - y
-        loss[k] = 0.5 * np.mean(e**2)
-        Wb = W @ beta
-        q[k], r[k] = 0.5 * (a @ a + Wb @ Wb), Wb @ a
-        M = W.T @ W + (a @ a) * np.eye(W.shape[1])
-        align[k] = beta @ M @ beta / np.linalg.norm(M)
-        g = X.T @ e / p
-        a, W = a - lr * (W @ g), W - lr * np.outer(a, g)
-    return dict(t=lr * np.arange(steps + 1), loss=loss, q=q, r=r, A=align, a=a, W=W)
+    """GD on f = a^T W x from (a, W); records loss, q, r and the NTK alignment after every step."""
+    obs = []
+
+    def observe(_, mlp):
+        W_, a_ = mlp.weights[0], mlp.weights[1][0]
+        Wb = W_ @ beta
+        M = W_.T @ W_ + (a_ @ a_) * np.eye(W_.shape[1])
+        obs.append((0.5 * (a_ @ a_ + Wb @ Wb), Wb @ a_, beta @ M @ beta / np.linalg.norm(M)))
+
+    hist = _train_gd(X, y, [W, a[None, :]], lr, steps, observe=observe)
+    q, r, align = np.array(obs).T
+    loss = np.append(hist.step_loss, hist.loss[-1])  # step k's batch loss is the full loss before step k
+    return dict(t=lr * np.arange(steps + 1), loss=loss, q=q, r=r, A=align)
 
 
 def _crossing(t, v, level):
@@ -55,26 +72,27 @@ def _crossing(t, v, level):
 
 
 def _gd_deep(X, y, Ws, lr, steps, rho=None, beta=None):
-    """Full-batch GD for f = w^L^T W^{L-1}...W^1 x with per-layer rates lr * rho_l; returns weights and w(t)."""
-    p, L = X.shape[0], len(Ws)
-    rho = np.ones(L) if rho is None else np.asarray(rho, dtype=float)
-    w_end = np.empty(steps + 1)
-    for k in range(steps + 1):
-        hs = [X]
-        for W in Ws:
-            hs.append(hs[-1] @ W.T)
-        f = hs[-1][:, 0]
-        if beta is not None:
-            w_end[k] = beta @ (X.T @ f) / p  # end-to-end weight along beta (X^T X = P I)
-        if k == steps:
-            break
-        e = (f - y) / p
-        g, grads = np.ones(1), [None] * L
-        for l in range(L - 1, -1, -1):
-            grads[l] = np.outer(g, hs[l].T @ e)
-            g = Ws[l].T @ g
-        Ws = [W - lr * c * G for W, c, G in zip(Ws, rho, grads, strict=True)]
-    return Ws, lr * np.arange(steps + 1), w_end
+    """GD for f = w^L^T W^{L-1}...W^1 x with per-layer rates lr * rho_l; returns weights, t and w(t) along beta."""
+    w_end = []
+
+    def observe(_, mlp):
+        w_end.append(beta @ (X.T @ mlp(X)[:, 0]) / X.shape[0])  # end-to-end weight along beta (X^T X = P I)
+
+    hist = _train_gd(X, y, Ws, lr, steps, rho, None if beta is None else observe)
+    return hist.mlp.weights, lr * np.arange(steps + 1), np.array(w_end)
+
+
+def _reference_gd_step(X, y, Ws, lr, rho):
+    """One GD step on |f - y|^2/(2P) for a deep linear network, written out by hand (the backward pass)."""
+    hs = [X]
+    for W in Ws:
+        hs.append(hs[-1] @ W.T)
+    e = (hs[-1][:, 0] - y) / X.shape[0]
+    g, grads = np.ones(1), [None] * len(Ws)
+    for l in range(len(Ws) - 1, -1, -1):
+        grads[l] = np.outer(g, hs[l].T @ e)
+        g = Ws[l].T @ g
+    return [W - lr * c * G for W, c, G in zip(Ws, rho, grads, strict=True)], 0.5 * np.mean((hs[-1][:, 0] - y) ** 2)
 
 
 def _ntk_matrix_jacobian(Ws, rho=None):
@@ -243,6 +261,24 @@ def test_whole_trajectory_closed_forms_match_gradient_flow_to_order_sigma_square
         q_seed, _ = ms.two_layer_qr(t, 1.0, q0)
         assert np.max(np.abs(q - q_seed) / q_seed) > 0.05
     assert 50 < errors[0] / errors[1] < 200  # sigma^2 scaling: factor 100 per decade
+
+
+@pytest.mark.parametrize(
+    "dims, rho", [((D, N, 1), (1.0, 1.0)), ((D, N, N, 1), (4.0, 1.0, 1.0)), ((D, 7, 5, 1), (2, 0.5, 3))]
+)
+def test_train_step_is_the_gradient_step_of_the_theory(dims, rho):
+    """meanfield.train (full batch, momentum 0, "mse") = GD on |f - y|^2/(2P) with rates lr * rho_l, so t = lr k."""
+    X, y, _, rng = _task(s=1.3, seed=17)
+    Ws = [rng.standard_normal((dims[l + 1], dims[l])) * 0.3 / np.sqrt(dims[l]) for l in range(len(dims) - 1)]
+    lr, steps = 0.05, 3
+    hist = _train_gd(X, y, Ws, lr, steps, rho)
+    ref, losses = Ws, []
+    for _ in range(steps):
+        ref, value = _reference_gd_step(X, y, ref, lr, rho)
+        losses.append(value)
+    for got, want in zip(hist.mlp.weights, ref, strict=True):
+        assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.max(np.abs(want)))
+    assert_allclose(hist.step_loss, losses, rtol=1e-12)
 
 
 @pytest.fixture(scope="module")
@@ -477,8 +513,9 @@ def deep_runs():
             dims = [D, N, N, 1]
             Ws = [rng.standard_normal((dims[l + 1], dims[l])) * sigma / np.sqrt(dims[l]) for l in range(3)]
             lr = 0.01
-            Wf, _, w = _gd_deep(X, y, Ws, lr, int((2.5 * 0.9 / sigma + 5) / lr), np.array(rates), beta)
-            assert abs(w[-1] - 2.0) < 1e-8  # converged
+            Wf = _train_gd(X, y, Ws, lr, int((2.5 * 0.9 / sigma + 5) / lr), np.array(rates)).mlp.weights
+            w_end = beta @ (X.T @ _linear_mlp(Wf)(X)[:, 0]) / P  # end-to-end weight along beta
+            assert abs(w_end - 2.0) < 1e-8  # converged
             out[rates, sigma] = (Wf, beta)
     return out
 
@@ -536,20 +573,14 @@ def test_random_init_deep_half_time_scales_as_sigma_to_minus_L_plus_2_and_alignm
         rng = np.random.default_rng(14)
         Ws = [rng.standard_normal((dims[l + 1], dims[l])) * sigma / np.sqrt(dims[l]) for l in range(L)]
         steps = int(2.5 / sigma / lr)
-        loss, cos = np.empty(steps), np.empty(steps)
-        for k in range(steps):
-            hs = [X]
-            for W in Ws:
-                hs.append(hs[-1] @ W.T)
-            e = (hs[-1][:, 0] - y) / P
-            loss[k] = 0.5 * P * np.sum(e**2)
-            F = Ws[0].T @ Ws[0]
-            cos[k] = beta @ F @ beta / np.linalg.norm(F)
-            g, grads = np.ones(1), [None] * L
-            for l in range(L - 1, -1, -1):
-                grads[l] = np.outer(g, hs[l].T @ e)
-                g = Ws[l].T @ g
-            Ws = [W - lr * G for W, G in zip(Ws, grads, strict=True)]
+        cos = []
+
+        def observe(k, mlp, cos=cos, steps=steps):
+            if k < steps:
+                F = mlp.weights[0].T @ mlp.weights[0]
+                cos.append(beta @ F @ beta / np.linalg.norm(F))
+
+        loss, cos = _train_gd(X, y, Ws, lr, steps, observe=observe).step_loss, np.array(cos)
         t = lr * np.arange(steps)
         half.append(_crossing(t, loss, loss[0] / 2))
         cos_half.append(_crossing(t, cos, 0.5))
