@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .alignment import layer_alignment
+from .alignment import cka, layer_alignment, target_kernel
 from .finite import MLP
 from .nfa import step_scales
 from .sampler import _blas_limit
@@ -42,6 +42,10 @@ class History:
         :math:`A_l`, shape ``(records, [S,] L)``, on the alignment subset (None if not requested).
     align_index : ndarray or None
         Rows of the training set used for :math:`A_l`.
+    feature_alignment : ndarray or None
+        Seed 002's layer-wise target alignment: CKA of the post-activation feature kernels
+        :math:`H_l H_l^\top` (:meth:`MLP.feature_kernel`, ``l = 0..L-1``, ``l = 0`` the inputs) with
+        :math:`YY^\top`, shape ``(records, [S,] L)``, on the same subset (feature_alignment.md sec. 3).
     step_loss : ndarray
         Mini-batch loss of every step, shape ``(steps,)`` or ``(steps, S)``.
     mlp : MLP
@@ -60,6 +64,7 @@ class History:
     step_loss: np.ndarray
     mlp: MLP
     seconds: float
+    feature_alignment: np.ndarray | None = None
 
     @property
     def peak_layer(self):
@@ -192,9 +197,9 @@ def train(
     X_test, Y_test : array_like, optional
         Held-out data for the test loss and accuracy.
     align_samples : int, optional
-        Record :math:`A_l` (:func:`meanfield.alignment.layer_alignment`) on this many training rows (a fixed random
-        subset, at most n). The layer kernels are :math:`(n_a o)\times(n_a o)`, so memory grows like
-        :math:`L (n_a o)^2`.
+        Record :math:`A_l` (:func:`meanfield.alignment.layer_alignment`) and the feature-kernel alignments
+        (``History.feature_alignment``, seed 002) on this many training rows (a fixed random subset, at most n).
+        The layer kernels are :math:`(n_a o)\times(n_a o)`, so memory grows like :math:`L (n_a o)^2`.
     progress : bool, optional
         Show a tqdm progress bar; default: on for runs of 5000 steps or more when stderr is a terminal.
     blas_threads : int or None
@@ -276,7 +281,15 @@ def train(
         align_index = np.sort(rng.choice(n, size=min(k, n), replace=False))
 
     net = mlp.copy()
-    records = {"epochs": [], "loss": [], "train_acc": [], "test_loss": [], "test_acc": [], "alignment": []}
+    records = {
+        "epochs": [],
+        "loss": [],
+        "train_acc": [],
+        "test_loss": [],
+        "test_acc": [],
+        "alignment": [],
+        "feature_alignment": [],
+    }
 
     def record(epoch):
         value, _ = net.loss_grad(X, Y, loss)
@@ -287,7 +300,11 @@ def train(
             records["test_loss"].append(net.loss_grad(X_test, Y_test, loss)[0])
             records["test_acc"].append(accuracy(net(X_test), Y_test))
         if align_index is not None:
-            records["alignment"].append(layer_alignment(net, X[align_index], Y[align_index]))
+            Xa, Ya = X[align_index], Y[align_index]
+            records["alignment"].append(layer_alignment(net, Xa, Ya))
+            target = target_kernel(Ya)
+            feats = [cka(net.feature_kernel(Xa, l), target) for l in range(net.net.depth)]
+            records["feature_alignment"].append(np.stack(feats, axis=-1))
 
     steps_per_epoch = -(-n // batch_size)
     total = epochs * steps_per_epoch
@@ -319,7 +336,7 @@ def train(
 
     return History(
         np.asarray(records["epochs"]), arr("loss"), arr("train_acc"), arr("test_loss"), arr("test_acc"),
-        arr("alignment"), align_index, np.asarray(step_loss), net, seconds,
+        arr("alignment"), align_index, np.asarray(step_loss), net, seconds, arr("feature_alignment"),
     )  # fmt: skip
 
 

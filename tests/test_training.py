@@ -219,3 +219,20 @@ def test_callback_sees_every_epoch_with_the_parameters_of_that_epoch(tiny):
         assert np.array_equal(p, q)
     with pytest.raises(ValueError, match="callback"):
         train(mlp, X, y, epochs=1, lr=0.1, batch_size=2, callback=3)
+
+
+def test_train_records_feature_kernel_target_alignment_per_layer():
+    # seed 002's layer-wise alignment: CKA(H_l H_l^T, Y Y^T) at every record, equal to a direct computation
+    from meanfield.alignment import cka, target_kernel
+
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((30, 5))
+    y = (X[:, 0] + 0.3 * X[:, 1] > 0).astype(int)
+    mlp = MLP.sample(Network(4, "relu", width=16), d=5, seed=3, outputs=2)
+    h = train(mlp, X, y, epochs=4, lr=0.05, batch_size=10, seed=1, align_samples=20, record_every=2)
+    assert h.feature_alignment.shape == (3, 4)
+    Y1 = np.eye(2)[y[h.align_index]]
+    last = [cka(h.mlp.feature_kernel(X[h.align_index], l), target_kernel(Y1)) for l in range(4)]
+    assert_allclose(h.feature_alignment[-1], last, rtol=1e-12)
+    # layer 0 is the input kernel: it does not train
+    assert_allclose(h.feature_alignment[:, 0], h.feature_alignment[0, 0], rtol=1e-12)
