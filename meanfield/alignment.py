@@ -313,7 +313,7 @@ def target_kernel(Y, kind: str = "scalar"):
     raise ValueError(f"kind must be 'scalar' or 'operator', got {kind!r}")
 
 
-def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, unbiased: bool = False):
+def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, unbiased: bool = False, force=False):
     """Alignment ``A_l`` of every layer's tangent kernel with the target (seed 000 eq. (7)).
 
     Parameters
@@ -330,6 +330,8 @@ def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, un
         CKA (default) or the uncentered alignment :func:`kta`.
     unbiased : bool
         Debiased CKA.
+    force : bool
+        Form operator kernels above the memory guard's limit anyway (:meth:`MLP.layer_ntk`).
 
     Returns
     -------
@@ -359,6 +361,7 @@ def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, un
         raise ValueError(f"kind must be 'operator' or 'scalar', got {kind!r}")
     X = mlp._check_X(X)
     n = X.shape[0]
+    mlp._guard(X, "operator" if kind == "operator" else "traced", force)
     Y = np.asarray(Y)
     labels = Y.ndim == 1 and np.issubdtype(Y.dtype, np.integer) and mlp.outputs > 1
     Yt = mlp._targets(Y, n, "xent" if labels else "mse")  # integer class labels -> one-hot rows

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._validation import check_operator_size
 from .network import Network
 
 __all__ = ["MLP", "Forward"]
@@ -382,7 +383,7 @@ class MLP:
         ]
 
     # -- tangent kernels ----------------------------------------------------------------------------------------
-    def layer_ntk(self, X, l: int, part: str = "both", kind: str = "operator") -> np.ndarray:
+    def layer_ntk(self, X, l: int, part: str = "both", kind: str = "operator", force: bool = False) -> np.ndarray:
         """Tangent kernel of the parameters of layer ``l``, ``K_l = Psi_l^T Psi_l``.
 
         Parameters
@@ -395,6 +396,9 @@ class MLP:
         kind : {"operator", "traced"}
             ``"operator"``: the ``(n o, n o)`` kernel in sample-major order (row ``i o + a``), seed 000 eq. (7).
             ``"traced"``: the ``(n, n)`` class-traced kernel ``(1/o) sum_a K[(i,a),(j,a)]`` (seed 002 eq. (8)).
+        force : bool
+            Form an operator kernel above :data:`meanfield._validation.MAX_OPERATOR_ENTRIES` entries anyway
+            (feature_alignment.md sec. 5.1; otherwise ValueError).
 
         Returns
         -------
@@ -413,9 +417,15 @@ class MLP:
             raise ValueError(f"part must be one of {_PARTS}, got {part!r}")
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        self._guard(X, kind, force)
         zs, hs = self._fwd(X)
         deltas = self._deltas(X, zs)
         return self._out(self._layer_kernel(hs, deltas, l, part, kind))
+
+    def _guard(self, X, kind, force):
+        """The memory guard for operator-valued (n o x n o) kernels."""
+        if kind == "operator" and self.outputs > 1:
+            check_operator_size(X.shape[0], self.outputs, force)
 
     def _layer_kernel(self, hs, deltas, l, part, kind):
         mw, mb = self.multipliers
@@ -433,11 +443,12 @@ class MLP:
             G = np.repeat(np.repeat(G, o, axis=-2), o, axis=-1)
         return G * B
 
-    def ntk(self, X, kind: str = "operator") -> np.ndarray:
+    def ntk(self, X, kind: str = "operator", force: bool = False) -> np.ndarray:
         """The empirical NTK ``sum_l K_l`` (see :meth:`layer_ntk`), shape ``([S,] n o, n o)`` or traced."""
         X = self._check_X(X)
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        self._guard(X, kind, force)
         zs, hs = self._fwd(X)
         deltas = self._deltas(X, zs)
         out = sum(self._layer_kernel(hs, deltas, l, "both", kind) for l in range(1, self.net.depth + 1))
@@ -484,7 +495,7 @@ class MLP:
         W = self.weights[l - 1]
         return np.matmul(np.swapaxes(W, -1, -2), W)
 
-    def ptk_gram(self, X, l: int, kind: str = "operator") -> np.ndarray:
+    def ptk_gram(self, X, l: int, kind: str = "operator", force: bool = False) -> np.ndarray:
         """Backward (PTK) Gram matrix ``P_l[(i,a),(j,b)] = delta^a_l(x_i).delta^b_l(x_j)``.
 
         ``kind="operator"`` gives ``([S,] n o, n o)`` in sample-major order; ``"traced"`` gives
@@ -496,6 +507,7 @@ class MLP:
         l = self._check_layer(l)
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
+        self._guard(X, kind, force)
         D = self._deltas(X)[l - 1]
         if kind == "traced":
             out = np.matmul(D, np.swapaxes(D, -1, -2)).sum(axis=1) / self.outputs

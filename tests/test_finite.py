@@ -212,3 +212,20 @@ def test_ptk_covariance_gram_and_feature_kernel_match_their_definitions():
     assert_allclose(mlp.feature_kernel(X, 0), X @ X.T, rtol=1e-13)
     with pytest.raises(ValueError, match="hidden layer"):
         mlp.feature_kernel(X, 4)
+
+
+def test_operator_kernels_are_refused_above_the_memory_guard(monkeypatch):
+    # feature_alignment.md sec. 5.1: (n o)^2 entries above the limit need force=True; traced kernels are fine
+    import meanfield._validation as v
+    from meanfield.alignment import layer_alignment
+
+    monkeypatch.setattr(v, "MAX_OPERATOR_ENTRIES", 100)
+    monkeypatch.setattr(v.check_operator_size, "__defaults__", (False, 100))
+    mlp = MLP.sample(mf.Network(2, "relu", width=4), d=3, seed=0, outputs=3)
+    X = np.random.default_rng(0).standard_normal((5, 3))  # (5 * 3)^2 = 225 > 100
+    for call in (lambda **k: mlp.ntk(X, **k), lambda **k: mlp.layer_ntk(X, 1, **k), lambda **k: mlp.ptk_gram(X, 2, **k),
+                 lambda **k: layer_alignment(mlp, X, np.eye(3)[[0, 1, 2, 0, 1]], **k)):  # fmt: skip
+        with pytest.raises(ValueError, match="force=True"):
+            call()
+        assert np.all(np.isfinite(call(force=True)))
+    assert mlp.ntk(X, kind="traced").shape == (5, 5)
