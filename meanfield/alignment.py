@@ -363,8 +363,7 @@ def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, un
     n = X.shape[0]
     mlp._guard(X, "operator" if kind == "operator" else "traced", force)
     Y = np.asarray(Y)
-    labels = Y.ndim == 1 and np.issubdtype(Y.dtype, np.integer) and mlp.outputs > 1
-    Yt = mlp._targets(Y, n, "xent" if labels else "mse")  # integer class labels -> one-hot rows
+    Yt = mlp._targets(Y, n, "mse")  # integer class labels -> one-hot rows when o > 1
     T = target_kernel(Yt, kind)
     zs, hs = mlp._fwd(X)
     deltas = mlp._deltas(X, zs)

@@ -544,20 +544,22 @@ class MLP:
         return self._out(np.broadcast_to(G, (self.stack or 1,) + G.shape[-2:]).copy())
 
     # -- losses and gradients -----------------------------------------------------------------------------------
-    def _targets(self, Y, n, loss):
+    def _targets(self, Y, n, loss, name="Y"):
+        """Targets of shape (n, o). Integer labels (n,) become one-hot rows for cross-entropy, and for any loss
+        when o > 1 (the one label convention of the package: sampler, training and alignment use it too)."""
         Y = np.asarray(Y)
         o = self.outputs
-        if loss == "xent" and Y.ndim == 1 and np.issubdtype(Y.dtype, np.integer):
+        if Y.ndim == 1 and np.issubdtype(Y.dtype, np.integer) and (loss == "xent" or o > 1):
             if Y.shape != (n,) or Y.min() < 0 or Y.max() >= o:
-                raise ValueError(f"integer labels Y must have shape ({n},) with values in [0, {o - 1}]")
+                raise ValueError(f"{name}: integer labels must have shape ({n},) with values in [0, {o - 1}]")
             return np.eye(o)[Y]
         Y = np.asarray(Y, dtype=np.float64)
         if Y.ndim == 1 and o == 1:
             Y = Y[:, None]
         if Y.shape != (n, o):
-            raise ValueError(f"Y must have shape (n={n}, o={o}), got {Y.shape}")
+            raise ValueError(f"{name} must have shape (n={n}, o={o}) or hold {n} integer labels, got {Y.shape}")
         if not np.all(np.isfinite(Y)):
-            raise ValueError("Y must be finite")
+            raise ValueError(f"{name} must be finite")
         return Y
 
     def loss_grad(self, X, Y, loss: str = "mse", output=None):

@@ -76,21 +76,8 @@ class History:
 
 
 def _targets(mlp: MLP, Y, n: int, name: str) -> np.ndarray:
-    """One-hot or real targets of shape (n, o); integer labels (n,) become one-hot rows."""
-    Y = np.asarray(Y)
-    o = mlp.outputs
-    if Y.ndim == 1 and np.issubdtype(Y.dtype, np.integer) and o > 1:
-        if Y.shape != (n,) or Y.min() < 0 or Y.max() >= o:
-            raise ValueError(f"{name}: integer labels must have shape ({n},) with values in [0, {o - 1}]")
-        return np.eye(o)[Y]
-    Y = np.asarray(Y, dtype=np.float64)
-    if Y.ndim == 1 and o == 1:
-        Y = Y[:, None]
-    if Y.shape != (n, o):
-        raise ValueError(f"{name} must have shape (n={n}, o={o}) or hold {n} integer labels, got {Y.shape}")
-    if not np.all(np.isfinite(Y)):
-        raise ValueError(f"{name} must be finite")
-    return Y
+    """One-hot or real targets of shape (n, o); integer labels (n,) become one-hot rows (:meth:`MLP._targets`)."""
+    return mlp._targets(Y, n, "mse", name)
 
 
 def accuracy(output, Y) -> np.ndarray | float:
