@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import KIND_HERMITE, KIND_LEAKY
-from .maps import _next_corr, _pair, _var, hermite_coefficients
+from .maps import HERMITE_UNROLL, _next_corr, _pack_parity, _pair, _parity_terms, _var, hermite_coefficients
 from .network import Network
 
 __all__ = ["Kernels", "PairCurve", "kernels", "pair_curve", "check_inputs"]
@@ -138,13 +138,16 @@ def _closed_sequences(kind, slope, sw, sb, Q, V):
 
 
 def _variance_sequences(act, sw, sb, q1, depth):
-    """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L; on the general path also the Hermite coefficients as flat
-    tables (TA, TB) with ``rows[l, i]`` = offset of input i's row at layer l and ``order[l]`` its length."""
+    """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L; on the general path also the parity-packed Hermite
+    coefficients (:func:`meanfield.maps._pack_parity`) as flat tables (TA, TB) with ``rows[l, i]`` = offset of
+    input i's row at layer l, ``order[l]`` = M (coefficients per parity block), ``npar[l]`` and ``apar[l]``."""
     n = q1.size
     Q = np.empty((depth, n))
     V = np.zeros((depth, n))
     rows = np.zeros((depth, n), dtype=np.int64)
     order = np.zeros(depth, dtype=np.int64)
+    npar = np.zeros(depth, dtype=np.int64)
+    apar = np.zeros(depth, dtype=np.int64)
     Q[0] = q1
     tables_a, tables_b = [], []
     if act.kind != KIND_HERMITE:
@@ -156,25 +159,25 @@ def _variance_sequences(act, sw, sb, q1, depth):
         uq, inv = np.unique(Q[l], return_inverse=True)
         inv = inv.reshape(-1)
         if prev is not None and np.array_equal(uq, prev[0]):  # variances at their fixed point: reuse the rows
-            a, base = prev[1], prev[2]
+            _, a, base, M, npl, apl = prev
         else:
-            a, b = hermite_coefficients(act, uq)
+            a, b, M, npl, apl = _pack_parity(*hermite_coefficients(act, uq))
             tables_a.append(a.ravel())
             tables_b.append(b.ravel())
             base = offset
             offset += a.size
-            prev = (uq, a, base)
+            prev = (uq, a, base, M, npl, apl)
         # flat tables, each layer with its own order (no padding to the largest)
         rows[l] = base + inv * a.shape[1]
-        order[l] = a.shape[1]
-        V[l] = np.sum(a * a, axis=1)[inv]
+        order[l], npar[l], apar[l] = M, npl, apl
+        V[l] = np.einsum("ij,ij->i", a, a)[inv]
         Q[l + 1] = sw * V[l] + sb
     if tables_a:
         TA = np.concatenate(tables_a)
         TB = np.concatenate(tables_b)
     else:
         TA = TB = np.zeros(1)
-    return Q, V, rows, order, TA, TB
+    return Q, V, rows, order, npar, apar, TA, TB
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -207,7 +210,9 @@ def _block_layers(
             wbuf[0, ii, jj] = W[ii, jj]
             dbuf[0, ii, jj] = 0.0
     for l in range(1, depth):
-        k = order[l - 1]
+        k = order[l - 1, 0]
+        npar = order[l - 1, 1]
+        apar = order[l - 1, 2]
         ow = omw[l]
         ob = omb[l]
         q2 = Q2[l - 1, j0 : j0 + nj]
@@ -216,7 +221,7 @@ def _block_layers(
         sqn2 = SQ2[l, j0 : j0 + nj]
         rb = R2[l - 1, j0 : j0 + nj]
         if kind == KIND_HERMITE:
-            _gather_columns(TA, TB, rb, k, A2, B2)
+            _gather_columns(TA, TB, rb, npar * k, A2, B2)
         for ii in range(ni):
             i = i0 + ii
             q1 = Q1[l - 1, i]
@@ -231,35 +236,35 @@ def _block_layers(
             wl = wbuf[l if keep else 0, ii]
             dl = dbuf[l if keep else 0, ii]
             if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the loop vectorizes
-                _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA,
-                         TB, s, r, w, th, wl, dl)  # fmt: skip
+                _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2,
+                         rb, TA, TB, s, r, w, th, wl, dl)  # fmt: skip
             elif kind == KIND_HERMITE:
-                _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2,
-                                 work)  # fmt: skip
+                _hermite_columns(sw, sb, sv1, sqn1, ra, k, npar, apar, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl,
+                                 A2, B2, work)  # fmt: skip
             else:
-                _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
-                         s, r, w, th, wl, dl)  # fmt: skip
+                _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2, rb, TA,
+                         TB, s, r, w, th, wl, dl)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
 def _gather_columns(TA, TB, rb, k, A2, B2):
-    """A2[kk, jj] = TA[rb[jj] + kk] for kk < k (and B2 from TB), zero-padded to an even number of orders."""
+    """A2[kk, jj] = TA[rb[jj] + kk] for kk < k (and B2 from TB): the columns' rows transposed to (k, column)."""
     for jj in range(rb.shape[0]):
         row = rb[jj]
         for kk in range(k):
             A2[kk, jj] = TA[row + kk]
             B2[kk, jj] = TB[row + kk]
-        A2[k, jj] = 0.0
-        B2[k, jj] = 0.0
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _columns(
-    kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB, s, r, w, th, wl, dl
+    kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB, s, r, w, th,
+    wl, dl,
 ):  # fmt: skip
     """One layer step for a block of columns of one row (row quantities are scalars)."""
     for jj in range(q2.shape[0]):
-        cov, gap, agap, dcov = _pair(kind, slope, q1, q2[jj], sq1 * sq2[jj], s[jj], r[jj], TA, TB, ra, rb[jj], k)
+        cov, gap, agap, dcov = _pair(kind, slope, q1, q2[jj], sq1 * sq2[jj], s[jj], r[jj], TA, TB, ra, rb[jj], k,
+                                     npar, apar)  # fmt: skip
         s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], gap, agap)
         wpart = sw * cov
         dot = sw * dcov
@@ -270,80 +275,120 @@ def _columns(
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2, work):
+def _hermite_columns(
+    sw, sb, sv1, sqn1, ra, M, npar, apar, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2, work
+):  # fmt: skip
     """The general (Mehler) path for a block of columns of one row, with the Hermite order as the outer loop and
     the columns inside, so that the column loop vectorizes.
 
-    The same sums as :func:`meanfield.maps._hermite_pair`, in the same order per column, except that the gap sums
-    are split by the parity of k (even and odd k in one pass, no branch) and the norms come from the per-input
-    ``sqrt(v) = SV`` already used by :func:`meanfield.maps._next_corr`. ``A2, B2`` hold the columns'
-    coefficient rows transposed to (k, column) (:func:`_gather_columns`); the row's own go to their last column.
-    ``work`` holds the per-column accumulators.
+    The same sums as :func:`meanfield.maps._hermite_pair` (Horner in u = c^2 from the highest order down, one
+    parity block at a time, ``HERMITE_UNROLL`` orders per pass over the columns so that the accumulators stay in
+    registers), and the norms from the per-input ``sqrt(v) = SV`` already used by
+    :func:`meanfield.maps._next_corr`. ``A2, B2`` hold the columns' coefficient rows transposed to (k, column)
+    (:func:`_gather_columns`); the row's own go to their last column. ``work`` holds the per-column state.
     """
     nj = sv2.shape[0]
-    kend = k + (k & 1)  # even: the padded coefficient (zero) adds exactly nothing
     last = A2.shape[1] - 1  # the row's own coefficients go to the spare last column of the buffers
-    for kk in range(kend):
-        A2[kk, last] = TA[ra + kk] if kk < k else 0.0
-        B2[kk, last] = TB[ra + kk] if kk < k else 0.0
-    cov, dcov, se, so, fe, fo, diff, ck, geo, dd, cc = (work[0], work[1], work[2], work[3], work[4], work[5],
-                                                          work[6], work[7], work[8], work[9], work[10])  # fmt: skip
+    for kk in range(npar * M):
+        A2[kk, last] = TA[ra + kk]
+        B2[kk, last] = TB[ra + kk]
+    cc, tt, uu, cov, dcov, gap, agap, diff, H, J, P, D, Hb = (
+        work[0], work[1], work[2], work[3], work[4], work[5], work[6], work[7], work[8], work[9], work[10],
+        work[11], work[12],
+    )  # fmt: skip
     for jj in range(nj):
         c = 1.0 - s[jj] if s[jj] <= r[jj] else r[jj] - 1.0
         cc[jj] = c
-        dd[jj] = s[jj] if c >= 0.0 else r[jj]  # 1 - |c|, exact
-        ck[jj] = 1.0  # c^k
-        geo[jj] = 0.0  # sum_{j<k} |c|^j, so that 1 - |c|^k = (1 - |c|) geo
+        tt[jj] = abs(c)
+        uu[jj] = c * c
         cov[jj] = 0.0
         dcov[jj] = 0.0
-        se[jj] = 0.0  # sum over even k of a1 a2 (1 - |c|^k)
-        so[jj] = 0.0  # ... odd k
-        fe[jj] = 0.0  # sum over even k of a1 a2 (1 + |c|^k)
-        fo[jj] = 0.0  # ... odd k
-        diff[jj] = 0.0  # sum (a1 - a2)^2
-    for kk in range(0, kend, 2):
-        ae = A2[kk, last]
-        ao = A2[kk + 1, last]
-        be = B2[kk, last]
-        bo = B2[kk + 1, last]
-        Ae = A2[kk]
-        Ao = A2[kk + 1]
-        Be = B2[kk]
-        Bo = B2[kk + 1]
+        gap[jj] = 0.0
+        agap[jj] = 0.0
+        diff[jj] = 0.0
+    for blk in range(npar):
+        base = blk * M
         for jj in range(nj):
-            x = ck[jj]
-            g = geo[jj]
-            d = dd[jj]
-            p = ae * Ae[jj]
-            cv = cov[jj] + p * x
-            dc = dcov[jj] + be * Be[jj] * x
-            om = d * g
-            se[jj] += p * om
-            fe[jj] += p * (2.0 - om)
-            e = ae - Ae[jj]
-            df = diff[jj] + e * e
-            g += abs(x)
-            x *= cc[jj]
-            p = ao * Ao[jj]
-            cov[jj] = cv + p * x
-            dcov[jj] = dc + bo * Bo[jj] * x
-            om = d * g
-            so[jj] += p * om
-            fo[jj] += p * (2.0 - om)
-            e = ao - Ao[jj]
-            diff[jj] = df + e * e
-            geo[jj] = g + abs(x)
-            ck[jj] = x * cc[jj]
+            H[jj] = 0.0
+            J[jj] = 0.0
+            P[jj] = 0.0
+            D[jj] = 0.0
+            Hb[jj] = 0.0
+        for m0 in range(base + M - HERMITE_UNROLL, base - 1, -HERMITE_UNROLL):
+            a3 = A2[m0 + 3, last]
+            a2 = A2[m0 + 2, last]
+            a1 = A2[m0 + 1, last]
+            a0 = A2[m0, last]
+            b3 = B2[m0 + 3, last]
+            b2 = B2[m0 + 2, last]
+            b1 = B2[m0 + 1, last]
+            b0 = B2[m0, last]
+            X3 = A2[m0 + 3]
+            X2 = A2[m0 + 2]
+            X1 = A2[m0 + 1]
+            X0 = A2[m0]
+            Y3 = B2[m0 + 3]
+            Y2 = B2[m0 + 2]
+            Y1 = B2[m0 + 1]
+            Y0 = B2[m0]
+            for jj in range(nj):
+                u = uu[jj]
+                h = H[jj]
+                j_ = J[jj]
+                q = P[jj]
+                dd = D[jj]
+                hb = Hb[jj]
+                x = X3[jj]
+                p = a3 * x
+                j_ = j_ * u + q
+                q += p
+                h = h * u + p
+                e = a3 - x
+                dd += e * e
+                hb = hb * u + b3 * Y3[jj]
+                x = X2[jj]
+                p = a2 * x
+                j_ = j_ * u + q
+                q += p
+                h = h * u + p
+                e = a2 - x
+                dd += e * e
+                hb = hb * u + b2 * Y2[jj]
+                x = X1[jj]
+                p = a1 * x
+                j_ = j_ * u + q
+                q += p
+                h = h * u + p
+                e = a1 - x
+                dd += e * e
+                hb = hb * u + b1 * Y1[jj]
+                x = X0[jj]
+                p = a0 * x
+                j_ = j_ * u + q
+                q += p
+                h = h * u + p
+                e = a0 - x
+                dd += e * e
+                hb = hb * u + b0 * Y0[jj]
+                H[jj] = h
+                J[jj] = j_
+                P[jj] = q
+                D[jj] = dd
+                Hb[jj] = hb
+        pa = blk if npar == 2 else apar  # parity of k for phi's block ...
+        pb = blk if npar == 2 else 1 - apar  # ... and for phi' (opposite when phi has one parity)
+        for jj in range(nj):
+            cv, g, ag, dd = _parity_terms(pa, cc[jj], tt[jj], s[jj] if cc[jj] >= 0.0 else r[jj], H[jj], P[jj],
+                                          J[jj], D[jj])  # fmt: skip
+            cov[jj] += cv
+            gap[jj] += g
+            agap[jj] += ag
+            diff[jj] += dd
+            dcov[jj] += cc[jj] * Hb[jj] if pb == 1 else Hb[jj]
     for jj in range(nj):
         # sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
         mismatch = 0.5 * diff[jj] - 0.5 * (sv1 - sv2[jj]) ** 2
-        if cc[jj] >= 0.0:
-            gap = mismatch + (se[jj] + so[jj])
-            agap = mismatch + (fe[jj] + fo[jj])
-        else:  # odd k: 1 - c^k = 1 + |c|^k and 1 + c^k = 1 - |c|^k
-            gap = mismatch + (se[jj] + fo[jj])
-            agap = mismatch + (fe[jj] + so[jj])
-        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], gap, agap)
+        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], mismatch + gap[jj], mismatch + agap[jj])
         wpart = sw * cov[jj]
         dot = sw * dcov[jj]
         w[jj] = wpart
@@ -414,7 +459,7 @@ def _propagate(
     nb = depth if nngp_l.shape[0] > 0 else 1
     # coefficient buffers of the general path: orders 0..K (K + 1 when padded to even), one column per column of
     # the block and a last one for the row's own coefficients
-    nk = order.max() + 1 if kind == KIND_HERMITE else 1
+    nk = (order[:, 0] * order[:, 1]).max() if kind == KIND_HERMITE else 1
     tiles = (n + _ROWS - 1) // _ROWS
     # with symmetry, tiles t and tiles-1-t share one task so that the triangular work is balanced
     tasks = (tiles + 1) // 2 if sym else tiles
@@ -427,7 +472,7 @@ def _propagate(
         dbuf = np.empty((nb, _ROWS, _BLOCK))
         A2 = np.empty((nk, _BLOCK + 1))
         B2 = np.empty((nk, _BLOCK + 1))
-        work = np.empty((11, _BLOCK))
+        work = np.empty((13, _BLOCK))
         _tile(
             t * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb,
             sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
@@ -531,7 +576,8 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     W0, S0, R0, q1, q2 = _first_layer(X, X2, sw, sb, sym)
     n, m = W0.shape
     nq = np.concatenate([q1, q2]) if not sym else q1
-    Q, V, rows, order, TA, TB = _variance_sequences(act, sw, sb, nq, depth)
+    Q, V, rows, order, npar, apar, TA, TB = _variance_sequences(act, sw, sb, nq, depth)
+    order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))  # (M, npar, apar) per layer
     # per-input sequences laid out (layer, input): the row kernel's column loop reads them contiguously
     SQ, SV = np.sqrt(Q), np.sqrt(V)
     Q1, SQ1, SV1, R1 = (np.ascontiguousarray(a[:, :n]) for a in (Q, SQ, SV, rows))
@@ -600,14 +646,14 @@ def _curve(kind, slope, sw, sb, Q, V, rows, TA, TB, order, s, r, out):
     for l in range(1, depth):
         ra = rows[0, l - 1]
         rb = rows[1, l - 1]
-        k = order[l - 1]
+        k, npar, apar = order[l - 1, 0], order[l - 1, 1], order[l - 1, 2]
         q1 = Q[0, l - 1]
         q2 = Q[1, l - 1]
         sq1 = math.sqrt(q1)
         sq2 = math.sqrt(q2)
-        cov, gap, agap, dcov = _pair(kind, slope, q1, q2, sq1 * sq2, s, r, TA, TB, ra, rb, k)
-        d1 = _pair(kind, slope, q1, q1, q1, 0.0, 2.0, TA, TB, ra, ra, k)[3]
-        d2 = _pair(kind, slope, q2, q2, q2, 0.0, 2.0, TA, TB, rb, rb, k)[3]
+        cov, gap, agap, dcov = _pair(kind, slope, q1, q2, sq1 * sq2, s, r, TA, TB, ra, rb, k, npar, apar)
+        d1 = _pair(kind, slope, q1, q1, q1, 0.0, 2.0, TA, TB, ra, ra, k, npar, apar)[3]
+        d2 = _pair(kind, slope, q2, q2, q2, 0.0, 2.0, TA, TB, rb, rb, k, npar, apar)[3]
         s, r = _next_corr(
             sw, sb, math.sqrt(V[0, l - 1]), math.sqrt(V[1, l - 1]), math.sqrt(Q[0, l]), math.sqrt(Q[1, l]), gap, agap
         )
@@ -670,7 +716,8 @@ def pair_curve(depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0, q1=1.0, q2=
             raise ValueError(f"s = 1 - c must be in [0, 2], got {s!r}")
         r = 2.0 - s
     act = net.activation
-    Q, V, rows, order, TA, TB = _variance_sequences(act, net.sigma_w2, net.sigma_b2, qs, depth)
+    Q, V, rows, order, npar, apar, TA, TB = _variance_sequences(act, net.sigma_w2, net.sigma_b2, qs, depth)
+    order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))
     Q, V, rows = (np.ascontiguousarray(a.T) for a in (Q, V, rows))
     out = np.empty((6, depth))
     _curve(act.kind, float(act.slope), net.sigma_w2, net.sigma_b2, Q, V, rows, TA, TB, order, s, r, out)
