@@ -332,18 +332,38 @@ def _hermite_basis(nodes: int, order: int):
     return z, sw, psi
 
 
-def _coefficients_at(activation: Activation, q: np.ndarray, order: int):
-    nodes = max(2 * order, 128)
-    z, sw, psi = _hermite_basis(nodes, order)
-    u = np.sqrt(q)[:, None] * z[None, :]
+#: from this variance on, phi' comes from phi's coefficients (Stein) instead of its own quadrature
+HERMITE_STEIN_Q = 1e-4
+
+
+def _on_nodes(fn, activation, u, sw):
     with np.errstate(over="ignore", invalid="ignore"):
-        fa = np.asarray(activation.fn(u), dtype=np.float64) * sw
-        fb = np.asarray(activation.derivative(u), dtype=np.float64) * sw
-    fa[:, sw == 0] = 0.0
-    fb[:, sw == 0] = 0.0
-    if not (np.all(np.isfinite(fa)) and np.all(np.isfinite(fb))):
+        f = np.asarray(fn(u), dtype=np.float64) * sw
+    f[:, sw == 0] = 0.0
+    if not np.all(np.isfinite(f)):
         raise ValueError(f"activation {activation.name!r} returned non-finite values on Gauss-Hermite nodes")
-    return fa @ psi.T, fb @ psi.T
+    return f
+
+
+def _coefficients_at(activation: Activation, q: np.ndarray, order: int):
+    """(a, b) to ``order`` by Gauss-Hermite quadrature with ``max(3 order / 2, 128)`` nodes.
+
+    For ``q >= HERMITE_STEIN_Q``, b comes from a by Stein's identity E[phi'(sqrt q z) He_k(z)] =
+    E[phi(sqrt q z) He_(k+1)(z)] / sqrt q, i.e. b_k = sqrt((k + 1) / q) a_(k+1): one activation evaluation and one
+    product instead of two (the division by sqrt q amplifies a's rounding by at most 100 there). Smaller variances
+    evaluate phi' itself.
+    """
+    nodes = max(order + order // 2, 128)
+    z, sw, psi = _hermite_basis(nodes, order + 1)
+    u = np.sqrt(q)[:, None] * z[None, :]
+    a = _on_nodes(activation.fn, activation, u, sw) @ psi.T
+    b = a[:, 1:] * np.sqrt(np.arange(1.0, order + 1.0))[None, :]
+    small = q < HERMITE_STEIN_Q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b /= np.sqrt(q)[:, None]
+    if np.any(small):
+        b[small] = _on_nodes(activation.derivative, activation, u[small], sw) @ psi[:order].T
+    return a[:, :order], b
 
 
 def hermite_coefficients(activation, q, order=None):
@@ -355,7 +375,8 @@ def hermite_coefficients(activation, q, order=None):
     q : array_like
         Variances, ``q >= 0``.
     order : int, optional
-        Number of coefficients. Default: chosen adaptively, doubling from 64 until the last eighth of the
+        Number of coefficients. Default: chosen adaptively (the largest ``q`` is sized first, then all rows
+        at that order, doubling if needed) until the last eighth of the
         coefficients carries less than ``HERMITE_TAIL = 1e-13`` of the squared norm (at most 4096; a RuntimeWarning
         reports a tail above 1e-9 at that order).
 
@@ -366,8 +387,10 @@ def hermite_coefficients(activation, q, order=None):
 
     Notes
     -----
-    Computed by Gauss-Hermite quadrature with ``max(2 * order, 128)`` nodes and the Gaussian weight folded into
-    the Hermite functions, so nothing overflows. Mehler's formula then gives every 2-D Gaussian moment,
+    Computed by Gauss-Hermite quadrature with ``max(3 * order / 2, 128)`` nodes and the Gaussian weight folded into
+    the Hermite functions, so nothing overflows; for ``q >= 1e-4`` the coefficients of :math:`\phi'` come from
+    those of :math:`\phi` by Stein's identity, :math:`b_k = \sqrt{(k+1)/q}\,a_{k+1}`. Mehler's formula then gives
+    every 2-D Gaussian moment,
     :math:`\mathbb E[\phi(u)\phi(v)] = \sum_k a_k(q_1)a_k(q_2)c^k`. The expansion converges geometrically for smooth
     activations, with a ratio that approaches 1 as ``q`` grows (for erf the ratio is ``2q/(1 + 2q)``), so the order
     grows with ``q``: about 100 at ``q = 1`` and 900 at ``q = 10`` for tanh. Validity: smooth activations,
@@ -392,8 +415,14 @@ def hermite_coefficients(activation, q, order=None):
     return a.reshape(q.shape + (-1,)), b.reshape(q.shape + (-1,))
 
 
-def _adaptive_coefficients(act: Activation, q: np.ndarray):
-    order = 64
+def _adaptive_coefficients(act: Activation, q: np.ndarray, start: int = 64):
+    """Coefficients to the adaptive order. The row of the largest variance (usually the slowest to converge) is
+    sized first on its own, so that all rows are computed once at about the right order (rounded up to a multiple
+    of 32), doubling only if some other row needs more."""
+    order = min(-(-max(int(start), 64) // 32) * 32, HERMITE_MAX_ORDER)
+    if q.size > 1 and start <= 64:
+        probe = _adaptive_coefficients(act, q[np.argmax(q)][None], start)[0].shape[1]
+        order = min(-(-(probe + probe // 7 + 8) // 32) * 32, HERMITE_MAX_ORDER)
     while True:
         a, b = _coefficients_at(act, q, order)
         mass = a * a + b * b
@@ -417,7 +446,7 @@ def _adaptive_coefficients(act: Activation, q: np.ndarray):
                     stacklevel=3,
                 )
             return a, b
-        order *= 2
+        order = min(2 * order, HERMITE_MAX_ORDER)
 
 
 def _pack_parity(a, b):

@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import KIND_HERMITE, KIND_LEAKY
-from .maps import HERMITE_UNROLL, _next_corr, _pack_parity, _pair, _parity_terms, _var, hermite_coefficients
+from .maps import HERMITE_UNROLL, _adaptive_coefficients, _next_corr, _pack_parity, _pair, _parity_terms, _var
 from .network import Network
 
 __all__ = ["Kernels", "PairCurve", "kernels", "pair_curve", "check_inputs"]
@@ -161,7 +161,8 @@ def _variance_sequences(act, sw, sb, q1, depth):
         if prev is not None and np.array_equal(uq, prev[0]):  # variances at their fixed point: reuse the rows
             _, a, base, M, npl, apl = prev
         else:
-            a, b, M, npl, apl = _pack_parity(*hermite_coefficients(act, uq))
+            a, b = _adaptive_coefficients(act, uq)
+            a, b, M, npl, apl = _pack_parity(a, b)
             tables_a.append(a.ravel())
             tables_b.append(b.ravel())
             base = offset
