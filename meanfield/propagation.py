@@ -188,6 +188,9 @@ def _variance_sequences(act, sw, sb, q1, depth):
 
 #: columns per block: the per-pair state of one block stays in L1
 _BLOCK = 256
+#: columns per block on the general path: the block's Hermite coefficients (M x _HBLOCK per parity, for phi and phi')
+#: then stay in L1 while the tile's rows sweep them
+_HBLOCK = 256
 #: rows per tile: the general path transposes the columns' Hermite coefficients once per tile and layer
 _ROWS = 16
 
@@ -275,6 +278,97 @@ def _columns(
         dl[jj] = dot
 
 
+#: below this 1 - |c| (in some column of a block) the general path carries the Cauchy-Schwarz gaps exactly
+_GAP_EXACT = 1e-3
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _horner_exact(A2, B2, last, base, M, W, nj):
+    """Horner sums of one parity block for all columns: W[1..5] += (H, J, P, D, Hb) of
+    :func:`meanfield.maps._hermite_pair`, four orders per pass (W[0] = c^2)."""
+    for m0 in range(base + M - HERMITE_UNROLL, base - 1, -HERMITE_UNROLL):
+        a3 = A2[m0 + 3, last]
+        a2 = A2[m0 + 2, last]
+        a1 = A2[m0 + 1, last]
+        a0 = A2[m0, last]
+        b3 = B2[m0 + 3, last]
+        b2 = B2[m0 + 2, last]
+        b1 = B2[m0 + 1, last]
+        b0 = B2[m0, last]
+        for jj in range(nj):
+            u = W[0, jj]
+            h = W[1, jj]
+            j_ = W[2, jj]
+            q = W[3, jj]
+            dd = W[4, jj]
+            hb = W[5, jj]
+            x = A2[m0 + 3, jj]
+            p = a3 * x
+            j_ = j_ * u + q
+            q += p
+            h = h * u + p
+            e = a3 - x
+            dd += e * e
+            hb = hb * u + b3 * B2[m0 + 3, jj]
+            x = A2[m0 + 2, jj]
+            p = a2 * x
+            j_ = j_ * u + q
+            q += p
+            h = h * u + p
+            e = a2 - x
+            dd += e * e
+            hb = hb * u + b2 * B2[m0 + 2, jj]
+            x = A2[m0 + 1, jj]
+            p = a1 * x
+            j_ = j_ * u + q
+            q += p
+            h = h * u + p
+            e = a1 - x
+            dd += e * e
+            hb = hb * u + b1 * B2[m0 + 1, jj]
+            x = A2[m0, jj]
+            p = a0 * x
+            j_ = j_ * u + q
+            q += p
+            h = h * u + p
+            e = a0 - x
+            dd += e * e
+            hb = hb * u + b0 * B2[m0, jj]
+            W[1, jj] = h
+            W[2, jj] = j_
+            W[3, jj] = q
+            W[4, jj] = dd
+            W[5, jj] = hb
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _horner_plain(A2, B2, last, base, M, W, nj):
+    """Only the Mehler sums themselves, W[1] += H and W[5] += Hb (the gaps then follow from cov)."""
+    for m0 in range(base + M - HERMITE_UNROLL, base - 1, -HERMITE_UNROLL):
+        a3 = A2[m0 + 3, last]
+        a2 = A2[m0 + 2, last]
+        a1 = A2[m0 + 1, last]
+        a0 = A2[m0, last]
+        b3 = B2[m0 + 3, last]
+        b2 = B2[m0 + 2, last]
+        b1 = B2[m0 + 1, last]
+        b0 = B2[m0, last]
+        for jj in range(nj):
+            u = W[0, jj]
+            h = W[1, jj]
+            hb = W[5, jj]
+            h = h * u + a3 * A2[m0 + 3, jj]
+            hb = hb * u + b3 * B2[m0 + 3, jj]
+            h = h * u + a2 * A2[m0 + 2, jj]
+            hb = hb * u + b2 * B2[m0 + 2, jj]
+            h = h * u + a1 * A2[m0 + 1, jj]
+            hb = hb * u + b1 * B2[m0 + 1, jj]
+            h = h * u + a0 * A2[m0, jj]
+            hb = hb * u + b0 * B2[m0, jj]
+            W[1, jj] = h
+            W[5, jj] = hb
+
+
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _hermite_columns(
     sw, sb, sv1, sqn1, ra, M, npar, apar, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2, work
@@ -285,111 +379,76 @@ def _hermite_columns(
     The same sums as :func:`meanfield.maps._hermite_pair` (Horner in u = c^2 from the highest order down, one
     parity block at a time, ``HERMITE_UNROLL`` orders per pass over the columns so that the accumulators stay in
     registers), and the norms from the per-input ``sqrt(v) = SV`` already used by
-    :func:`meanfield.maps._next_corr`. ``A2, B2`` hold the columns' coefficient rows transposed to (k, column)
-    (:func:`_gather_columns`); the row's own go to their last column. ``work`` holds the per-column state.
+    :func:`meanfield.maps._next_corr`. When every column of the block has ``min(1 - c, 1 + c) >= _GAP_EXACT``
+    the gaps are formed as ``sqrt(v1 v2) -/+ cov``: their rounding error, ``1e-16`` of ``v``, is then below
+    ``1e-13`` of ``1 -/+ c`` (and at most ``1e-16`` absolute in the next layer's correlation), so only the two
+    Mehler sums are needed (half the work). Otherwise the exact gap sums are carried as well. ``A2, B2`` hold the
+    columns' coefficient rows transposed to (k, column) (:func:`_gather_columns`); the row's own go to their last
+    column. ``work`` holds the per-column state.
     """
     nj = sv2.shape[0]
     last = A2.shape[1] - 1  # the row's own coefficients go to the spare last column of the buffers
     for kk in range(npar * M):
         A2[kk, last] = TA[ra + kk]
         B2[kk, last] = TB[ra + kk]
-    cc, tt, uu, cov, dcov, gap, agap, diff, H, J, P, D, Hb = (
-        work[0], work[1], work[2], work[3], work[4], work[5], work[6], work[7], work[8], work[9], work[10],
-        work[11], work[12],
-    )  # fmt: skip
+    W = work[:6]  # (u, H, J, P, D, Hb) of the parity block being summed (first nj columns)
+    cc, tt, cov, dcov, gap, agap, diff = work[6], work[7], work[8], work[9], work[10], work[11], work[12]
+    closest = 2.0
     for jj in range(nj):
         c = 1.0 - s[jj] if s[jj] <= r[jj] else r[jj] - 1.0
+        closest = min(closest, min(s[jj], r[jj]))
         cc[jj] = c
         tt[jj] = abs(c)
-        uu[jj] = c * c
+        W[0, jj] = c * c
         cov[jj] = 0.0
         dcov[jj] = 0.0
         gap[jj] = 0.0
         agap[jj] = 0.0
         diff[jj] = 0.0
+    exact = closest < _GAP_EXACT
     for blk in range(npar):
-        base = blk * M
         for jj in range(nj):
-            H[jj] = 0.0
-            J[jj] = 0.0
-            P[jj] = 0.0
-            D[jj] = 0.0
-            Hb[jj] = 0.0
-        for m0 in range(base + M - HERMITE_UNROLL, base - 1, -HERMITE_UNROLL):
-            a3 = A2[m0 + 3, last]
-            a2 = A2[m0 + 2, last]
-            a1 = A2[m0 + 1, last]
-            a0 = A2[m0, last]
-            b3 = B2[m0 + 3, last]
-            b2 = B2[m0 + 2, last]
-            b1 = B2[m0 + 1, last]
-            b0 = B2[m0, last]
-            X3 = A2[m0 + 3]
-            X2 = A2[m0 + 2]
-            X1 = A2[m0 + 1]
-            X0 = A2[m0]
-            Y3 = B2[m0 + 3]
-            Y2 = B2[m0 + 2]
-            Y1 = B2[m0 + 1]
-            Y0 = B2[m0]
-            for jj in range(nj):
-                u = uu[jj]
-                h = H[jj]
-                j_ = J[jj]
-                q = P[jj]
-                dd = D[jj]
-                hb = Hb[jj]
-                x = X3[jj]
-                p = a3 * x
-                j_ = j_ * u + q
-                q += p
-                h = h * u + p
-                e = a3 - x
-                dd += e * e
-                hb = hb * u + b3 * Y3[jj]
-                x = X2[jj]
-                p = a2 * x
-                j_ = j_ * u + q
-                q += p
-                h = h * u + p
-                e = a2 - x
-                dd += e * e
-                hb = hb * u + b2 * Y2[jj]
-                x = X1[jj]
-                p = a1 * x
-                j_ = j_ * u + q
-                q += p
-                h = h * u + p
-                e = a1 - x
-                dd += e * e
-                hb = hb * u + b1 * Y1[jj]
-                x = X0[jj]
-                p = a0 * x
-                j_ = j_ * u + q
-                q += p
-                h = h * u + p
-                e = a0 - x
-                dd += e * e
-                hb = hb * u + b0 * Y0[jj]
-                H[jj] = h
-                J[jj] = j_
-                P[jj] = q
-                D[jj] = dd
-                Hb[jj] = hb
+            W[1, jj] = 0.0
+            W[2, jj] = 0.0
+            W[3, jj] = 0.0
+            W[4, jj] = 0.0
+            W[5, jj] = 0.0
+        if exact:
+            _horner_exact(A2, B2, last, blk * M, M, W, nj)
+        else:
+            _horner_plain(A2, B2, last, blk * M, M, W, nj)
         pa = blk if npar == 2 else apar  # parity of k for phi's block ...
         pb = blk if npar == 2 else 1 - apar  # ... and for phi' (opposite when phi has one parity)
-        for jj in range(nj):
-            cv, g, ag, dd = _parity_terms(pa, cc[jj], tt[jj], s[jj] if cc[jj] >= 0.0 else r[jj], H[jj], P[jj],
-                                          J[jj], D[jj])  # fmt: skip
-            cov[jj] += cv
-            gap[jj] += g
-            agap[jj] += ag
-            diff[jj] += dd
-            dcov[jj] += cc[jj] * Hb[jj] if pb == 1 else Hb[jj]
+        if exact:
+            for jj in range(nj):
+                cv, g, ag, dd = _parity_terms(pa, cc[jj], tt[jj], s[jj] if cc[jj] >= 0.0 else r[jj], W[1, jj],
+                                              W[3, jj], W[2, jj], W[4, jj])  # fmt: skip
+                cov[jj] += cv
+                gap[jj] += g
+                agap[jj] += ag
+                diff[jj] += dd
+        elif pa == 1:  # separate straight loops, so that they vectorize
+            for jj in range(nj):
+                cov[jj] += cc[jj] * W[1, jj]
+        else:
+            for jj in range(nj):
+                cov[jj] += W[1, jj]
+        if pb == 1:
+            for jj in range(nj):
+                dcov[jj] += cc[jj] * W[5, jj]
+        else:
+            for jj in range(nj):
+                dcov[jj] += W[5, jj]
     for jj in range(nj):
-        # sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
-        mismatch = 0.5 * diff[jj] - 0.5 * (sv1 - sv2[jj]) ** 2
-        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], mismatch + gap[jj], mismatch + agap[jj])
+        if exact:
+            # sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
+            mismatch = 0.5 * diff[jj] - 0.5 * (sv1 - sv2[jj]) ** 2
+            g = mismatch + gap[jj]
+            ag = mismatch + agap[jj]
+        else:
+            g = sv1 * sv2[jj] - cov[jj]
+            ag = sv1 * sv2[jj] + cov[jj]
+        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], g, ag)
         wpart = sw * cov[jj]
         dot = sw * dcov[jj]
         w[jj] = wpart
@@ -421,8 +480,9 @@ def _tile(
     ni = min(_ROWS, n - i0)
     keep = nngp_l.shape[0] > 0
     start = i0 if sym else 0
-    for j0 in range(start, m, _BLOCK):
-        nj = min(_BLOCK, m - j0)
+    width = A2.shape[1] - 1  # columns per block (_HBLOCK on the general path, else _BLOCK)
+    for j0 in range(start, m, width):
+        nj = min(width, m - j0)
         for ii in range(ni):
             for jj in range(nj):
                 S[ii, jj] = S0[i0 + ii, j0 + jj]
@@ -461,6 +521,7 @@ def _propagate(
     # coefficient buffers of the general path: orders 0..K (K + 1 when padded to even), one column per column of
     # the block and a last one for the row's own coefficients
     nk = (order[:, 0] * order[:, 1]).max() if kind == KIND_HERMITE else 1
+    width = _HBLOCK if kind == KIND_HERMITE else _BLOCK
     tiles = (n + _ROWS - 1) // _ROWS
     # with symmetry, tiles t and tiles-1-t share one task so that the triangular work is balanced
     tasks = (tiles + 1) // 2 if sym else tiles
@@ -471,8 +532,8 @@ def _propagate(
         TH = np.empty((_ROWS, _BLOCK))
         wbuf = np.empty((nb, _ROWS, _BLOCK))
         dbuf = np.empty((nb, _ROWS, _BLOCK))
-        A2 = np.empty((nk, _BLOCK + 1))
-        B2 = np.empty((nk, _BLOCK + 1))
+        A2 = np.empty((nk, width + 1))
+        B2 = np.empty((nk, width + 1))
         work = np.empty((13, _BLOCK))
         _tile(
             t * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb,
