@@ -226,6 +226,23 @@ def _block_layers(
         rb = R2[l - 1, j0 : j0 + nj]
         if kind == KIND_HERMITE:
             _gather_columns(TA, TB, rb, npar * k, A2, B2)
+            lk = l if keep else 0
+            ii = 0
+            while ii < ni:  # rows in pairs where both can take the plain sums, else one at a time
+                i = i0 + ii
+                if ii + 1 < ni and _hermite_two_rows(
+                    sw, sb, SV1[l - 1, i], SQ1[l, i], R1[l - 1, i], SV1[l - 1, i + 1], SQ1[l, i + 1], R1[l - 1, i + 1],
+                    k, npar, apar, ow, ob, sv2, sqn2, TA, TB, S[ii], R[ii], W[ii], TH[ii], wbuf[lk, ii], dbuf[lk, ii],
+                    S[ii + 1], R[ii + 1], W[ii + 1], TH[ii + 1], wbuf[lk, ii + 1], dbuf[lk, ii + 1], A2, B2, work[0],
+                    work[1],
+                ):  # fmt: skip
+                    ii += 2
+                    continue
+                _hermite_columns(sw, sb, SV1[l - 1, i], SQ1[l, i], R1[l - 1, i], k, npar, apar, ow, ob, sv2, sqn2,
+                                 TA, TB, S[ii], R[ii], W[ii], TH[ii], wbuf[lk, ii], dbuf[lk, ii], A2, B2,
+                                 work[0])  # fmt: skip
+                ii += 1
+            continue
         for ii in range(ni):
             i = i0 + ii
             q1 = Q1[l - 1, i]
@@ -242,9 +259,6 @@ def _block_layers(
             if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the loop vectorizes
                 _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2,
                          rb, TA, TB, s, r, w, th, wl, dl)  # fmt: skip
-            elif kind == KIND_HERMITE:
-                _hermite_columns(sw, sb, sv1, sqn1, ra, k, npar, apar, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl,
-                                 A2, B2, work)  # fmt: skip
             else:
                 _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2, rb, TA,
                          TB, s, r, w, th, wl, dl)  # fmt: skip
@@ -370,6 +384,125 @@ def _horner_plain(A2, B2, last, base, M, W, nj):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _horner_plain2(A2, B2, col1, col2, base, M, W1, W2, nj):
+    """:func:`_horner_plain` for two rows at once (their coefficients in columns col1, col2): each column
+    coefficient loaded once serves both rows, halving the traffic from the transposed tables."""
+    for m0 in range(base + M - HERMITE_UNROLL, base - 1, -HERMITE_UNROLL):
+        a3 = A2[m0 + 3, col1]
+        a2 = A2[m0 + 2, col1]
+        a1 = A2[m0 + 1, col1]
+        a0 = A2[m0, col1]
+        b3 = B2[m0 + 3, col1]
+        b2 = B2[m0 + 2, col1]
+        b1 = B2[m0 + 1, col1]
+        b0 = B2[m0, col1]
+        e3 = A2[m0 + 3, col2]
+        e2 = A2[m0 + 2, col2]
+        e1 = A2[m0 + 1, col2]
+        e0 = A2[m0, col2]
+        f3 = B2[m0 + 3, col2]
+        f2 = B2[m0 + 2, col2]
+        f1 = B2[m0 + 1, col2]
+        f0 = B2[m0, col2]
+        for jj in range(nj):
+            u = W1[0, jj]
+            v = W2[0, jj]
+            h = W1[1, jj]
+            hb = W1[5, jj]
+            g = W2[1, jj]
+            gb = W2[5, jj]
+            x = A2[m0 + 3, jj]
+            y = B2[m0 + 3, jj]
+            h = h * u + a3 * x
+            hb = hb * u + b3 * y
+            g = g * v + e3 * x
+            gb = gb * v + f3 * y
+            x = A2[m0 + 2, jj]
+            y = B2[m0 + 2, jj]
+            h = h * u + a2 * x
+            hb = hb * u + b2 * y
+            g = g * v + e2 * x
+            gb = gb * v + f2 * y
+            x = A2[m0 + 1, jj]
+            y = B2[m0 + 1, jj]
+            h = h * u + a1 * x
+            hb = hb * u + b1 * y
+            g = g * v + e1 * x
+            gb = gb * v + f1 * y
+            x = A2[m0, jj]
+            y = B2[m0, jj]
+            h = h * u + a0 * x
+            hb = hb * u + b0 * y
+            g = g * v + e0 * x
+            gb = gb * v + f0 * y
+            W1[1, jj] = h
+            W1[5, jj] = hb
+            W2[1, jj] = g
+            W2[5, jj] = gb
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _hermite_prep(ra, M, npar, TA, TB, s, r, A2, B2, col, work, nj):
+    """Copy the row's coefficients to column ``col`` of the transposed tables and set up the per-column state;
+    True if some column is within ``_GAP_EXACT`` of c = +-1 (the exact gap sums are needed)."""
+    for kk in range(npar * M):
+        A2[kk, col] = TA[ra + kk]
+        B2[kk, col] = TB[ra + kk]
+    closest = 2.0
+    for jj in range(nj):
+        c = 1.0 - s[jj] if s[jj] <= r[jj] else r[jj] - 1.0
+        closest = min(closest, min(s[jj], r[jj]))
+        work[6, jj] = c
+        work[7, jj] = abs(c)
+        work[0, jj] = c * c
+        work[8, jj] = 0.0
+        work[9, jj] = 0.0
+        work[10, jj] = 0.0
+        work[11, jj] = 0.0
+        work[12, jj] = 0.0
+    return closest < _GAP_EXACT
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _plain_terms(pa, pb, work, nj):
+    """cov += H (times c for odd k) and dcov += Hb (likewise), in straight loops that vectorize."""
+    if pa == 1:
+        for jj in range(nj):
+            work[8, jj] += work[6, jj] * work[1, jj]
+    else:
+        for jj in range(nj):
+            work[8, jj] += work[1, jj]
+    if pb == 1:
+        for jj in range(nj):
+            work[9, jj] += work[6, jj] * work[5, jj]
+    else:
+        for jj in range(nj):
+            work[9, jj] += work[5, jj]
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _hermite_finish(exact, sw, sb, sv1, sqn1, ow, ob, sv2, sqn2, s, r, w, th, wl, dl, work, nj):
+    """The next (s, r) from the gaps, and the kernels' layer step, from the sums in ``work``."""
+    for jj in range(nj):
+        cov = work[8, jj]
+        if exact:
+            # sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
+            mismatch = 0.5 * work[12, jj] - 0.5 * (sv1 - sv2[jj]) ** 2
+            g = mismatch + work[10, jj]
+            ag = mismatch + work[11, jj]
+        else:
+            g = sv1 * sv2[jj] - cov
+            ag = sv1 * sv2[jj] + cov
+        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], g, ag)
+        wpart = sw * cov
+        dot = sw * work[9, jj]
+        w[jj] = wpart
+        th[jj] = th[jj] * dot + ow * wpart + ob
+        wl[jj] = wpart
+        dl[jj] = dot
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _hermite_columns(
     sw, sb, sv1, sqn1, ra, M, npar, apar, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2, work
 ):  # fmt: skip
@@ -380,32 +513,17 @@ def _hermite_columns(
     parity block at a time, ``HERMITE_UNROLL`` orders per pass over the columns so that the accumulators stay in
     registers), and the norms from the per-input ``sqrt(v) = SV`` already used by
     :func:`meanfield.maps._next_corr`. When every column of the block has ``min(1 - c, 1 + c) >= _GAP_EXACT``
-    the gaps are formed as ``sqrt(v1 v2) -/+ cov``: their rounding error, ``1e-16`` of ``v``, is then below
-    ``1e-13`` of ``1 -/+ c`` (and at most ``1e-16`` absolute in the next layer's correlation), so only the two
-    Mehler sums are needed (half the work). Otherwise the exact gap sums are carried as well. ``A2, B2`` hold the
-    columns' coefficient rows transposed to (k, column) (:func:`_gather_columns`); the row's own go to their last
-    column. ``work`` holds the per-column state.
+    the gaps are formed as ``sqrt(v1 v2) -/+ cov``, whose rounding (``1e-16`` of ``v``) moves the next layer's
+    correlation by about ``1e-16`` absolute, small against ``1 -/+ c`` there; then only the two Mehler sums are
+    needed (half the work, see also :func:`_hermite_two_rows`). Otherwise the exact gap sums are carried as well.
+    ``A2, B2`` hold the columns' coefficient rows transposed to (k, column) (:func:`_gather_columns`); the row's
+    own go to their last column. ``work`` holds the per-column state (rows 0-5: u = c^2 and the block's sums H,
+    J, P, D, Hb; 6-12: c, |c|, cov, dcov, gap and agap parts, squared distance).
     """
     nj = sv2.shape[0]
-    last = A2.shape[1] - 1  # the row's own coefficients go to the spare last column of the buffers
-    for kk in range(npar * M):
-        A2[kk, last] = TA[ra + kk]
-        B2[kk, last] = TB[ra + kk]
-    W = work[:6]  # (u, H, J, P, D, Hb) of the parity block being summed (first nj columns)
-    cc, tt, cov, dcov, gap, agap, diff = work[6], work[7], work[8], work[9], work[10], work[11], work[12]
-    closest = 2.0
-    for jj in range(nj):
-        c = 1.0 - s[jj] if s[jj] <= r[jj] else r[jj] - 1.0
-        closest = min(closest, min(s[jj], r[jj]))
-        cc[jj] = c
-        tt[jj] = abs(c)
-        W[0, jj] = c * c
-        cov[jj] = 0.0
-        dcov[jj] = 0.0
-        gap[jj] = 0.0
-        agap[jj] = 0.0
-        diff[jj] = 0.0
-    exact = closest < _GAP_EXACT
+    last = A2.shape[1] - 1
+    exact = _hermite_prep(ra, M, npar, TA, TB, s, r, A2, B2, last, work, nj)
+    W = work[:6]
     for blk in range(npar):
         for jj in range(nj):
             W[1, jj] = 0.0
@@ -413,48 +531,57 @@ def _hermite_columns(
             W[3, jj] = 0.0
             W[4, jj] = 0.0
             W[5, jj] = 0.0
-        if exact:
-            _horner_exact(A2, B2, last, blk * M, M, W, nj)
-        else:
-            _horner_plain(A2, B2, last, blk * M, M, W, nj)
         pa = blk if npar == 2 else apar  # parity of k for phi's block ...
         pb = blk if npar == 2 else 1 - apar  # ... and for phi' (opposite when phi has one parity)
         if exact:
+            _horner_exact(A2, B2, last, blk * M, M, W, nj)
             for jj in range(nj):
-                cv, g, ag, dd = _parity_terms(pa, cc[jj], tt[jj], s[jj] if cc[jj] >= 0.0 else r[jj], W[1, jj],
-                                              W[3, jj], W[2, jj], W[4, jj])  # fmt: skip
-                cov[jj] += cv
-                gap[jj] += g
-                agap[jj] += ag
-                diff[jj] += dd
-        elif pa == 1:  # separate straight loops, so that they vectorize
-            for jj in range(nj):
-                cov[jj] += cc[jj] * W[1, jj]
+                c = work[6, jj]
+                cv, g, ag, dd = _parity_terms(pa, c, work[7, jj], s[jj] if c >= 0.0 else r[jj], W[1, jj], W[3, jj],
+                                              W[2, jj], W[4, jj])  # fmt: skip
+                work[8, jj] += cv
+                work[10, jj] += g
+                work[11, jj] += ag
+                work[12, jj] += dd
+            if pb == 1:
+                for jj in range(nj):
+                    work[9, jj] += work[6, jj] * W[5, jj]
+            else:
+                for jj in range(nj):
+                    work[9, jj] += W[5, jj]
         else:
-            for jj in range(nj):
-                cov[jj] += W[1, jj]
-        if pb == 1:
-            for jj in range(nj):
-                dcov[jj] += cc[jj] * W[5, jj]
-        else:
-            for jj in range(nj):
-                dcov[jj] += W[5, jj]
-    for jj in range(nj):
-        if exact:
-            # sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
-            mismatch = 0.5 * diff[jj] - 0.5 * (sv1 - sv2[jj]) ** 2
-            g = mismatch + gap[jj]
-            ag = mismatch + agap[jj]
-        else:
-            g = sv1 * sv2[jj] - cov[jj]
-            ag = sv1 * sv2[jj] + cov[jj]
-        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], g, ag)
-        wpart = sw * cov[jj]
-        dot = sw * dcov[jj]
-        w[jj] = wpart
-        th[jj] = th[jj] * dot + ow * wpart + ob
-        wl[jj] = wpart
-        dl[jj] = dot
+            _horner_plain(A2, B2, last, blk * M, M, W, nj)
+            _plain_terms(pa, pb, work, nj)
+    _hermite_finish(exact, sw, sb, sv1, sqn1, ow, ob, sv2, sqn2, s, r, w, th, wl, dl, work, nj)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _hermite_two_rows(
+    sw, sb, sv1, sqn1, ra, sv1b, sqn1b, rab, M, npar, apar, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, sB, rB,
+    wB, thB, wlB, dlB, A2, B2, work, workB,
+):  # fmt: skip
+    """Two rows of :func:`_hermite_columns` at once when neither needs the exact gap sums (returns False, having
+    changed nothing but scratch, when one does): the plain Mehler sums of both rows share every coefficient load."""
+    nj = sv2.shape[0]
+    last = A2.shape[1] - 1
+    if _hermite_prep(ra, M, npar, TA, TB, s, r, A2, B2, last - 1, work, nj):
+        return False
+    if _hermite_prep(rab, M, npar, TA, TB, sB, rB, A2, B2, last, workB, nj):
+        return False
+    for blk in range(npar):
+        for jj in range(nj):
+            work[1, jj] = 0.0
+            work[5, jj] = 0.0
+            workB[1, jj] = 0.0
+            workB[5, jj] = 0.0
+        _horner_plain2(A2, B2, last - 1, last, blk * M, M, work, workB, nj)
+        pa = blk if npar == 2 else apar
+        pb = blk if npar == 2 else 1 - apar
+        _plain_terms(pa, pb, work, nj)
+        _plain_terms(pa, pb, workB, nj)
+    _hermite_finish(False, sw, sb, sv1, sqn1, ow, ob, sv2, sqn2, s, r, w, th, wl, dl, work, nj)
+    _hermite_finish(False, sw, sb, sv1b, sqn1b, ow, ob, sv2, sqn2, sB, rB, wB, thB, wlB, dlB, workB, nj)
+    return True
 
 
 @njit(cache=True, error_model="numpy")
@@ -480,7 +607,7 @@ def _tile(
     ni = min(_ROWS, n - i0)
     keep = nngp_l.shape[0] > 0
     start = i0 if sym else 0
-    width = A2.shape[1] - 1  # columns per block (_HBLOCK on the general path, else _BLOCK)
+    width = A2.shape[1] - 2  # columns per block (_HBLOCK on the general path, else _BLOCK)
     for j0 in range(start, m, width):
         nj = min(width, m - j0)
         for ii in range(ni):
@@ -532,9 +659,9 @@ def _propagate(
         TH = np.empty((_ROWS, _BLOCK))
         wbuf = np.empty((nb, _ROWS, _BLOCK))
         dbuf = np.empty((nb, _ROWS, _BLOCK))
-        A2 = np.empty((nk, width + 1))
-        B2 = np.empty((nk, width + 1))
-        work = np.empty((13, _BLOCK))
+        A2 = np.empty((nk, width + 2))  # two spare columns: the rows' own coefficients
+        B2 = np.empty((nk, width + 2))
+        work = np.empty((2, 13, _BLOCK))  # per-column state of up to two rows of the general path
         _tile(
             t * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb,
             sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
