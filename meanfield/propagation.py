@@ -188,9 +188,6 @@ def _variance_sequences(act, sw, sb, q1, depth):
 
 #: columns per block: the per-pair state of one block stays in L1
 _BLOCK = 256
-#: columns per block on the general path: the block's Hermite coefficients (M x _HBLOCK per parity, for phi and phi')
-#: then stay in L1 while the tile's rows sweep them
-_HBLOCK = 256
 #: rows per tile: the general path transposes the columns' Hermite coefficients once per tile and layer
 _ROWS = 16
 
@@ -607,7 +604,7 @@ def _tile(
     ni = min(_ROWS, n - i0)
     keep = nngp_l.shape[0] > 0
     start = i0 if sym else 0
-    width = A2.shape[1] - 2  # columns per block (_HBLOCK on the general path, else _BLOCK)
+    width = A2.shape[1] - 2  # columns per block (_BLOCK)
     for j0 in range(start, m, width):
         nj = min(width, m - j0)
         for ii in range(ni):
@@ -648,7 +645,7 @@ def _propagate(
     # coefficient buffers of the general path: orders 0..K (K + 1 when padded to even), one column per column of
     # the block and a last one for the row's own coefficients
     nk = (order[:, 0] * order[:, 1]).max() if kind == KIND_HERMITE else 1
-    width = _HBLOCK if kind == KIND_HERMITE else _BLOCK
+    width = _BLOCK
     tiles = (n + _ROWS - 1) // _ROWS
     # with symmetry, tiles t and tiles-1-t share one task so that the triangular work is balanced
     tasks = (tiles + 1) // 2 if sym else tiles
@@ -726,7 +723,8 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     Cost: :math:`O(n m L)` for the pairs and :math:`O((n + m) L)` for the variances. Memory: a few ``n x m``
     arrays without ``layers`` (pairs are carried through the layers a 16 x 256 tile at a time, with a vectorized
     loop over the columns), ``3 * len(layers) * n * m`` with them; the general path also keeps each input's
-    Hermite coefficients at every layer, ``2 n L K`` numbers for order ``K``. Closed forms for ReLU / leaky
+    Hermite coefficients at every layer, ``2 n L K`` numbers for order ``K`` (half that for odd or even
+    activations, whose other parity is dropped). Closed forms for ReLU / leaky
     ReLU / linear and erf are exact to rounding; other activations use
     the Mehler expansion (:func:`meanfield.maps.hermite_coefficients`, 1e-9 relative for variances ``q <= 10``;
     cost grows with ``q``).
