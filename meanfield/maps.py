@@ -347,8 +347,20 @@ def _on_nodes(fn, activation, u, sw):
     return f
 
 
+def _fold(f, psi):
+    """Coefficients ``f @ psi.T`` on symmetric nodes (an even count): psi_k(-z) = (-1)^k psi_k(z), so even k take
+    f(z) + f(-z) and odd k f(z) - f(-z) over the positive nodes only (half the products; an exactly odd or even
+    f gives exact zeros for the other parity)."""
+    h = f.shape[1] // 2
+    fp, fm = f[:, h:], f[:, h - 1 :: -1]
+    out = np.empty((f.shape[0], psi.shape[0]))
+    out[:, 0::2] = (fp + fm) @ psi[0::2, h:].T
+    out[:, 1::2] = (fp - fm) @ psi[1::2, h:].T
+    return out
+
+
 def _coefficients_at(activation: Activation, q: np.ndarray, order: int):
-    """(a, b) to ``order`` by Gauss-Hermite quadrature with ``max(3 order / 2, 128)`` nodes.
+    """(a, b) to ``order`` by Gauss-Hermite quadrature with ``max(3 order / 2, 128)`` nodes (an even number).
 
     For ``q >= HERMITE_STEIN_Q``, b comes from a by Stein's identity E[phi'(sqrt q z) He_k(z)] =
     E[phi(sqrt q z) He_(k+1)(z)] / sqrt q, i.e. b_k = sqrt((k + 1) / q) a_(k+1): one activation evaluation and one
@@ -356,15 +368,16 @@ def _coefficients_at(activation: Activation, q: np.ndarray, order: int):
     evaluate phi' itself.
     """
     nodes = max(order + order // 2, 128)
+    nodes += nodes % 2
     z, sw, psi = _hermite_basis(nodes, order + 1)
     u = np.sqrt(q)[:, None] * z[None, :]
-    a = _on_nodes(activation.fn, activation, u, sw) @ psi.T
+    a = _fold(_on_nodes(activation.fn, activation, u, sw), psi)
     b = a[:, 1:] * np.sqrt(np.arange(1.0, order + 1.0))[None, :]
     small = q < HERMITE_STEIN_Q
     with np.errstate(divide="ignore", invalid="ignore"):
         b /= np.sqrt(q)[:, None]
     if np.any(small):
-        b[small] = _on_nodes(activation.derivative, activation, u[small], sw) @ psi[:order].T
+        b[small] = _fold(_on_nodes(activation.derivative, activation, u[small], sw), psi[:order])
     return a[:, :order], b
 
 
