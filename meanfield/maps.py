@@ -20,7 +20,9 @@ general path, the Mehler (Hermite) expansion
           a_k(q) = \mathbb E[\phi(\sqrt q z)\,\mathrm{He}_k(z)]/\sqrt{k!},
 
 with the coefficients from 1-D Gauss-Hermite quadrature and the order chosen adaptively until the neglected tail is
-below ``1e-13`` of the total (see :func:`hermite_coefficients`).
+below ``1e-13`` of the total (see :func:`hermite_coefficients`). The sums run by Horner's rule in :math:`c^2`, one
+parity of k at a time; a parity whose coefficients are quadrature noise (odd or even activations, detected
+numerically) is dropped, which halves the work for tanh, erf-like and sine activations.
 """
 
 from __future__ import annotations
@@ -207,70 +209,90 @@ def _erf_pair(q1, q2, s, r):
     return cov, _TWO_OVER_PI * gap, _TWO_OVER_PI * agap, dcov
 
 
-@njit(cache=True, error_model="numpy")
-def _hermite_pair(TA, TB, ra, rb, order, s, r):
-    """Mehler sums over the coefficient rows starting at offsets ``ra``, ``rb`` of the flat tables (TA, TB) =
-    Hermite coefficients of (phi, phi') at the two variances (``order`` coefficients each)."""
-    ca1 = TA[ra : ra + order]
-    cb1 = TB[ra : ra + order]
-    ca2 = TA[rb : rb + order]
-    cb2 = TB[rb : rb + order]
-    c = _corr(s, r)
-    t = abs(c)
-    d = s if c >= 0.0 else r  # d = 1 - |c|, exact
-    cov = 0.0
-    dcov = 0.0
-    same = 0.0  # sum_k a1_k a2_k (1 - t^k)
-    flip = 0.0  # sum_k a1_k a2_k (1 + t^k)
-    odd_same = 0.0  # the same two sums restricted to odd k (needed when c < 0)
-    odd_flip = 0.0
-    n1 = 0.0
-    n2 = 0.0
-    diff = 0.0
-    tk = 1.0  # t^k
-    geo = 0.0  # sum_{j<k} t^j, so that 1 - t^k = d * geo
-    sign = 1.0  # sign(c)^k
-    for k in range(order):
-        p = ca1[k] * ca2[k]
-        cov += p * sign * tk
-        dcov += cb1[k] * cb2[k] * sign * tk
-        one_minus = d * geo
-        same += p * one_minus
-        flip += p * (2.0 - one_minus)
-        if k % 2 == 1:
-            odd_same += p * one_minus
-            odd_flip += p * (2.0 - one_minus)
-        n1 += ca1[k] * ca1[k]
-        n2 += ca2[k] * ca2[k]
-        diff += (ca1[k] - ca2[k]) * (ca1[k] - ca2[k])
-        geo += tk
-        tk *= t
-        if c < 0.0:
-            sign = -sign
-    # sqrt(n1 n2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
-    mismatch = 0.5 * diff - 0.5 * (math.sqrt(n1) - math.sqrt(n2)) ** 2
-    if c >= 0.0:
-        # 1 - c^k = 1 - t^k ;  1 + c^k = 1 + t^k
-        gap = mismatch + same
-        agap = mismatch + flip
-    else:
-        # even k: 1 - c^k = 1 - t^k ; odd k: 1 - c^k = 1 + t^k (and the reverse for 1 + c^k)
-        gap = mismatch + (same - odd_same) + odd_flip
-        agap = mismatch + (flip - odd_flip) + odd_same
-    return cov, gap, agap, dcov
+#: the Mehler loops take this many coefficients per pass; parity blocks are zero-padded to a multiple of it
+HERMITE_UNROLL = 4
+#: a parity whose squared coefficients sum to less than this fraction of every row's norm is quadrature noise
+PARITY_NOISE = 1e-30
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _pair(kind, slope, q1, q2, sq12, s, r, TA, TB, ra, rb, order):
+def _parity_terms(pa, c, t, d, H, P, J, D):
+    """Contributions of one parity block to (cov, gap part, agap part, squared distance).
+
+    For k = 2m + pa, with u = c^2: ``H = sum_m p_m u^m``, ``P = sum_m p_m`` and ``J = sum_m p_m sum_{j<m} u^j``
+    (p = a1 a2). Since 1 - t^(2m) = (1 - t)(1 + t) sum_{j<m} u^j and 1 - t^(2m+1) = (1 - t)(1 + t (1 + t)
+    sum_{j<m} u^j), ``S = sum p (1 - t^k)`` comes out as (1 - t) times sums of non-negative weights (no
+    cancellation as t -> 1), and ``sum p (1 + t^k) = 2 P - S``. Odd k swap the two when c < 0.
+    """
+    if pa == 0:
+        S = d * (1.0 + t) * J
+        return H, S, 2.0 * P - S, D
+    S = d * (P + t * (1.0 + t) * J)
+    if c >= 0.0:
+        return c * H, S, 2.0 * P - S, D
+    return c * H, 2.0 * P - S, S, D
+
+
+@njit(cache=True, error_model="numpy")
+def _hermite_pair(TA, TB, ra, rb, M, npar, apar, s, r):
+    """Mehler sums for one pair from the parity-packed rows at offsets ``ra``, ``rb`` of the flat tables (TA, TB)
+    (``npar`` blocks of ``M`` coefficients each, see :func:`_pack_parity`): the same sums, in the same order, as
+    the column kernel of :mod:`meanfield.propagation`."""
+    c = _corr(s, r)
+    t = abs(c)
+    u = c * c
+    d = s if c >= 0.0 else r  # d = 1 - |c|, exact
+    cov = 0.0
+    dcov = 0.0
+    gap = 0.0
+    agap = 0.0
+    diff = 0.0
+    n1 = 0.0
+    n2 = 0.0
+    for blk in range(npar):
+        pa = blk if npar == 2 else apar  # parity of k for phi's block ...
+        pb = blk if npar == 2 else 1 - apar  # ... and for phi' (opposite when phi has one parity)
+        base = blk * M
+        H = 0.0
+        J = 0.0
+        R = 0.0
+        D = 0.0
+        Hb = 0.0
+        for m in range(M - 1, -1, -1):  # Horner, highest order first
+            a1 = TA[ra + base + m]
+            a2 = TA[rb + base + m]
+            p = a1 * a2
+            J = J * u + R
+            R += p
+            H = H * u + p
+            e = a1 - a2
+            D += e * e
+            Hb = Hb * u + TB[ra + base + m] * TB[rb + base + m]
+            n1 += a1 * a1
+            n2 += a2 * a2
+        cv, g, ag, D = _parity_terms(pa, c, t, d, H, R, J, D)
+        cov += cv
+        gap += g
+        agap += ag
+        diff += D
+        dcov += c * Hb if pb == 1 else Hb
+    # sqrt(n1 n2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
+    mismatch = 0.5 * diff - 0.5 * (math.sqrt(n1) - math.sqrt(n2)) ** 2
+    return cov, mismatch + gap, mismatch + agap, dcov
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _pair(kind, slope, q1, q2, sq12, s, r, TA, TB, ra, rb, M, npar, apar):
     """(cov, gap, agap, dcov) for one pair: the single dispatch point of the closed-form table.
 
-    ``sq12 = sqrt(q1 q2)``, precomputed by the callers from per-input square roots.
+    ``sq12 = sqrt(q1 q2)``, precomputed by the callers from per-input square roots; (TA, TB, ra, rb, M, npar,
+    apar) locate the parity-packed Hermite rows of the general path (:func:`_pack_parity`).
     """
     if kind == KIND_LEAKY:
         return _leaky_pair(slope, sq12, s, r)
     if kind == KIND_ERF:
         return _erf_pair(q1, q2, s, r)
-    return _hermite_pair(TA, TB, ra, rb, order, s, r)
+    return _hermite_pair(TA, TB, ra, rb, M, npar, apar, s, r)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -312,18 +334,51 @@ def _hermite_basis(nodes: int, order: int):
     return z, sw, psi
 
 
-def _coefficients_at(activation: Activation, q: np.ndarray, order: int):
-    nodes = max(2 * order, 128)
-    z, sw, psi = _hermite_basis(nodes, order)
-    u = np.sqrt(q)[:, None] * z[None, :]
+#: from this variance on, phi' comes from phi's coefficients (Stein) instead of its own quadrature
+HERMITE_STEIN_Q = 1e-4
+
+
+def _on_nodes(fn, activation, u, sw):
     with np.errstate(over="ignore", invalid="ignore"):
-        fa = np.asarray(activation.fn(u), dtype=np.float64) * sw
-        fb = np.asarray(activation.derivative(u), dtype=np.float64) * sw
-    fa[:, sw == 0] = 0.0
-    fb[:, sw == 0] = 0.0
-    if not (np.all(np.isfinite(fa)) and np.all(np.isfinite(fb))):
+        f = np.asarray(fn(u), dtype=np.float64) * sw
+    f[:, sw == 0] = 0.0
+    if not np.all(np.isfinite(f)):
         raise ValueError(f"activation {activation.name!r} returned non-finite values on Gauss-Hermite nodes")
-    return fa @ psi.T, fb @ psi.T
+    return f
+
+
+def _fold(f, psi):
+    """Coefficients ``f @ psi.T`` on symmetric nodes (an even count): psi_k(-z) = (-1)^k psi_k(z), so even k take
+    f(z) + f(-z) and odd k f(z) - f(-z) over the positive nodes only (half the products; an exactly odd or even
+    f gives exact zeros for the other parity)."""
+    h = f.shape[1] // 2
+    fp, fm = f[:, h:], f[:, h - 1 :: -1]
+    out = np.empty((f.shape[0], psi.shape[0]))
+    out[:, 0::2] = (fp + fm) @ psi[0::2, h:].T
+    out[:, 1::2] = (fp - fm) @ psi[1::2, h:].T
+    return out
+
+
+def _coefficients_at(activation: Activation, q: np.ndarray, order: int):
+    """(a, b) to ``order`` by Gauss-Hermite quadrature with ``max(3 order / 2, 128)`` nodes (an even number).
+
+    For ``q >= HERMITE_STEIN_Q``, b comes from a by Stein's identity E[phi'(sqrt q z) He_k(z)] =
+    E[phi(sqrt q z) He_(k+1)(z)] / sqrt q, i.e. b_k = sqrt((k + 1) / q) a_(k+1): one activation evaluation and one
+    product instead of two (the division by sqrt q amplifies a's rounding by at most 100 there). Smaller variances
+    evaluate phi' itself.
+    """
+    nodes = max(order + order // 2, 128)
+    nodes += nodes % 2
+    z, sw, psi = _hermite_basis(nodes, order + 1)
+    u = np.sqrt(q)[:, None] * z[None, :]
+    a = _fold(_on_nodes(activation.fn, activation, u, sw), psi)
+    b = a[:, 1:] * np.sqrt(np.arange(1.0, order + 1.0))[None, :]
+    small = q < HERMITE_STEIN_Q
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b /= np.sqrt(q)[:, None]
+    if np.any(small):
+        b[small] = _fold(_on_nodes(activation.derivative, activation, u[small], sw), psi[:order])
+    return a[:, :order], b
 
 
 def hermite_coefficients(activation, q, order=None):
@@ -335,7 +390,8 @@ def hermite_coefficients(activation, q, order=None):
     q : array_like
         Variances, ``q >= 0``.
     order : int, optional
-        Number of coefficients. Default: chosen adaptively, doubling from 64 until the last eighth of the
+        Number of coefficients. Default: chosen adaptively (the largest ``q`` is sized first, then all rows
+        at that order, doubling if needed) until the last eighth of the
         coefficients carries less than ``HERMITE_TAIL = 1e-13`` of the squared norm (at most 4096; a RuntimeWarning
         reports a tail above 1e-9 at that order).
 
@@ -346,8 +402,10 @@ def hermite_coefficients(activation, q, order=None):
 
     Notes
     -----
-    Computed by Gauss-Hermite quadrature with ``max(2 * order, 128)`` nodes and the Gaussian weight folded into
-    the Hermite functions, so nothing overflows. Mehler's formula then gives every 2-D Gaussian moment,
+    Computed by Gauss-Hermite quadrature with ``max(3 * order / 2, 128)`` nodes and the Gaussian weight folded into
+    the Hermite functions, so nothing overflows; for ``q >= 1e-4`` the coefficients of :math:`\phi'` come from
+    those of :math:`\phi` by Stein's identity, :math:`b_k = \sqrt{(k+1)/q}\,a_{k+1}`. Mehler's formula then gives
+    every 2-D Gaussian moment,
     :math:`\mathbb E[\phi(u)\phi(v)] = \sum_k a_k(q_1)a_k(q_2)c^k`. The expansion converges geometrically for smooth
     activations, with a ratio that approaches 1 as ``q`` grows (for erf the ratio is ``2q/(1 + 2q)``), so the order
     grows with ``q``: about 100 at ``q = 1`` and 900 at ``q = 10`` for tanh. Validity: smooth activations,
@@ -372,8 +430,14 @@ def hermite_coefficients(activation, q, order=None):
     return a.reshape(q.shape + (-1,)), b.reshape(q.shape + (-1,))
 
 
-def _adaptive_coefficients(act: Activation, q: np.ndarray):
-    order = 64
+def _adaptive_coefficients(act: Activation, q: np.ndarray, start: int = 64):
+    """Coefficients to the adaptive order. The row of the largest variance (usually the slowest to converge) is
+    sized first on its own, so that all rows are computed once at about the right order (rounded up to a multiple
+    of 32), doubling only if some other row needs more."""
+    order = min(-(-max(int(start), 64) // 32) * 32, HERMITE_MAX_ORDER)
+    if q.size > 1 and start <= 64:
+        probe = _adaptive_coefficients(act, q[np.argmax(q)][None], start)[0].shape[1]
+        order = min(-(-(probe + probe // 7 + 8) // 32) * 32, HERMITE_MAX_ORDER)
     while True:
         a, b = _coefficients_at(act, q, order)
         mass = a * a + b * b
@@ -397,7 +461,41 @@ def _adaptive_coefficients(act: Activation, q: np.ndarray):
                     stacklevel=3,
                 )
             return a, b
-        order *= 2
+        order = min(2 * order, HERMITE_MAX_ORDER)
+
+
+def _pack_parity(a, b):
+    """Rows of Hermite coefficients (a of phi, b of phi'), split by the parity of k into zero-padded blocks.
+
+    Returns ``(TA, TB, M, npar, apar)``: 2-D tables with ``npar * M`` columns, ``M`` a multiple of
+    ``HERMITE_UNROLL``. When every row's coefficients of one parity of phi (and the other parity of phi') carry
+    less than ``PARITY_NOISE`` of its squared norm, that parity is quadrature noise of an odd (or even) activation
+    and is dropped: ``npar = 1`` and ``apar`` is the parity of phi's surviving block (phi' keeps ``1 - apar``).
+    Otherwise ``npar = 2`` with blocks (even k, odd k) for both. The test is numerical, never by name.
+    """
+    n, K = a.shape
+    M = -(-max(-(-K // 2), 1) // HERMITE_UNROLL) * HERMITE_UNROLL
+    ma = np.einsum("ij,ij->i", a, a)
+    mb = np.einsum("ij,ij->i", b, b)
+
+    def noise(x, norm):
+        return bool(np.all(np.einsum("ij,ij->i", x, x) <= PARITY_NOISE * norm))
+
+    if noise(a[:, 0::2], ma) and noise(b[:, 1::2], mb):
+        npar, apar = 1, 1
+    elif noise(a[:, 1::2], ma) and noise(b[:, 0::2], mb):
+        npar, apar = 1, 0
+    else:
+        npar, apar = 2, 0
+    TA = np.zeros((n, npar * M))
+    TB = np.zeros((n, npar * M))
+    for blk in range(npar):
+        pa = blk if npar == 2 else apar
+        pb = blk if npar == 2 else 1 - apar
+        xa, xb = a[:, pa::2], b[:, pb::2]
+        TA[:, blk * M : blk * M + xa.shape[1]] = xa
+        TB[:, blk * M : blk * M + xb.shape[1]] = xb
+    return TA, TB, M, npar, apar
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -487,16 +585,16 @@ def variance_slope(activation, q):
 
 
 @njit(cache=True, error_model="numpy")
-def _pairs_loop(kind, slope, q1, q2, s, r, TA, TB, ia, ib, order, out):
+def _pairs_loop(kind, slope, q1, q2, s, r, TA, TB, ia, ib, M, npar, apar, out):
     for i in range(q1.shape[0]):
         sq12 = math.sqrt(q1[i]) * math.sqrt(q2[i])
-        cov, gap, agap, dcov = _pair(kind, slope, q1[i], q2[i], sq12, s[i], r[i], TA, TB, ia[i], ib[i], order)
+        cov, gap, agap, dcov = _pair(kind, slope, q1[i], q2[i], sq12, s[i], r[i], TA, TB, ia[i], ib[i], M, npar, apar)
         out[0, i] = cov
         out[1, i] = gap
         out[2, i] = agap
         out[3, i] = dcov
         if kind == KIND_HERMITE:
-            out[4, i] = np.sum(TA[ia[i] : ia[i] + order] ** 2)
+            out[4, i] = np.sum(TA[ia[i] : ia[i] + npar * M] ** 2)
         else:
             out[4, i] = _var(kind, slope, q1[i])[0]
 
@@ -524,17 +622,16 @@ def _pair_moments(act: Activation, q1, q2, s, r):
     n = q1.size
     if act.kind == KIND_HERMITE:
         qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)
-        a, b = hermite_coefficients(act, qs)
-        order = a.shape[1]
-        inv = inv.reshape(-1).astype(np.int64) * order  # offsets of the rows in the flat tables
+        a, b, M, npar, apar = _pack_parity(*hermite_coefficients(act, qs))
+        inv = inv.reshape(-1).astype(np.int64) * a.shape[1]  # offsets of the rows in the flat tables
         ia, ib = inv[:n].copy(), inv[n:].copy()
         a, b = a.ravel(), b.ravel()
     else:
-        order = 0
+        M, npar, apar = 0, 0, 0
         a = b = np.zeros(1)
         ia = ib = np.zeros(n, dtype=np.int64)
     out = np.empty((5, n))
-    _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, a, b, ia, ib, order, out)
+    _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, a, b, ia, ib, M, npar, apar, out)
     return tuple(o.reshape(shape) for o in out)
 
 

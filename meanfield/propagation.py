@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 
 from .activations import KIND_HERMITE, KIND_LEAKY
-from .maps import _next_corr, _pair, _var, hermite_coefficients
+from .maps import HERMITE_UNROLL, _adaptive_coefficients, _next_corr, _pack_parity, _pair, _parity_terms, _var
 from .network import Network
 
 __all__ = ["Kernels", "PairCurve", "kernels", "pair_curve", "check_inputs"]
@@ -138,13 +138,16 @@ def _closed_sequences(kind, slope, sw, sb, Q, V):
 
 
 def _variance_sequences(act, sw, sb, q1, depth):
-    """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L; on the general path also the Hermite coefficients as flat
-    tables (TA, TB) with ``rows[l, i]`` = offset of input i's row at layer l and ``order[l]`` its length."""
+    """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L; on the general path also the parity-packed Hermite
+    coefficients (:func:`meanfield.maps._pack_parity`) as flat tables (TA, TB) with ``rows[l, i]`` = offset of
+    input i's row at layer l, ``order[l]`` = M (coefficients per parity block), ``npar[l]`` and ``apar[l]``."""
     n = q1.size
     Q = np.empty((depth, n))
     V = np.zeros((depth, n))
     rows = np.zeros((depth, n), dtype=np.int64)
     order = np.zeros(depth, dtype=np.int64)
+    npar = np.zeros(depth, dtype=np.int64)
+    apar = np.zeros(depth, dtype=np.int64)
     Q[0] = q1
     tables_a, tables_b = [], []
     if act.kind != KIND_HERMITE:
@@ -156,25 +159,26 @@ def _variance_sequences(act, sw, sb, q1, depth):
         uq, inv = np.unique(Q[l], return_inverse=True)
         inv = inv.reshape(-1)
         if prev is not None and np.array_equal(uq, prev[0]):  # variances at their fixed point: reuse the rows
-            a, base = prev[1], prev[2]
+            _, a, base, M, npl, apl = prev
         else:
-            a, b = hermite_coefficients(act, uq)
+            a, b = _adaptive_coefficients(act, uq)
+            a, b, M, npl, apl = _pack_parity(a, b)
             tables_a.append(a.ravel())
             tables_b.append(b.ravel())
             base = offset
             offset += a.size
-            prev = (uq, a, base)
+            prev = (uq, a, base, M, npl, apl)
         # flat tables, each layer with its own order (no padding to the largest)
         rows[l] = base + inv * a.shape[1]
-        order[l] = a.shape[1]
-        V[l] = np.sum(a * a, axis=1)[inv]
+        order[l], npar[l], apar[l] = M, npl, apl
+        V[l] = np.einsum("ij,ij->i", a, a)[inv]
         Q[l + 1] = sw * V[l] + sb
     if tables_a:
         TA = np.concatenate(tables_a)
         TB = np.concatenate(tables_b)
     else:
         TA = TB = np.zeros(1)
-    return Q, V, rows, order, TA, TB
+    return Q, V, rows, order, npar, apar, TA, TB
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -207,7 +211,9 @@ def _block_layers(
             wbuf[0, ii, jj] = W[ii, jj]
             dbuf[0, ii, jj] = 0.0
     for l in range(1, depth):
-        k = order[l - 1]
+        k = order[l - 1, 0]
+        npar = order[l - 1, 1]
+        apar = order[l - 1, 2]
         ow = omw[l]
         ob = omb[l]
         q2 = Q2[l - 1, j0 : j0 + nj]
@@ -216,7 +222,24 @@ def _block_layers(
         sqn2 = SQ2[l, j0 : j0 + nj]
         rb = R2[l - 1, j0 : j0 + nj]
         if kind == KIND_HERMITE:
-            _gather_columns(TA, TB, rb, k, A2, B2)
+            _gather_columns(TA, TB, rb, npar * k, A2, B2)
+            lk = l if keep else 0
+            ii = 0
+            while ii < ni:  # rows in pairs where both can take the plain sums, else one at a time
+                i = i0 + ii
+                if ii + 1 < ni and _hermite_two_rows(
+                    sw, sb, SV1[l - 1, i], SQ1[l, i], R1[l - 1, i], SV1[l - 1, i + 1], SQ1[l, i + 1], R1[l - 1, i + 1],
+                    k, npar, apar, ow, ob, sv2, sqn2, TA, TB, S[ii], R[ii], W[ii], TH[ii], wbuf[lk, ii], dbuf[lk, ii],
+                    S[ii + 1], R[ii + 1], W[ii + 1], TH[ii + 1], wbuf[lk, ii + 1], dbuf[lk, ii + 1], A2, B2, work[0],
+                    work[1],
+                ):  # fmt: skip
+                    ii += 2
+                    continue
+                _hermite_columns(sw, sb, SV1[l - 1, i], SQ1[l, i], R1[l - 1, i], k, npar, apar, ow, ob, sv2, sqn2,
+                                 TA, TB, S[ii], R[ii], W[ii], TH[ii], wbuf[lk, ii], dbuf[lk, ii], A2, B2,
+                                 work[0])  # fmt: skip
+                ii += 1
+            continue
         for ii in range(ni):
             i = i0 + ii
             q1 = Q1[l - 1, i]
@@ -231,35 +254,32 @@ def _block_layers(
             wl = wbuf[l if keep else 0, ii]
             dl = dbuf[l if keep else 0, ii]
             if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the loop vectorizes
-                _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA,
-                         TB, s, r, w, th, wl, dl)  # fmt: skip
-            elif kind == KIND_HERMITE:
-                _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2,
-                                 work)  # fmt: skip
+                _columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2,
+                         rb, TA, TB, s, r, w, th, wl, dl)  # fmt: skip
             else:
-                _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB,
-                         s, r, w, th, wl, dl)  # fmt: skip
+                _columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2, rb, TA,
+                         TB, s, r, w, th, wl, dl)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
 def _gather_columns(TA, TB, rb, k, A2, B2):
-    """A2[kk, jj] = TA[rb[jj] + kk] for kk < k (and B2 from TB), zero-padded to an even number of orders."""
+    """A2[kk, jj] = TA[rb[jj] + kk] for kk < k (and B2 from TB): the columns' rows transposed to (k, column)."""
     for jj in range(rb.shape[0]):
         row = rb[jj]
         for kk in range(k):
             A2[kk, jj] = TA[row + kk]
             B2[kk, jj] = TB[row + kk]
-        A2[k, jj] = 0.0
-        B2[k, jj] = 0.0
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _columns(
-    kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB, s, r, w, th, wl, dl
+    kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB, s, r, w, th,
+    wl, dl,
 ):  # fmt: skip
     """One layer step for a block of columns of one row (row quantities are scalars)."""
     for jj in range(q2.shape[0]):
-        cov, gap, agap, dcov = _pair(kind, slope, q1, q2[jj], sq1 * sq2[jj], s[jj], r[jj], TA, TB, ra, rb[jj], k)
+        cov, gap, agap, dcov = _pair(kind, slope, q1, q2[jj], sq1 * sq2[jj], s[jj], r[jj], TA, TB, ra, rb[jj], k,
+                                     npar, apar)  # fmt: skip
         s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], gap, agap)
         wpart = sw * cov
         dot = sw * dcov
@@ -269,87 +289,296 @@ def _columns(
         dl[jj] = dot
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _hermite_columns(sw, sb, sv1, sqn1, ra, k, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2, work):
-    """The general (Mehler) path for a block of columns of one row, with the Hermite order as the outer loop and
-    the columns inside, so that the column loop vectorizes.
+#: below this 1 - |c| (in some column of a block) the general path carries the Cauchy-Schwarz gaps exactly
+_GAP_EXACT = 1e-3
 
-    The same sums as :func:`meanfield.maps._hermite_pair`, in the same order per column, except that the gap sums
-    are split by the parity of k (even and odd k in one pass, no branch) and the norms come from the per-input
-    ``sqrt(v) = SV`` already used by :func:`meanfield.maps._next_corr`. ``A2, B2`` hold the columns'
-    coefficient rows transposed to (k, column) (:func:`_gather_columns`); the row's own go to their last column.
-    ``work`` holds the per-column accumulators.
-    """
-    nj = sv2.shape[0]
-    kend = k + (k & 1)  # even: the padded coefficient (zero) adds exactly nothing
-    last = A2.shape[1] - 1  # the row's own coefficients go to the spare last column of the buffers
-    for kk in range(kend):
-        A2[kk, last] = TA[ra + kk] if kk < k else 0.0
-        B2[kk, last] = TB[ra + kk] if kk < k else 0.0
-    cov, dcov, se, so, fe, fo, diff, ck, geo, dd, cc = (work[0], work[1], work[2], work[3], work[4], work[5],
-                                                          work[6], work[7], work[8], work[9], work[10])  # fmt: skip
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _horner_exact(A2, B2, last, base, M, W, nj):
+    """Horner sums of one parity block for all columns: W[1..5] += (H, J, P, D, Hb) of
+    :func:`meanfield.maps._hermite_pair`, four orders per pass (W[0] = c^2)."""
+    for m0 in range(base + M - HERMITE_UNROLL, base - 1, -HERMITE_UNROLL):
+        a3 = A2[m0 + 3, last]
+        a2 = A2[m0 + 2, last]
+        a1 = A2[m0 + 1, last]
+        a0 = A2[m0, last]
+        b3 = B2[m0 + 3, last]
+        b2 = B2[m0 + 2, last]
+        b1 = B2[m0 + 1, last]
+        b0 = B2[m0, last]
+        for jj in range(nj):
+            u = W[0, jj]
+            h = W[1, jj]
+            j_ = W[2, jj]
+            q = W[3, jj]
+            dd = W[4, jj]
+            hb = W[5, jj]
+            x = A2[m0 + 3, jj]
+            p = a3 * x
+            j_ = j_ * u + q
+            q += p
+            h = h * u + p
+            e = a3 - x
+            dd += e * e
+            hb = hb * u + b3 * B2[m0 + 3, jj]
+            x = A2[m0 + 2, jj]
+            p = a2 * x
+            j_ = j_ * u + q
+            q += p
+            h = h * u + p
+            e = a2 - x
+            dd += e * e
+            hb = hb * u + b2 * B2[m0 + 2, jj]
+            x = A2[m0 + 1, jj]
+            p = a1 * x
+            j_ = j_ * u + q
+            q += p
+            h = h * u + p
+            e = a1 - x
+            dd += e * e
+            hb = hb * u + b1 * B2[m0 + 1, jj]
+            x = A2[m0, jj]
+            p = a0 * x
+            j_ = j_ * u + q
+            q += p
+            h = h * u + p
+            e = a0 - x
+            dd += e * e
+            hb = hb * u + b0 * B2[m0, jj]
+            W[1, jj] = h
+            W[2, jj] = j_
+            W[3, jj] = q
+            W[4, jj] = dd
+            W[5, jj] = hb
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _horner_plain(A2, B2, last, base, M, W, nj):
+    """Only the Mehler sums themselves, W[1] += H and W[5] += Hb (the gaps then follow from cov)."""
+    for m0 in range(base + M - HERMITE_UNROLL, base - 1, -HERMITE_UNROLL):
+        a3 = A2[m0 + 3, last]
+        a2 = A2[m0 + 2, last]
+        a1 = A2[m0 + 1, last]
+        a0 = A2[m0, last]
+        b3 = B2[m0 + 3, last]
+        b2 = B2[m0 + 2, last]
+        b1 = B2[m0 + 1, last]
+        b0 = B2[m0, last]
+        for jj in range(nj):
+            u = W[0, jj]
+            h = W[1, jj]
+            hb = W[5, jj]
+            h = h * u + a3 * A2[m0 + 3, jj]
+            hb = hb * u + b3 * B2[m0 + 3, jj]
+            h = h * u + a2 * A2[m0 + 2, jj]
+            hb = hb * u + b2 * B2[m0 + 2, jj]
+            h = h * u + a1 * A2[m0 + 1, jj]
+            hb = hb * u + b1 * B2[m0 + 1, jj]
+            h = h * u + a0 * A2[m0, jj]
+            hb = hb * u + b0 * B2[m0, jj]
+            W[1, jj] = h
+            W[5, jj] = hb
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _horner_plain2(A2, B2, col1, col2, base, M, W1, W2, nj):
+    """:func:`_horner_plain` for two rows at once (their coefficients in columns col1, col2): each column
+    coefficient loaded once serves both rows, halving the traffic from the transposed tables."""
+    for m0 in range(base + M - HERMITE_UNROLL, base - 1, -HERMITE_UNROLL):
+        a3 = A2[m0 + 3, col1]
+        a2 = A2[m0 + 2, col1]
+        a1 = A2[m0 + 1, col1]
+        a0 = A2[m0, col1]
+        b3 = B2[m0 + 3, col1]
+        b2 = B2[m0 + 2, col1]
+        b1 = B2[m0 + 1, col1]
+        b0 = B2[m0, col1]
+        e3 = A2[m0 + 3, col2]
+        e2 = A2[m0 + 2, col2]
+        e1 = A2[m0 + 1, col2]
+        e0 = A2[m0, col2]
+        f3 = B2[m0 + 3, col2]
+        f2 = B2[m0 + 2, col2]
+        f1 = B2[m0 + 1, col2]
+        f0 = B2[m0, col2]
+        for jj in range(nj):
+            u = W1[0, jj]
+            v = W2[0, jj]
+            h = W1[1, jj]
+            hb = W1[5, jj]
+            g = W2[1, jj]
+            gb = W2[5, jj]
+            x = A2[m0 + 3, jj]
+            y = B2[m0 + 3, jj]
+            h = h * u + a3 * x
+            hb = hb * u + b3 * y
+            g = g * v + e3 * x
+            gb = gb * v + f3 * y
+            x = A2[m0 + 2, jj]
+            y = B2[m0 + 2, jj]
+            h = h * u + a2 * x
+            hb = hb * u + b2 * y
+            g = g * v + e2 * x
+            gb = gb * v + f2 * y
+            x = A2[m0 + 1, jj]
+            y = B2[m0 + 1, jj]
+            h = h * u + a1 * x
+            hb = hb * u + b1 * y
+            g = g * v + e1 * x
+            gb = gb * v + f1 * y
+            x = A2[m0, jj]
+            y = B2[m0, jj]
+            h = h * u + a0 * x
+            hb = hb * u + b0 * y
+            g = g * v + e0 * x
+            gb = gb * v + f0 * y
+            W1[1, jj] = h
+            W1[5, jj] = hb
+            W2[1, jj] = g
+            W2[5, jj] = gb
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _hermite_prep(ra, M, npar, TA, TB, s, r, A2, B2, col, work, nj):
+    """Copy the row's coefficients to column ``col`` of the transposed tables and set up the per-column state;
+    True if some column is within ``_GAP_EXACT`` of c = +-1 (the exact gap sums are needed)."""
+    for kk in range(npar * M):
+        A2[kk, col] = TA[ra + kk]
+        B2[kk, col] = TB[ra + kk]
+    closest = 2.0
     for jj in range(nj):
         c = 1.0 - s[jj] if s[jj] <= r[jj] else r[jj] - 1.0
-        cc[jj] = c
-        dd[jj] = s[jj] if c >= 0.0 else r[jj]  # 1 - |c|, exact
-        ck[jj] = 1.0  # c^k
-        geo[jj] = 0.0  # sum_{j<k} |c|^j, so that 1 - |c|^k = (1 - |c|) geo
-        cov[jj] = 0.0
-        dcov[jj] = 0.0
-        se[jj] = 0.0  # sum over even k of a1 a2 (1 - |c|^k)
-        so[jj] = 0.0  # ... odd k
-        fe[jj] = 0.0  # sum over even k of a1 a2 (1 + |c|^k)
-        fo[jj] = 0.0  # ... odd k
-        diff[jj] = 0.0  # sum (a1 - a2)^2
-    for kk in range(0, kend, 2):
-        ae = A2[kk, last]
-        ao = A2[kk + 1, last]
-        be = B2[kk, last]
-        bo = B2[kk + 1, last]
-        Ae = A2[kk]
-        Ao = A2[kk + 1]
-        Be = B2[kk]
-        Bo = B2[kk + 1]
+        closest = min(closest, min(s[jj], r[jj]))
+        work[6, jj] = c
+        work[7, jj] = abs(c)
+        work[0, jj] = c * c
+        work[8, jj] = 0.0
+        work[9, jj] = 0.0
+        work[10, jj] = 0.0
+        work[11, jj] = 0.0
+        work[12, jj] = 0.0
+    return closest < _GAP_EXACT
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _plain_terms(pa, pb, work, nj):
+    """cov += H (times c for odd k) and dcov += Hb (likewise), in straight loops that vectorize."""
+    if pa == 1:
         for jj in range(nj):
-            x = ck[jj]
-            g = geo[jj]
-            d = dd[jj]
-            p = ae * Ae[jj]
-            cv = cov[jj] + p * x
-            dc = dcov[jj] + be * Be[jj] * x
-            om = d * g
-            se[jj] += p * om
-            fe[jj] += p * (2.0 - om)
-            e = ae - Ae[jj]
-            df = diff[jj] + e * e
-            g += abs(x)
-            x *= cc[jj]
-            p = ao * Ao[jj]
-            cov[jj] = cv + p * x
-            dcov[jj] = dc + bo * Bo[jj] * x
-            om = d * g
-            so[jj] += p * om
-            fo[jj] += p * (2.0 - om)
-            e = ao - Ao[jj]
-            diff[jj] = df + e * e
-            geo[jj] = g + abs(x)
-            ck[jj] = x * cc[jj]
+            work[8, jj] += work[6, jj] * work[1, jj]
+    else:
+        for jj in range(nj):
+            work[8, jj] += work[1, jj]
+    if pb == 1:
+        for jj in range(nj):
+            work[9, jj] += work[6, jj] * work[5, jj]
+    else:
+        for jj in range(nj):
+            work[9, jj] += work[5, jj]
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _hermite_finish(exact, sw, sb, sv1, sqn1, ow, ob, sv2, sqn2, s, r, w, th, wl, dl, work, nj):
+    """The next (s, r) from the gaps, and the kernels' layer step, from the sums in ``work``."""
     for jj in range(nj):
-        # sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
-        mismatch = 0.5 * diff[jj] - 0.5 * (sv1 - sv2[jj]) ** 2
-        if cc[jj] >= 0.0:
-            gap = mismatch + (se[jj] + so[jj])
-            agap = mismatch + (fe[jj] + fo[jj])
-        else:  # odd k: 1 - c^k = 1 + |c|^k and 1 + c^k = 1 - |c|^k
-            gap = mismatch + (se[jj] + fo[jj])
-            agap = mismatch + (fe[jj] + so[jj])
-        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], gap, agap)
-        wpart = sw * cov[jj]
-        dot = sw * dcov[jj]
+        cov = work[8, jj]
+        if exact:
+            # sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance minus the norm mismatch
+            mismatch = 0.5 * work[12, jj] - 0.5 * (sv1 - sv2[jj]) ** 2
+            g = mismatch + work[10, jj]
+            ag = mismatch + work[11, jj]
+        else:
+            g = sv1 * sv2[jj] - cov
+            ag = sv1 * sv2[jj] + cov
+        s[jj], r[jj] = _next_corr(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], g, ag)
+        wpart = sw * cov
+        dot = sw * work[9, jj]
         w[jj] = wpart
         th[jj] = th[jj] * dot + ow * wpart + ob
         wl[jj] = wpart
         dl[jj] = dot
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _hermite_columns(
+    sw, sb, sv1, sqn1, ra, M, npar, apar, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, A2, B2, work
+):  # fmt: skip
+    """The general (Mehler) path for a block of columns of one row, with the Hermite order as the outer loop and
+    the columns inside, so that the column loop vectorizes.
+
+    The same sums as :func:`meanfield.maps._hermite_pair` (Horner in u = c^2 from the highest order down, one
+    parity block at a time, ``HERMITE_UNROLL`` orders per pass over the columns so that the accumulators stay in
+    registers), and the norms from the per-input ``sqrt(v) = SV`` already used by
+    :func:`meanfield.maps._next_corr`. When every column of the block has ``min(1 - c, 1 + c) >= _GAP_EXACT``
+    the gaps are formed as ``sqrt(v1 v2) -/+ cov``, whose rounding (``1e-16`` of ``v``) moves the next layer's
+    correlation by about ``1e-16`` absolute, small against ``1 -/+ c`` there; then only the two Mehler sums are
+    needed (half the work, see also :func:`_hermite_two_rows`). Otherwise the exact gap sums are carried as well.
+    ``A2, B2`` hold the columns' coefficient rows transposed to (k, column) (:func:`_gather_columns`); the row's
+    own go to their last column. ``work`` holds the per-column state (rows 0-5: u = c^2 and the block's sums H,
+    J, P, D, Hb; 6-12: c, |c|, cov, dcov, gap and agap parts, squared distance).
+    """
+    nj = sv2.shape[0]
+    last = A2.shape[1] - 1
+    exact = _hermite_prep(ra, M, npar, TA, TB, s, r, A2, B2, last, work, nj)
+    W = work[:6]
+    for blk in range(npar):
+        for jj in range(nj):
+            W[1, jj] = 0.0
+            W[2, jj] = 0.0
+            W[3, jj] = 0.0
+            W[4, jj] = 0.0
+            W[5, jj] = 0.0
+        pa = blk if npar == 2 else apar  # parity of k for phi's block ...
+        pb = blk if npar == 2 else 1 - apar  # ... and for phi' (opposite when phi has one parity)
+        if exact:
+            _horner_exact(A2, B2, last, blk * M, M, W, nj)
+            for jj in range(nj):
+                c = work[6, jj]
+                cv, g, ag, dd = _parity_terms(pa, c, work[7, jj], s[jj] if c >= 0.0 else r[jj], W[1, jj], W[3, jj],
+                                              W[2, jj], W[4, jj])  # fmt: skip
+                work[8, jj] += cv
+                work[10, jj] += g
+                work[11, jj] += ag
+                work[12, jj] += dd
+            if pb == 1:
+                for jj in range(nj):
+                    work[9, jj] += work[6, jj] * W[5, jj]
+            else:
+                for jj in range(nj):
+                    work[9, jj] += W[5, jj]
+        else:
+            _horner_plain(A2, B2, last, blk * M, M, W, nj)
+            _plain_terms(pa, pb, work, nj)
+    _hermite_finish(exact, sw, sb, sv1, sqn1, ow, ob, sv2, sqn2, s, r, w, th, wl, dl, work, nj)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _hermite_two_rows(
+    sw, sb, sv1, sqn1, ra, sv1b, sqn1b, rab, M, npar, apar, ow, ob, sv2, sqn2, TA, TB, s, r, w, th, wl, dl, sB, rB,
+    wB, thB, wlB, dlB, A2, B2, work, workB,
+):  # fmt: skip
+    """Two rows of :func:`_hermite_columns` at once when neither needs the exact gap sums (returns False, having
+    changed nothing but scratch, when one does): the plain Mehler sums of both rows share every coefficient load."""
+    nj = sv2.shape[0]
+    last = A2.shape[1] - 1
+    if _hermite_prep(ra, M, npar, TA, TB, s, r, A2, B2, last - 1, work, nj):
+        return False
+    if _hermite_prep(rab, M, npar, TA, TB, sB, rB, A2, B2, last, workB, nj):
+        return False
+    for blk in range(npar):
+        for jj in range(nj):
+            work[1, jj] = 0.0
+            work[5, jj] = 0.0
+            workB[1, jj] = 0.0
+            workB[5, jj] = 0.0
+        _horner_plain2(A2, B2, last - 1, last, blk * M, M, work, workB, nj)
+        pa = blk if npar == 2 else apar
+        pb = blk if npar == 2 else 1 - apar
+        _plain_terms(pa, pb, work, nj)
+        _plain_terms(pa, pb, workB, nj)
+    _hermite_finish(False, sw, sb, sv1, sqn1, ow, ob, sv2, sqn2, s, r, w, th, wl, dl, work, nj)
+    _hermite_finish(False, sw, sb, sv1b, sqn1b, ow, ob, sv2, sqn2, sB, rB, wB, thB, wlB, dlB, workB, nj)
+    return True
 
 
 @njit(cache=True, error_model="numpy")
@@ -375,8 +604,9 @@ def _tile(
     ni = min(_ROWS, n - i0)
     keep = nngp_l.shape[0] > 0
     start = i0 if sym else 0
-    for j0 in range(start, m, _BLOCK):
-        nj = min(_BLOCK, m - j0)
+    width = A2.shape[1] - 2  # columns per block (_BLOCK)
+    for j0 in range(start, m, width):
+        nj = min(width, m - j0)
         for ii in range(ni):
             for jj in range(nj):
                 S[ii, jj] = S0[i0 + ii, j0 + jj]
@@ -414,7 +644,8 @@ def _propagate(
     nb = depth if nngp_l.shape[0] > 0 else 1
     # coefficient buffers of the general path: orders 0..K (K + 1 when padded to even), one column per column of
     # the block and a last one for the row's own coefficients
-    nk = order.max() + 1 if kind == KIND_HERMITE else 1
+    nk = (order[:, 0] * order[:, 1]).max() if kind == KIND_HERMITE else 1
+    width = _BLOCK
     tiles = (n + _ROWS - 1) // _ROWS
     # with symmetry, tiles t and tiles-1-t share one task so that the triangular work is balanced
     tasks = (tiles + 1) // 2 if sym else tiles
@@ -425,9 +656,9 @@ def _propagate(
         TH = np.empty((_ROWS, _BLOCK))
         wbuf = np.empty((nb, _ROWS, _BLOCK))
         dbuf = np.empty((nb, _ROWS, _BLOCK))
-        A2 = np.empty((nk, _BLOCK + 1))
-        B2 = np.empty((nk, _BLOCK + 1))
-        work = np.empty((11, _BLOCK))
+        A2 = np.empty((nk, width + 2))  # two spare columns: the rows' own coefficients
+        B2 = np.empty((nk, width + 2))
+        work = np.empty((2, 13, _BLOCK))  # per-column state of up to two rows of the general path
         _tile(
             t * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb,
             sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
@@ -492,7 +723,8 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     Cost: :math:`O(n m L)` for the pairs and :math:`O((n + m) L)` for the variances. Memory: a few ``n x m``
     arrays without ``layers`` (pairs are carried through the layers a 16 x 256 tile at a time, with a vectorized
     loop over the columns), ``3 * len(layers) * n * m`` with them; the general path also keeps each input's
-    Hermite coefficients at every layer, ``2 n L K`` numbers for order ``K``. Closed forms for ReLU / leaky
+    Hermite coefficients at every layer, ``2 n L K`` numbers for order ``K`` (half that for odd or even
+    activations, whose other parity is dropped). Closed forms for ReLU / leaky
     ReLU / linear and erf are exact to rounding; other activations use
     the Mehler expansion (:func:`meanfield.maps.hermite_coefficients`, 1e-9 relative for variances ``q <= 10``;
     cost grows with ``q``).
@@ -531,7 +763,8 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     W0, S0, R0, q1, q2 = _first_layer(X, X2, sw, sb, sym)
     n, m = W0.shape
     nq = np.concatenate([q1, q2]) if not sym else q1
-    Q, V, rows, order, TA, TB = _variance_sequences(act, sw, sb, nq, depth)
+    Q, V, rows, order, npar, apar, TA, TB = _variance_sequences(act, sw, sb, nq, depth)
+    order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))  # (M, npar, apar) per layer
     # per-input sequences laid out (layer, input): the row kernel's column loop reads them contiguously
     SQ, SV = np.sqrt(Q), np.sqrt(V)
     Q1, SQ1, SV1, R1 = (np.ascontiguousarray(a[:, :n]) for a in (Q, SQ, SV, rows))
@@ -600,14 +833,14 @@ def _curve(kind, slope, sw, sb, Q, V, rows, TA, TB, order, s, r, out):
     for l in range(1, depth):
         ra = rows[0, l - 1]
         rb = rows[1, l - 1]
-        k = order[l - 1]
+        k, npar, apar = order[l - 1, 0], order[l - 1, 1], order[l - 1, 2]
         q1 = Q[0, l - 1]
         q2 = Q[1, l - 1]
         sq1 = math.sqrt(q1)
         sq2 = math.sqrt(q2)
-        cov, gap, agap, dcov = _pair(kind, slope, q1, q2, sq1 * sq2, s, r, TA, TB, ra, rb, k)
-        d1 = _pair(kind, slope, q1, q1, q1, 0.0, 2.0, TA, TB, ra, ra, k)[3]
-        d2 = _pair(kind, slope, q2, q2, q2, 0.0, 2.0, TA, TB, rb, rb, k)[3]
+        cov, gap, agap, dcov = _pair(kind, slope, q1, q2, sq1 * sq2, s, r, TA, TB, ra, rb, k, npar, apar)
+        d1 = _pair(kind, slope, q1, q1, q1, 0.0, 2.0, TA, TB, ra, ra, k, npar, apar)[3]
+        d2 = _pair(kind, slope, q2, q2, q2, 0.0, 2.0, TA, TB, rb, rb, k, npar, apar)[3]
         s, r = _next_corr(
             sw, sb, math.sqrt(V[0, l - 1]), math.sqrt(V[1, l - 1]), math.sqrt(Q[0, l]), math.sqrt(Q[1, l]), gap, agap
         )
@@ -670,7 +903,8 @@ def pair_curve(depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0, q1=1.0, q2=
             raise ValueError(f"s = 1 - c must be in [0, 2], got {s!r}")
         r = 2.0 - s
     act = net.activation
-    Q, V, rows, order, TA, TB = _variance_sequences(act, net.sigma_w2, net.sigma_b2, qs, depth)
+    Q, V, rows, order, npar, apar, TA, TB = _variance_sequences(act, net.sigma_w2, net.sigma_b2, qs, depth)
+    order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))
     Q, V, rows = (np.ascontiguousarray(a.T) for a in (Q, V, rows))
     out = np.empty((6, depth))
     _curve(act.kind, float(act.slope), net.sigma_w2, net.sigma_b2, Q, V, rows, TA, TB, order, s, r, out)
