@@ -7,6 +7,7 @@ Theory and sampler share only the Network spec: ``meanfield.propagation.kernels`
 
 import numpy as np
 import pytest
+from helpers import inputs_at_correlations
 
 import meanfield as mf
 from meanfield.propagation import kernels
@@ -18,14 +19,7 @@ QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk")
 
 def crossval_inputs(d=8, seed=0):
     """x0 (||x||^2 = d), and partners at correlations 0.5, 0.999 (nearly parallel), -0.999 (anti-parallel)."""
-    rng = np.random.default_rng(seed)
-    x0 = rng.standard_normal(d)
-    x0 *= np.sqrt(d) / np.linalg.norm(x0)
-    v = rng.standard_normal(d)
-    v -= (v @ x0) / d * x0
-    v *= np.sqrt(d) / np.linalg.norm(v)
-    rows = [x0] + [rho * x0 + np.sqrt(1 - rho**2) * v for rho in (0.5, 0.999, -0.999)]
-    X = np.stack(rows)
+    X = inputs_at_correlations((0.5, 0.999, -0.999), d, seed)
     X[1] *= 1.3  # one input off the sphere
     return X
 

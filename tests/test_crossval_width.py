@@ -7,6 +7,7 @@ error. Instead of widening tolerances, we check the law itself: for every entry 
 
 import numpy as np
 import pytest
+from helpers import inputs_at_correlations
 from test_crossval_kernels import QUANTITIES, theory
 
 import meanfield as mf
@@ -16,13 +17,7 @@ Z_MAX = 4.0
 
 
 def trend_inputs(d=8, seed=1):
-    rng = np.random.default_rng(seed)
-    x0 = rng.standard_normal(d)
-    x0 *= np.sqrt(d) / np.linalg.norm(x0)
-    v = rng.standard_normal(d)
-    v -= (v @ x0) / d * x0
-    v *= np.sqrt(d) / np.linalg.norm(v)
-    return np.stack([x0] + [rho * x0 + np.sqrt(1 - rho**2) * v for rho in (0.5, -0.9)])
+    return inputs_at_correlations((0.5, -0.9), d, seed)
 
 
 # (activation, sigma_w2, sigma_b2, depth, narrow width, n_nets per width)
