@@ -32,6 +32,10 @@ from functools import cache
 import numpy as np
 from numba import njit
 
+from .finite import MLP
+from .network import Network
+from .nfa import gd_step
+
 __all__ = [
     "NTKMoments",
     "NTKSample",
@@ -830,51 +834,46 @@ def _law_chunk(rng, b, ws, n_int, sw2, x0sq):
     return np.where(dead, 0.0, tw), np.where(dead, 1.0, tb)
 
 
-def _matmul_forward_backward(rng, b, ws, n_int, sw2, gram0):
-    """Full random networks (weights of layers 2..L drawn explicitly, batched matmul), ``k`` inputs at once.
+def _sp_relu_stack(rng, b, n_int, sw2):
+    """``b`` SP ReLU networks with widths ``n_0..n_{L-1}``, a scalar readout and zero-initialized trainable biases
+    (seed 004's setting), drawn as a :class:`meanfield.MLP` stack: the package's one forward/backward."""
+    net = Network(int(n_int.size), "relu", sw2, 0.0, "standard", width=tuple(int(w) for w in n_int[1:]))
+    return MLP.sample(net, d=int(n_int[0]), seed=int(rng.integers(2**63)), n_nets=b)
 
-    Returns the per-network Gram matrices of Theta_W and Theta_b, shape (b, k, k). Layer 1 uses rotational
-    invariance: only ``W^1 [x_1..x_k]`` enters, a Gaussian with covariance ``sigma_w2/n_0 * gram0``.
-    """
-    L = n_int.size
-    k = gram0.shape[0]
-    chol = np.linalg.cholesky(gram0 + 1e-300 * np.eye(k)) if k > 1 else np.sqrt(gram0)
-    if L == 1:
-        tw = np.broadcast_to(gram0, (b, k, k)).copy()
-        return tw, np.ones((b, k, k))
-    h = np.sqrt(sw2 / n_int[0]) * np.einsum("ij,bjn->bin", chol, rng.standard_normal((b, k, n_int[1])))
-    grams = [np.broadcast_to(gram0, (b, k, k))]
-    masks, Ws = [], []
-    x = np.maximum(h, 0.0)
-    masks.append(h > 0)
-    grams.append(x @ x.transpose(0, 2, 1))
-    sizes = n_int[2:] * n_int[1:-1]
-    flat = _buffer(ws, "weights", (b * int(sizes.sum()),))
-    rng.standard_normal(out=flat)
-    offsets = np.concatenate([[0], np.cumsum(sizes * b)])
-    for l in range(2, L):
-        W = flat[offsets[l - 2] : offsets[l - 1]].reshape(b, n_int[l], n_int[l - 1])
-        W *= np.sqrt(sw2 / n_int[l - 1])
-        Ws.append(W)
-        h = x @ W.transpose(0, 2, 1)
-        x = np.maximum(h, 0.0)
-        masks.append(h > 0)
-        grams.append(x @ x.transpose(0, 2, 1))
-    wL = rng.standard_normal((b, 1, n_int[L - 1])) * np.sqrt(sw2 / n_int[L - 1])
-    d = masks[-1] * wL  # delta^{L-1}, (b, k, n_{L-1})
-    tw = grams[L - 1].copy()  # l = L term: ||delta^L||^2 = 1
-    tb = np.ones((b, k, k))
-    for l in range(L - 1, 0, -1):
-        if l < L - 1:
-            d = masks[l - 1] * (d @ Ws[l - 1])
-        dd = d @ d.transpose(0, 2, 1)
-        tw += dd * grams[l - 1]
-        tb += dd
+
+def _inputs(n0, x0sq, rho=None):
+    """One input with ``||x||^2 = x0sq`` (or two unit inputs at correlation ``rho``); by rotational invariance
+    only these norms and correlations matter."""
+    if rho is None:
+        X = np.zeros((1, n0))
+        X[0, 0] = math.sqrt(x0sq)
+        return X
+    if n0 < 2 and abs(rho) < 1:
+        raise ValueError(f"two inputs at correlation {rho} need an input dimension n_0 >= 2, got {n0}")
+    X = np.zeros((2, n0))
+    X[0, 0] = 1.0
+    X[1, 0] = rho
+    if n0 > 1:
+        X[1, 1] = math.sqrt(max(0.0, 1.0 - rho * rho))
+    return X
+
+
+def _ntk_parts(mlp, X):
+    """Weight and bias parts of the SP tangent kernel, ``sum_l (delta_l . delta_l')(x_{l-1} . x_{l-1}')`` and
+    ``sum_l delta_l . delta_l'``, shape ``(b, k, k)`` (ntk_dispersion.md sec. 1), from one forward and one backward
+    pass of :class:`meanfield.MLP`."""
+    fw = mlp.forward(X)
+    tw = tb = 0.0
+    for h, d in zip(fw.h, mlp.deltas(X), strict=True):
+        d = d[:, 0]  # scalar output: (b, k, N_l)
+        dd = d @ np.swapaxes(d, -1, -2)
+        tw = tw + dd * (h @ np.swapaxes(h, -1, -2))
+        tb = tb + dd
     return tw, tb
 
 
 def _matmul_chunk(rng, b, ws, n_int, sw2, x0sq):
-    tw, tb = _matmul_forward_backward(rng, b, ws, n_int, sw2, np.array([[x0sq]]))
+    tw, tb = _ntk_parts(_sp_relu_stack(rng, b, n_int, sw2), _inputs(int(n_int[0]), x0sq))
     return tw[:, 0, 0], tb[:, 0, 0]
 
 
@@ -907,8 +906,9 @@ def sample_ntk_diagonal(widths, sigma_w2, n_networks, x0_norm2=1.0, method="proj
         ``"projection"`` (default, fast, exact in law): literal forward/backward pass in which every weight
         matrix is represented by its action on the current activation direction plus an independent Gaussian
         orthogonal to it (see Notes); O(n) work and ``2 n`` normals per layer.
-        ``"matmul"``: explicit Gaussian weight matrices for layers ``2..L``, batched matmul (the brute-force
-        reference; layer 1 by rotational invariance). ``"law"``: the scalar chi-square law of
+        ``"matmul"``: the brute-force reference, a stack of :class:`meanfield.MLP` networks with every weight
+        matrix drawn (the package's one forward/backward; the input is ``sqrt(x0_norm2) e_1``, which loses
+        nothing by rotational invariance). ``"law"``: the scalar chi-square law of
         ``ntk_dispersion.md`` sec. 2.2b (fastest; it checks the algebra of :func:`ntk_moments`, not the law).
     seed : int, optional
         Seed of ``numpy.random.SeedSequence``; chunk ``i`` uses spawned child ``i``, so results do not depend
@@ -991,8 +991,8 @@ def sample_ntk_pair(widths, sigma_w2, rho0, n_networks, seed=None, n_jobs=None) 
 
     Notes
     -----
-    Explicit weight matrices for layers ``2..L`` (batched matmul); layer 1 by rotational invariance (only
-    ``W^1 [x, x~]`` enters, jointly Gaussian with covariance ``sigma_w2/n_0 [[1, rho0], [rho0, 1]]``).
+    A stack of :class:`meanfield.MLP` networks (every weight drawn) on two unit inputs at correlation ``rho0``
+    (``n_0 >= 2``; by rotational invariance only the correlation matters).
     ``Theta(x, x~) = sum_l <delta^l, delta~^l> (<x^{l-1}, x~^{l-1}> + 1)`` (seed 004, line 2170).
 
     Examples
@@ -1006,11 +1006,11 @@ def sample_ntk_pair(widths, sigma_w2, rho0, n_networks, seed=None, n_jobs=None) 
     rho = float(_check_rho(rho0))
     N = _check_count(n_networks, "n_networks")
     n_int = n.astype(np.int64)
-    gram = np.array([[1.0, rho], [rho, 1.0]])
+    X = _inputs(int(n_int[0]), 1.0, rho)
     size = max(1, _default_chunk(n_int, "matmul") // 2)
 
     def fn(rng, b, ws):
-        tw, tb = _matmul_forward_backward(rng, b, ws, n_int, sw2, gram)
+        tw, tb = _ntk_parts(_sp_relu_stack(rng, b, n_int, sw2), X)
         t = tw + tb
         return t[:, 0, 0], t[:, 1, 1], t[:, 0, 1]
 
@@ -1045,57 +1045,17 @@ class GDStepResult:
     n_networks: int
 
 
-def _ntk_diag_with_params(h1, Ws, bs, wL, bL, x0sq):
-    """Forward/backward with biases; returns Theta, f and per-layer (x^{l-1}, delta^l) (b networks)."""
-    L = len(Ws) + 2 if wL is not None else 1
-    xs = [None]
-    masks = []
-    h = h1
-    for l in range(2, L + 1):
-        x = np.maximum(h, 0.0)
-        masks.append(h > 0)
-        xs.append(x)
-        if l < L:
-            h = np.einsum("bij,bj->bi", Ws[l - 2], x) + bs[l - 2]
-    f = np.einsum("bj,bj->b", wL, xs[L - 1]) + bL
-    deltas = [None] * (L + 1)
-    deltas[L] = np.ones((h1.shape[0], 1))
-    d = masks[L - 2] * wL
-    deltas[L - 1] = d
-    for l in range(L - 2, 0, -1):
-        d = masks[l - 1] * np.einsum("bij,bi->bj", Ws[l - 1], d)
-        deltas[l] = d
-    xn2 = [np.full(h1.shape[0], x0sq)] + [np.sum(xs[l] ** 2, axis=1) for l in range(1, L)]
-    theta = sum(np.sum(deltas[l] ** 2, axis=1) * (xn2[l - 1] + 1.0) for l in range(1, L + 1))
-    return theta, f, xs, deltas
-
-
-def _gd_step(h1, Ws, wL, x0sq, lr, y):
-    """One exact GD step on (x, y) for a batch of networks given by ``h1 = W^1 x`` (b, n_1), the matrices of
-    layers 2..L-1 (b, n_l, n_{l-1}) and the readout rows (b, n_{L-1}); zero biases before the step.
-    Returns Theta(x, x) before and after the step."""
-    b = h1.shape[0]
-    bs = [np.zeros(W.shape[:2]) for W in Ws]
-    theta0, f, xs, deltas = _ntk_diag_with_params(h1, Ws, bs, wL, 0.0, x0sq)
-    g = lr * (f - y)  # eta * dLoss/df for the loss (f - y)^2 / 2
-    # W^1 x and b^1 change by -g delta^1 ||x||^2 and -g delta^1 (the step moves W^1 only along x, so the
-    # rotational-invariance representation of layer 1 stays exact)
-    h1n = h1 - g[:, None] * deltas[1] * (x0sq + 1.0)
-    L = len(Ws) + 2
-    Wn = [Ws[l - 2] - g[:, None, None] * deltas[l][:, :, None] * xs[l - 1][:, None, :] for l in range(2, L)]
-    bn = [-g[:, None] * deltas[l] for l in range(2, L)]
-    wLn = wL - g[:, None] * xs[L - 1]
-    theta1, *_ = _ntk_diag_with_params(h1n, Wn, bn, wLn, -g, x0sq)
-    assert theta1.shape == (b,)
+def _gd_theta(mlp, X, lr, y):
+    """Theta(x, x) of each network before and after one exact gradient step on ``(x, y)`` with the loss
+    ``(f(x) - y)^2 / 2`` (``MLP.grads`` with ``loss="mse"``, all weights and biases)."""
+    theta0 = mlp.ntk(X)[..., 0, 0]
+    _, grads = mlp.grads(X, np.array([[y]]), "mse")
+    theta1 = gd_step(mlp, grads, lr).ntk(X)[..., 0, 0]
     return theta0, theta1
 
 
 def _gd_chunk(rng, b, ws, n_int, sw2, x0sq, lr, y):
-    L = n_int.size
-    h1 = np.sqrt(sw2 * x0sq / n_int[0]) * rng.standard_normal((b, n_int[1]))
-    Ws = [rng.standard_normal((b, n_int[l], n_int[l - 1])) * np.sqrt(sw2 / n_int[l - 1]) for l in range(2, L)]
-    wL = rng.standard_normal((b, n_int[L - 1])) * np.sqrt(sw2 / n_int[L - 1])
-    theta0, theta1 = _gd_step(h1, Ws, wL, x0sq, lr, y)
+    theta0, theta1 = _gd_theta(_sp_relu_stack(rng, b, n_int, sw2), _inputs(int(n_int[0]), x0sq), lr, y)
     return theta0, theta1 - theta0
 
 
@@ -1127,8 +1087,8 @@ def gd_step_change(widths, sigma_w2, lr, n_networks, y=0.0, x0_norm2=1.0, seed=N
     -----
     Each network takes one full-batch GD step on the single sample ``(x, y)`` (all weights and biases,
     ``W^l -= eta (f - y) delta^l x^{l-1,T}``, ``b^l -= eta (f - y) delta^l``), then ``Theta(x, x)`` is recomputed
-    exactly (no linearization). Layer 1 is represented by ``W^1 x`` (rotational invariance; the step moves
-    ``W^1`` only along ``x``). The standard error is the delta-method error of the ratio of means.
+    exactly (no linearization), all through :class:`meanfield.MLP` (``grads``, :func:`meanfield.nfa.gd_step`,
+    ``ntk``). The standard error is the delta-method error of the ratio of means.
 
     What seed 004 proves (Thm 4.1 = Thm A.10; ``ntk_dispersion.md`` sec. 2.5, erratum E10): in the limit
     ``M, L -> inf``, ``L/M -> lambda`` at fixed ``eta``, the relative change tends to infinity in the chaotic

@@ -573,8 +573,12 @@ def test_gd_step_matches_literal_finite_difference_step():
     theta0, f0, grads = _literal_theta(params, x)
     stepped = [p - lr * (f0 - y) * g for p, g in zip(params, grads, strict=True)]
     theta1, _, _ = _literal_theta(stepped, x)
-    t0, t1 = dsp._gd_step((Ws[0] @ x)[None], [W[None] for W in Ws[1:]], wL[None], float(x @ x), lr, y)
-    assert_allclose([t0[0], t1[0]], [theta0, theta1], rtol=1e-7)
+    from meanfield import MLP, Network
+
+    net = Network(4, "relu", 2.2, 0.0, "standard", width=sizes[1:])
+    mlp = MLP(net, [*Ws, wL[None]], [np.zeros(W.shape[0]) for W in Ws] + [np.zeros(1)])
+    t0, t1 = dsp._gd_theta(mlp, x[None], lr, y)
+    assert_allclose([t0, t1], [theta0, theta1], rtol=1e-7)
     assert abs(theta1 - theta0) > 1e-3 * theta0  # the step is not trivial
 
 
