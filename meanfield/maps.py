@@ -90,11 +90,6 @@ def _corr(s, r):
 
 
 @njit(cache=True, error_model="numpy")
-def _leaky_var(a, q):
-    return 0.5 * (1.0 + a * a) * q
-
-
-@njit(cache=True, error_model="numpy")
 def _erf_asin(q1, q2):
     """(rho, sqrt(1 - rho^2), arcsin rho) with rho = 2 sqrt(q1 q2) / sqrt((1 + 2 q1)(1 + 2 q2)).
 
