@@ -32,7 +32,7 @@ def _best(fn, repeat=3):
 
 def bench_theory():
     from meanfield.activations import get_activation
-    from meanfield.equilibrium import _generic_curves, peak_layer
+    from meanfield.equilibrium.peak import _generic_curves, peak_layer
 
     peak_layer(np.arange(2, 100))  # compile / load the numba cache
     depths = np.arange(2, 10**6 + 1)
@@ -52,8 +52,8 @@ def bench_theory():
 def bench_training(depths=(10, 50)):
     from meanfield.experiments import default_lr, digits, peak_layers_trained
     from meanfield.finite import MLP
+    from meanfield.finite.montecarlo import _blas_limit
     from meanfield.network import Network
-    from meanfield.sampler import _blas_limit
 
     data = digits(seed=0)
     X, y = data[0], data[1]

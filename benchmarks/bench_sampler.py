@@ -19,8 +19,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import meanfield as mf
-from meanfield.finite import _draw, _seed_sequences
-from meanfield.sampler import _MEMORY_BUDGET, _per_net_bytes, simulate
+from meanfield.finite.mlp import _draw, _seed_sequences
+from meanfield.finite.montecarlo import _MEMORY_BUDGET, _per_net_bytes, simulate
 
 CONFIGS = [(512, 10, 64), (128, 100, 16)]  # (width, depth, n)
 

@@ -5,14 +5,13 @@ The pipeline: a :class:`Network` spec -> Gaussian kernel maps (:mod:`meanfield.m
 checked against finite random networks.
 """
 
-from . import alignment, alignment_theory, dispersion, equilibrium, experiments, nfa, silent
+from . import alignment, dispersion, equilibrium, experiments, finite, gaussian, nfa, propagation, silent  # noqa: F401
 from .activations import ACTIVATION_NAMES, Activation, get_activation, leaky_relu
-from .alignment import cka, target_kernel
-from .alignment_theory import LearningCurve, cumulative_power, learning_curve
+from .alignment import LearningCurve, cka, cumulative_power, learning_curve, target_kernel
 from .dispersion import NTKMoments, dispersion_limit, dispersion_limit_expr, ntk_moments, sample_ntk_diagonal
 from .equilibrium import InformationLoss, PeakLayer, ScalingFit, information_loss, peak_layer, scaling_fit
-from .finite import MLP
-from .maps import (
+from .finite import MLP, History, Simulation, simulate, train
+from .gaussian import (
     correlation_map,
     correlation_slope,
     decorrelation_map,
@@ -23,8 +22,6 @@ from .maps import (
 from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
 from .propagation import Kernels, PairCurve, kernels, pair_curve
-from .sampler import Simulation, simulate
-from .training import History, train
 
 __version__ = "0.1.0"
 
@@ -49,7 +46,6 @@ __all__ = [
     "ACTIVATION_NAMES",
     "LearningCurve",
     "NTKMoments",
-    "alignment_theory",
     "cumulative_power",
     "dispersion",
     "dispersion_limit",

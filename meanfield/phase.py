@@ -23,9 +23,9 @@ import numpy as np
 from scipy import optimize
 
 from .activations import KIND_LEAKY, get_activation
-from .maps import _layer_args, _pair_moments, correlation_map, single_moments, variance_slope
+from .gaussian.maps import _layer_args, _pair_moments, correlation_map, single_moments, variance_slope
 from .network import Network
-from .propagation import pair_curve
+from .propagation.dataset import pair_curve
 
 __all__ = ["Phase", "phase", "edge_of_chaos", "fixed_point_q", "q_curve", "c_curve"]
 

@@ -6,7 +6,7 @@ from numpy.testing import assert_allclose
 from scipy import optimize
 
 import meanfield as mf
-from meanfield.alignment_theory import cumulative_power, init_layer_alignment, learning_curve
+from meanfield.alignment import cumulative_power, init_layer_alignment, learning_curve
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from meanfield.dispersion import estimate, ntk_moments, sample_ntk_diagonal
 simulate = getattr(meanfield, "simulate", None)
 if simulate is None:
     try:
-        from meanfield.sampler import simulate
+        from meanfield.finite.montecarlo import simulate
     except ImportError:
         simulate = None
 

@@ -10,8 +10,8 @@ import pytest
 from helpers import inputs_at_correlations
 
 import meanfield as mf
+from meanfield.finite.montecarlo import simulate
 from meanfield.propagation import kernels
-from meanfield.sampler import simulate
 
 Z_MAX = 4.0
 QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk")

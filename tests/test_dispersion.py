@@ -400,8 +400,8 @@ def test_bad_input_names_the_parameter(call, word):
 
 
 def test_relu_maps_and_eq18_reproduce_sheet():
-    assert_allclose(dsp._relu_corr(0.5), 0.608997781044229, rtol=1e-14)
-    assert_allclose(dsp._relu_dcorr(0.5), 2 / 3, rtol=1e-15)
+    assert_allclose(dsp.moments._relu_corr(0.5), 0.608997781044229, rtol=1e-14)
+    assert_allclose(dsp.moments._relu_dcorr(0.5), 2 / 3, rtol=1e-15)
     assert_allclose(offdiagonal_eq18(10, 1.5, 0.5), 0.683137044588, rtol=1e-11)
     assert_allclose(offdiagonal_eq18(50, 1.5, 0.1), 0.861441509970, rtol=1e-11)
     assert_allclose(offdiagonal_eq18(20, 1.8, 0.9), 0.634648586311, rtol=1e-11)
@@ -577,7 +577,7 @@ def test_gd_step_matches_literal_finite_difference_step():
 
     net = Network(4, "relu", 2.2, 0.0, "standard", width=sizes[1:])
     mlp = MLP(net, [*Ws, wL[None]], [np.zeros(W.shape[0]) for W in Ws] + [np.zeros(1)])
-    t0, t1 = dsp._gd_theta(mlp, x[None], lr, y)
+    t0, t1 = dsp.moments._gd_theta(mlp, x[None], lr, y)
     assert_allclose([t0, t1], [theta0, theta1], rtol=1e-7)
     assert abs(theta1 - theta0) > 1e-3 * theta0  # the step is not trivial
 

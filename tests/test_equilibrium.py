@@ -9,7 +9,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy import stats
 
 from meanfield.activations import get_activation
-from meanfield.equilibrium import (
+from meanfield.equilibrium.peak import (
     _crossing_fast,
     _generic_curves,
     _leaky_curves,

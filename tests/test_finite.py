@@ -216,7 +216,7 @@ def test_ptk_covariance_gram_and_feature_kernel_match_their_definitions():
 
 def test_operator_kernels_are_refused_above_the_memory_guard(monkeypatch):
     # feature_alignment.md sec. 5.1: (n o)^2 entries above the limit need force=True; traced kernels are fine
-    import meanfield._validation as v
+    import meanfield._checks as v
     from meanfield.alignment import layer_alignment
 
     monkeypatch.setattr(v, "MAX_OPERATOR_ENTRIES", 100)

@@ -132,7 +132,7 @@ def test_gelu_with_bias_has_no_edge_of_chaos_on_its_stable_branch():
 
 
 def test_variance_moments_match_mpmath_for_the_general_path():
-    from meanfield.maps import single_moments
+    from meanfield.gaussian.maps import single_moments
 
     for act in ["tanh", "softplus", "silu"]:
         for q in [1e-6, 0.5, 10.0, 1e4]:

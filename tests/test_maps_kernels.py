@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from meanfield.maps import _acos1m, _leaky_pair
+from meanfield.gaussian.maps import _acos1m, _leaky_pair
 
 mpmath.mp.dps = 50
 

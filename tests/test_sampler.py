@@ -9,7 +9,7 @@ from test_finite import _fd_param_jacobian
 
 import meanfield as mf
 from meanfield.finite import MLP
-from meanfield.sampler import simulate
+from meanfield.finite.montecarlo import simulate
 
 ALL = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
 

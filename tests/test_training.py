@@ -6,8 +6,8 @@ from numpy.testing import assert_allclose
 
 from meanfield.alignment import layer_alignment
 from meanfield.finite import MLP
+from meanfield.finite.training import accuracy, train
 from meanfield.network import Network
-from meanfield.training import accuracy, train
 
 
 @pytest.fixture

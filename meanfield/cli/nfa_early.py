@@ -6,9 +6,9 @@ import numpy as np
 
 from .. import nfa
 from ..activations import get_activation
-from ..finite import MLP
+from ..finite.mlp import MLP
+from ..finite.montecarlo import _blas_limit
 from ..network import Network
-from ..sampler import _blas_limit
 from . import Result, UsageError, add_json_flag
 
 TASKS = ("sign", "chain")

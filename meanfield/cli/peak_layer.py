@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from ..equilibrium import MAX_DEPTH, NORMS, SCORES, peak_layer, peak_layer_constant, scaling_fit
+from ..equilibrium.peak import MAX_DEPTH, NORMS, SCORES, peak_layer, peak_layer_constant, scaling_fit
 from . import Result, UsageError, add_json_flag
 
 

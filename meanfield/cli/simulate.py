@@ -66,9 +66,9 @@ def _inputs(args) -> np.ndarray:
 
 
 def run(args) -> Result:
+    from ..finite.montecarlo import simulate
     from ..network import Network
-    from ..propagation import kernels
-    from ..sampler import simulate
+    from ..propagation.dataset import kernels
 
     quantities = tuple(q.strip() for q in args.quantities.split(",") if q.strip())
     bad = [q for q in quantities if q not in THEORY_QUANTITIES]

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..equilibrium import ScalingFit, peak_layer, scaling_fit
-from ..finite import MLP
+from ..equilibrium.peak import ScalingFit, peak_layer, scaling_fit
+from ..finite.mlp import MLP
+from ..finite.training import History, train
 from ..network import Network
-from ..training import History, train
 
 __all__ = ["TrainedPeaks", "default_lr", "digits", "peak_layers_trained", "standardize"]
 

@@ -34,7 +34,7 @@ import numpy as np
 from numba import njit
 from scipy import special
 
-from .activations import KIND_ERF, KIND_HERMITE, KIND_LEAKY, Activation, get_activation
+from ..activations import KIND_ERF, KIND_HERMITE, KIND_LEAKY, Activation, get_activation
 
 __all__ = [
     "hermite_coefficients",

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .activations import KIND_LEAKY
-from .finite import _backward, _draw, _forward, _gram, _multipliers, _seed_sequences
-from .network import Network
+from ..activations import KIND_LEAKY
+from ..network import Network
+from .mlp import _backward, _draw, _forward, _gram, _multipliers, _seed_sequences
 
 __all__ = ["simulate", "Simulation", "Bootstrap", "QUANTITIES"]
 

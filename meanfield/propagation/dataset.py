@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from .activations import KIND_HERMITE, KIND_LEAKY
-from .maps import HERMITE_UNROLL, _adaptive_coefficients, _next_corr, _pack_parity, _pair, _parity_terms, _var
-from .network import Network
+from ..activations import KIND_HERMITE, KIND_LEAKY
+from ..gaussian.maps import HERMITE_UNROLL, _adaptive_coefficients, _next_corr, _pack_parity, _pair, _parity_terms, _var
+from ..network import Network
 
 __all__ = ["Kernels", "PairCurve", "kernels", "pair_curve", "check_inputs"]
 
@@ -883,7 +883,7 @@ def pair_curve(depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0, q1=1.0, q2=
     >>> round(float(pc.c[9]), 10)          # ReLU EOC sequence from c_1 = 0 (sheet sec. 7)
     0.8548092375
     """
-    from .network import Network
+    from ..network import Network
 
     net = Network(depth, activation, sigma_w2, sigma_b2)
     q2 = q1 if q2 is None else q2

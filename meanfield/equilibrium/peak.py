@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from .activations import KIND_LEAKY
-from .maps import _h
-from .network import Network
-from .propagation import check_inputs, pair_curve
+from ..activations import KIND_LEAKY
+from ..gaussian.maps import _h
+from ..network import Network
+from ..propagation.dataset import check_inputs, pair_curve
 
 __all__ = [
     "InformationLoss",

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import finite_array
-from .network import Network
-from .propagation import kernels
+from .._checks import finite_array
+from ..network import Network
+from ..propagation.dataset import kernels
 
 __all__ = ["LearningCurve", "cumulative_power", "init_layer_alignment", "learning_curve"]
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .alignment import cka, layer_alignment, target_kernel
-from .finite import MLP
-from .nfa import step_scales
-from .sampler import _blas_limit
+from ..alignment.measures import cka, layer_alignment, target_kernel
+from ..nfa.measures import step_scales
+from .mlp import MLP
+from .montecarlo import _blas_limit
 
 __all__ = ["History", "train", "accuracy"]
 

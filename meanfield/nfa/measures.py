@@ -35,11 +35,11 @@ import numbers
 
 import numpy as np
 
-from ._validation import MAX_OPERATOR_ENTRIES, check_operator_size
-from .alignment import cosine
-from .finite import MLP
-from .network import Network
-from .propagation import kernels
+from .._checks import MAX_OPERATOR_ENTRIES, check_operator_size
+from ..alignment.measures import cosine
+from ..finite.mlp import MLP
+from ..network import Network
+from ..propagation.dataset import kernels
 
 __all__ = [
     "MAX_OPERATOR_ENTRIES",

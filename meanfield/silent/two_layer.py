@@ -22,8 +22,8 @@ import numbers
 import numpy as np
 from scipy import integrate
 
-from ._validation import finite_array
-from .alignment_theory import learning_curve
+from .._checks import finite_array
+from ..alignment.learning_curves import learning_curve
 
 __all__ = [
     "alignment_curve",

@@ -32,9 +32,9 @@ from functools import cache
 import numpy as np
 from numba import njit
 
-from .finite import MLP
-from .network import Network
-from .nfa import gd_step
+from ..finite.mlp import MLP
+from ..network import Network
+from ..nfa.measures import gd_step
 
 __all__ = [
     "NTKMoments",

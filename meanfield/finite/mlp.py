@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_operator_size
-from .network import Network
+from .._checks import check_operator_size
+from ..network import Network
 
 __all__ = ["MLP", "Forward"]
 

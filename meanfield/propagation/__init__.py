@@ -1,0 +1,17 @@
+"""Propagation of kernels through the layers: over datasets and along one pair of inputs."""
+
+from .dataset import (
+    Kernels,
+    PairCurve,
+    check_inputs,
+    kernels,
+    pair_curve,
+)
+
+__all__ = [
+    "Kernels",
+    "PairCurve",
+    "check_inputs",
+    "kernels",
+    "pair_curve",
+]
