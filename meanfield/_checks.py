@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 
 #: Largest operator-valued kernel (entries of an ``(n o) x (n o)`` matrix) formed without ``force=True``:
-#: 2e8 float64 entries = 1.6 GB (feature_alignment.md sec. 5.1).
+#: 2e8 float64 entries = 1.6 GB.
 MAX_OPERATOR_ENTRIES = 200_000_000
 
 
@@ -86,7 +86,8 @@ def check_operator_size(n: int, o: int, force: bool = False, limit: int = MAX_OP
     Parameters
     ----------
     n, o : int
-        Number of samples and of outputs; the kernel is ``(n o) x (n o)`` (seed 000 eq. (7), sheet sec. 1.4).
+        Number of samples and of outputs; the kernel is ``(n o) x (n o)``, as in the layer alignment
+        A_l of Lou et al. 2022, eq. (7).
     force : bool
         Skip the check.
     limit : int
@@ -99,8 +100,8 @@ def check_operator_size(n: int, o: int, force: bool = False, limit: int = MAX_OP
 
     Notes
     -----
-    Feature_alignment.md sec. 5.1: the operator-valued layer kernel grows like ``(n o)^2``; the class-traced
-    ``(n, n)`` kernel (seed 002 eq. (8)) or the sample-space forms of this module avoid it.
+    The operator-valued layer kernel grows like ``(n o)^2``; the class-traced ``(n, n)`` kernel (the trace over
+    outputs, as in Canatar & Pehlevan 2022, eq. (8)) or the sample-space forms avoid it.
 
     Examples
     --------
