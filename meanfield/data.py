@@ -70,7 +70,7 @@ def to_sphere(X, mean=None, norm2=None, name="X"):
     zero = np.flatnonzero(norms[:, 0] == 0)
     if zero.size:
         what = "equals the feature mean (zero after centering)" if mean is not None else "is zero"
-        raise ValueError(f"row {zero[0]} of {name} {what}; it has no direction")
+        raise ValueError(f"row {zero[0]} of {name} {what}: a zero row has no direction")
     return Z * (math.sqrt(target) / norms)
 
 

@@ -292,6 +292,21 @@ def test_slope_asymptote_log_coefficient_is_nine_halves(relu_rho0):
     assert np.all(np.abs(np.diff(rem)) < np.abs(rem[:-1]) * 0.1)
 
 
+def test_lemma2_has_a_constant_and_a_negative_log_term(relu_rho0):
+    # Lou et al. 2022, Lemma 2 prints log(zeta_l l^3) = +kappa log l / l + O(1/l); what holds is
+    # log r_inf - kappa log l / l + O(1/l): a constant R = log r_inf = 5.2815 approached from below, kappa = 9/2
+    _, lg = relu_rho0
+    log_zeta = np.concatenate([[0.0, 0.0], np.cumsum(lg[1:])])  # log zeta_l = sum_{k=1}^{l-1} log g'(c_k)
+    y = log_zeta[_DECADES] + 3 * np.log(_DECADES)
+    assert_allclose(y, [5.2420, 5.2765, 5.2809, 5.2815], atol=6e-4)
+    assert np.all(np.diff(y) > 0)
+    l = _logspaced(10**4, 10**6, 200)
+    A = np.stack([np.ones(l.size), np.log(l) / l, 1.0 / l], axis=1)
+    R, k, _ = np.linalg.lstsq(A, log_zeta[l] + 3 * np.log(l), rcond=None)[0]
+    assert abs(R - 5.2815) < 1e-3
+    assert abs(k + 4.5) < 0.05
+
+
 def test_backward_product_tends_to_cube_of_layer_ratio():
     _, lg = _relu_curve(0.5, 10**6)
     S = np.concatenate([[0.0], np.cumsum(lg[1:])])  # S[m-1] = sum_{k<m} log g'(c_k)

@@ -26,6 +26,7 @@ import numpy as np
 
 from .._checks import check_choice
 from ..activations import KIND_LEAKY
+from ..data import to_sphere
 from ..network import Network
 from ..propagation.dataset import check_inputs
 from .curves import _curves
@@ -84,10 +85,7 @@ def _pair_range(eps, pairs):
     X = check_inputs(pairs, "pairs")
     if X.shape[0] < 2:
         raise ValueError(f"pairs must hold at least 2 inputs (rows), got {X.shape[0]}")
-    norms = np.linalg.norm(X, axis=1)
-    if np.any(norms == 0):
-        raise ValueError("pairs contains a zero row, whose correlation is undefined")
-    U = X / norms[:, None]
+    U = to_sphere(X, norm2=1.0, name="pairs")  # unit rows: U U^T holds the cosines
     G = U @ U.T
     iu = np.triu_indices(X.shape[0], 1)
     rho = G[iu]
