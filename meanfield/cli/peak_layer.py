@@ -119,12 +119,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sigma-w2", type=float, default=2.0, help="weight variance (default 2, the ReLU EOC)")
     p.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (default 0)")
     p.add_argument("--eps", type=float, default=0.5, help="pairs with x.x'/d <= 1 - eps, eps in (0, 2)")
-    p.add_argument(
-        "--form",
-        choices=FORMS,
-        default="corrected",
-        help="forward normalization: relative (corrected) or Lou et al. 2022's Thm. 1 as printed (published)",
-    )
+    p.add_argument("--form", choices=FORMS, default="corrected", help="relative F (corrected) or Thm. 1's (published)")
     p.add_argument("--score", choices=SCORES, default="crossing", help="crossing of log F and log B, or harmonic")
     p.add_argument("--plot", metavar="PNG", help="write a log-log figure of l*(L) and C L^(3/5)")
     add_json_flag(p)
