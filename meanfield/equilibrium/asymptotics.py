@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .._checks import check_choice
+from .._checks import check_choice, finite_array
 from .information import FORMS, FORWARD_FACTOR
 
 __all__ = ["peak_layer_constant", "relu_eoc_inverse_root", "relu_eoc_one_minus_c", "relu_eoc_slope"]
@@ -24,13 +24,6 @@ SCORES = ("crossing", "harmonic")
 SCORE_FACTOR = {"crossing": 1.0, "harmonic": 1.5}
 
 _NINE_PI2_HALF = 4.5 * math.pi**2
-
-
-def _layers_arg(l, name="l"):
-    l = np.asarray(l, dtype=np.float64)
-    if not np.all(np.isfinite(l)) or np.any(l < 1):
-        raise ValueError(f"{name} must be finite and >= 1")
-    return l
 
 
 def relu_eoc_one_minus_c(l):
@@ -60,7 +53,7 @@ def relu_eoc_one_minus_c(l):
     >>> round(float(relu_eoc_one_minus_c(1e6) * 1e12), 4)
     44.4114
     """
-    l = _layers_arg(l)
+    l = finite_array(l, "l", low=1)
     return _NINE_PI2_HALF / l**2 - 13.5 * math.pi**2 * np.log(l) / l**3
 
 
@@ -90,7 +83,7 @@ def relu_eoc_slope(l):
     >>> round(float(relu_eoc_slope(100.0)), 6)
     0.972072
     """
-    l = _layers_arg(l)
+    l = finite_array(l, "l", low=1)
     return 1.0 - 3.0 / l + 4.5 * np.log(l) / l**2
 
 
@@ -121,7 +114,7 @@ def relu_eoc_inverse_root(l, offset=0.0):
     >>> round(float(relu_eoc_inverse_root(1e5, offset=0.5087)), 2)
     15008.37
     """
-    l = _layers_arg(l)
+    l = finite_array(l, "l", low=1)
     return math.sqrt(2.0) / (3.0 * math.pi) * l + np.log(l) / (math.sqrt(2.0) * math.pi) + float(offset)
 
 
