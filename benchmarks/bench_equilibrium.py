@@ -6,7 +6,7 @@ baseline measured in the same run (no timed assertions anywhere).
 * ``peak_layer(2..10^6)``: the goal is < 1 s (the issue's target), i.e. O(L_max) in total.
 * baseline: the same curves through the general pair step (``meanfield.propagation.pair_curve``, two pairs of 10^6
   layers), which is what the exact ReLU path replaces.
-* baseline 2: one depth at a time for the ten depths of Lou et al. 2022, Fig. 3 (the naive way to fill a figure).
+* second baseline: one depth at a time for the ten depths of Lou et al. 2022, Fig. 3 (the naive way to fill a figure).
 * training: one run of :func:`meanfield.experiments.peak_layers_trained`'s default setting at depths 10 and 50,
   against the same number of bare ``MLP.grads`` calls (the cost of the forward/backward passes alone).
 """
