@@ -9,7 +9,7 @@ from . import alignment, dispersion, equilibrium, experiments, finite, gaussian,
 from .activations import ACTIVATION_NAMES, Activation, get_activation, leaky_relu
 from .alignment import LearningCurve, cka, cumulative_power, learning_curve, target_kernel
 from .dispersion import NTKMoments, dispersion_limit, dispersion_limit_expr, ntk_moments, sample_ntk_diagonal
-from .equilibrium import InformationLoss, PeakLayer, ScalingFit, information_loss, peak_layer, scaling_fit
+from .equilibrium import InformationLoss, PeakLayer, information_loss, peak_layer
 from .finite import MLP, History, Simulation, simulate, train
 from .gaussian import (
     correlation_map,
@@ -22,6 +22,7 @@ from .gaussian import (
 from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
 from .propagation import Kernels, PairCurve, kernels, pair_curve
+from .stats import ScalingFit, scaling_fit
 
 __version__ = "0.1.0"
 

@@ -114,7 +114,7 @@ def test_records_at_chosen_epochs_and_alignment_matches_layer_alignment(tiny):
 
 
 def test_small_mlp_learns_digits_fast():
-    from meanfield.experiments import digits
+    from meanfield.data import digits
 
     X, y, Xt, yt = digits(seed=0)
     mlp = MLP.sample(Network(3, "relu", parameterization="standard", width=64), d=64, seed=0, outputs=10)
