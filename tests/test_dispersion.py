@@ -229,6 +229,20 @@ def test_exact_and_published_share_eqs_11_12_14_and_differ_in_13_15():
     assert_allclose(ex.cross_wb - pa.cross_wb, 8 / 400, rtol=1e-12)
 
 
+def test_printed_eq13_is_impossible_and_the_published_form_follows_its_proof():
+    """Thm. 3.2, eq. (13) as printed, ``X(1,L) [sum r_l^2 + sum_{l1<l2} r_l1 r_l2 C(l1,l2)]``, gives
+    ``E[Theta_W^2] < E[Theta_W]^2`` (impossible); form="published" takes the cross term from the proof of
+    Lemma A.5, ``2 sum_{l1<l2} r_l1 r_l2 X(1,l1) C(l1,l2) X(l2,L)``."""
+    M, L, a = 10_000, 100, 1.25  # lambda = 0.01, chaotic
+    d = np.arange(1, L)
+    printed = (1 + 5 / M) ** (L - 1) * (L + np.sum((L - d) * (1 + 1 / M) ** d))  # / a^(2(L-1)); r_l = 1
+    assert_allclose(printed / L**2, 0.532375304059618, rtol=1e-12)  # E[Theta_W^2] / E[Theta_W]^2 < 1
+    m = _moments([M] * L, 2 * a, form="published")
+    assert m.second_w > m.mean_w**2
+    # the full dispersion of eqs. (11), (12), (13) from its proof, (14), (15): literal mpmath sums, 30 digits
+    assert_allclose(m.dispersion, 1.03624234947701904632576393928, rtol=1e-12)
+
+
 def test_depth_one_network_is_deterministic():
     m = ntk_moments(Network(1, "relu", 2.3, 0.0, "standard", width=()), 7, x0_norm2=1.7)
     assert_allclose([m.mean_w, m.mean_b, m.second, m.dispersion], [1.7, 1.0, 2.7**2, 1.0], rtol=1e-15)

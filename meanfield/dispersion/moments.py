@@ -372,27 +372,22 @@ def ntk_moments(net, d, x0_norm2=1.0, form="corrected") -> NTKMoments:
     v, ev, V, eV = _moment_dp(e1, e2, trans, x0sq, nstates)
     first = [(float(fin @ v[t]), float(ev[t])) for t in range(2)]
     second = [(float(fin @ V[p] @ fin + extra * V[p, -1, -1]), float(eV[p])) for p in range(3)]
-    (mw, kw), (mb, kb) = first
     (mww, kww), (mwb, kwb), (mbb, kbb) = second
     mean = _add_scaled(first)
     sec = _add_scaled([(mww, kww), (2.0 * mwb, kwb), (mbb, kbb)])
-    disp = _ldexp(sec[0] / mean[0] ** 2, sec[1] - 2 * mean[1])
+    scaled = {  # (mantissa, base-2 exponent) of each moment
+        "mean_w": first[0],
+        "mean_b": first[1],
+        "second_w": second[0],
+        "second_b": second[2],
+        "cross_wb": second[1],
+        "mean": mean,
+        "second": sec,
+    }
     return NTKMoments(
-        mean_w=_ldexp(mw, kw),
-        mean_b=_ldexp(mb, kb),
-        second_w=_ldexp(mww, kww),
-        second_b=_ldexp(mbb, kbb),
-        cross_wb=_ldexp(mwb, kwb),
-        mean=_ldexp(*mean),
-        second=_ldexp(*sec),
-        dispersion=disp,
-        log_mean_w=_log_scaled(mw, kw),
-        log_mean_b=_log_scaled(mb, kb),
-        log_second_w=_log_scaled(mww, kww),
-        log_second_b=_log_scaled(mbb, kbb),
-        log_cross_wb=_log_scaled(mwb, kwb),
-        log_mean=_log_scaled(*mean),
-        log_second=_log_scaled(*sec),
+        **{k: _ldexp(*v) for k, v in scaled.items()},
+        **{f"log_{k}": _log_scaled(*v) for k, v in scaled.items()},
+        dispersion=_ldexp(sec[0] / mean[0] ** 2, sec[1] - 2 * mean[1]),
         form=form,
     )
 
