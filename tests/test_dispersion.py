@@ -1,8 +1,9 @@
-"""Tests of meanfield.dispersion against reference values (mpmath, 30 digits), sympy, mpmath and Monte Carlo.
+"""Tests of meanfield.dispersion against reference values, sympy, mpmath and Monte Carlo.
 
-The reference values of the exact moments and the corrected limits are derived here (see the Notes of
-:func:`meanfield.dispersion.ntk_moments` and :func:`meanfield.dispersion.dispersion_limit_expr`); the published
-values are Seleznova & Kutyniok 2022, Thms. 3.1 and 3.2, evaluated in mpmath.
+The exact moments and the corrected limits are derived here (see the Notes of
+:func:`meanfield.dispersion.ntk_moments` and :func:`meanfield.dispersion.dispersion_limit_expr`); their reference
+values come from an independent implementation (>= 13 digits) and from the closed forms in mpmath (30 digits). The
+published values are Seleznova & Kutyniok 2022, Thms. 3.1 and 3.2, evaluated the same way.
 """
 
 import math
@@ -41,7 +42,7 @@ def _moments(widths, sigma_w2, x0_norm2=1.0, form="corrected"):
     return ntk_moments(*_sp(widths, sigma_w2), x0_norm2, form=form)
 
 
-# exact finite-width moments (widths, sigma_w2, ||x0||^2, values), mpmath reference of the dynamic programme
+# exact finite-width moments (widths, sigma_w2, ||x0||^2, values), from an independent implementation
 EXACT_TABLE = [
     ([3, 4, 5], 2, 1, (4, 3, 50, 15.5, 65 / 3, 2.22108843537415)),
     ([3, 4, 5], 3, 2, (18, 4.75, 1012.5, 49.28125, 174.375, 2.72533510445598)),
