@@ -1,4 +1,10 @@
-"""Tests of meanfield.dispersion against the ntk_dispersion.md test values, sympy, mpmath and Monte Carlo."""
+"""Tests of meanfield.dispersion against reference values, sympy, mpmath and Monte Carlo.
+
+The exact moments and the corrected limits are derived here (see the Notes of
+:func:`meanfield.dispersion.ntk_moments` and :func:`meanfield.dispersion.dispersion_limit_expr`); their reference
+values come from an independent implementation (>= 13 digits) and from the closed forms in mpmath (30 digits). The
+published values are Seleznova & Kutyniok 2022, Thms. 3.1 and 3.2, evaluated the same way.
+"""
 
 import math
 
@@ -9,6 +15,7 @@ import sympy as sp
 from numpy.testing import assert_allclose
 
 import meanfield.dispersion as dsp
+from meanfield import Network
 from meanfield.dispersion import (
     dispersion_limit,
     dispersion_limit_expr,
@@ -21,10 +28,21 @@ from meanfield.dispersion import (
     sample_ntk_diagonal,
     sample_ntk_pair,
 )
+from meanfield.gaussian import correlation_map, correlation_slope
 
 FIELDS = ("mean_w", "mean_b", "second_w", "second_b", "cross_wb", "dispersion")
 
-# ntk_dispersion.md sec. 4.0: exact finite-width moments (widths, sigma_w2, ||x0||^2, values)
+
+def _sp(widths, sigma_w2):
+    """The SP ReLU network without biases of widths ``n_0..n_{L-1}``, and its input dimension ``n_0``."""
+    return Network(len(widths), "relu", sigma_w2, 0.0, "standard", width=tuple(widths[1:])), widths[0]
+
+
+def _moments(widths, sigma_w2, x0_norm2=1.0, form="corrected"):
+    return ntk_moments(*_sp(widths, sigma_w2), x0_norm2, form=form)
+
+
+# exact finite-width moments (widths, sigma_w2, ||x0||^2, values), from an independent implementation
 EXACT_TABLE = [
     ([3, 4, 5], 2, 1, (4, 3, 50, 15.5, 65 / 3, 2.22108843537415)),
     ([3, 4, 5], 3, 2, (18, 4.75, 1012.5, 49.28125, 174.375, 2.72533510445598)),
@@ -65,8 +83,8 @@ EXACT_TABLE = [
     ),
 ]
 
-# sec. 4.2: Thm 3.2 as published (eq. 13 with erratum E1); sigma_w2 = 2a
-PAPER_TABLE = [
+# Seleznova & Kutyniok 2022, Thm. 3.2 as published (eq. (13) as its proof derives it); sigma_w2 = 2a
+PUBLISHED_TABLE = [
     ([3, 4, 5], 2, 1, (4, 3, 146 / 3, 15.5, 21, 13 / 6)),
     ([3, 4, 5], 3, 2, (18, 4.75, 985.5, 49.28125, 167.625, 2.64708368554522)),
     (
@@ -101,16 +119,16 @@ PAPER_TABLE = [
 
 
 @pytest.mark.parametrize("widths, sw2, x0sq, values", EXACT_TABLE)
-def test_exact_moments_reproduce_sheet_table(widths, sw2, x0sq, values):
-    m = ntk_moments(widths, sw2, x0sq)
+def test_exact_moments_reproduce_reference_table(widths, sw2, x0sq, values):
+    m = _moments(widths, sw2, x0sq)
     assert_allclose([getattr(m, f) for f in FIELDS], values, rtol=1e-12)
     assert_allclose(m.mean, m.mean_w + m.mean_b, rtol=1e-15)
     assert_allclose(m.second, m.second_w + 2 * m.cross_wb + m.second_b, rtol=1e-14)
 
 
-@pytest.mark.parametrize("widths, sw2, x0sq, values", PAPER_TABLE)
-def test_paper_moments_reproduce_sheet_table(widths, sw2, x0sq, values):
-    m = ntk_moments(widths, sw2, x0sq, method="paper")
+@pytest.mark.parametrize("widths, sw2, x0sq, values", PUBLISHED_TABLE)
+def test_published_moments_reproduce_reference_table(widths, sw2, x0sq, values):
+    m = _moments(widths, sw2, x0sq, form="published")
     assert_allclose([getattr(m, f) for f in FIELDS], values, rtol=1e-12)
 
 
@@ -125,18 +143,18 @@ def test_paper_moments_reproduce_sheet_table(widths, sw2, x0sq, values):
         ("c", 2.0, 1.98220988498961),
     ],
 )
-def test_paper_fig6_architectures_reproduce_sheet(profile, sw2, value):
+def test_published_fig6_architectures_reproduce_reference(profile, sw2, value):
     L, m1, m2 = 60, 100, 500
     widths = {
         "a": [m1 + math.ceil(l * (m2 - m1) / L) for l in range(L)],
         "b": [math.ceil((m1 + m2) / 2)] * L,
         "c": [m2 + math.ceil(l * (m1 - m2) / L) for l in range(L)],
     }[profile]
-    assert_allclose(ntk_moments(widths, sw2, method="paper").dispersion, value, rtol=1e-12)
+    assert_allclose(_moments(widths, sw2, form="published").dispersion, value, rtol=1e-12)
 
 
 def _literal_moments(widths, sw2, x0sq):
-    """O(L^4) mpmath enumeration of every pair of terms of the exact scalar law (sec. 2.2b), independent of the DP.
+    """O(L^4) mpmath enumeration of every pair of terms of the exact scalar law (ntk_moments Notes), not a DP.
 
     A term is (type, l, p): weight or bias term of layer l whose ||delta^l||^2 takes the f^2/X_p injection at
     layer p (p = None: the pure backward chain). Per layer q its factor is F (forward), B (backward) or 1.
@@ -194,35 +212,49 @@ def _literal_moments(widths, sw2, x0sq):
     "widths, sw2, x0sq", [([3, 4, 5], 2.0, 1.0), ([7, 3, 9, 4], 2.6, 0.7), ([5, 6, 2, 8, 3], 1.3, 1.9), ([4], 2.0, 2.0)]
 )
 def test_moment_dp_equals_literal_pair_enumeration(widths, sw2, x0sq):
-    m = ntk_moments(widths, sw2, x0sq)
+    m = _moments(widths, sw2, x0sq)
     ref = [float(v) for v in _literal_moments(widths, sw2, x0sq)]
     assert_allclose([m.mean_w, m.mean_b, m.second_w, m.second_b, m.cross_wb], ref, rtol=1e-13)
 
 
-def test_exact_and_paper_share_eqs_11_12_14_and_differ_in_13_15():
+def test_exact_and_published_share_eqs_11_12_14_and_differ_in_13_15():
     rng = np.random.default_rng(5)
     for _ in range(5):
         widths = rng.integers(5, 60, size=rng.integers(2, 9))
         sw2, x0sq = rng.uniform(0.5, 3.5), rng.uniform(0.3, 3)
-        ex, pa = ntk_moments(widths, sw2, x0sq), ntk_moments(widths, sw2, x0sq, method="paper")
+        ex, pa = _moments(widths, sw2, x0sq), _moments(widths, sw2, x0sq, form="published")
         assert_allclose([ex.mean_w, ex.mean_b, ex.second_b], [pa.mean_w, pa.mean_b, pa.second_b], rtol=1e-12)
-    ex, pa = ntk_moments([20, 20, 20], 2.0), ntk_moments([20, 20, 20], 2.0, method="paper")
-    # sec. 2.2b: E||delta^1||^2||x^2||^2 carries the extra a^4 (n2/n0) 8/(n1 n2) that Thm 3.2 drops (x2 in E[Theta_W^2])
+    ex, pa = _moments([20, 20, 20], 2.0), _moments([20, 20, 20], 2.0, form="published")
+    # E||delta^1||^2||x^2||^2 carries the extra a^4 (n2/n0) 8/(n1 n2) that Thm. 3.2 drops (x2 in E[Theta_W^2])
     assert_allclose(ex.second_w - pa.second_w, 2 * 8 / 400, rtol=1e-12)
     assert_allclose(ex.cross_wb - pa.cross_wb, 8 / 400, rtol=1e-12)
 
 
+def test_printed_eq13_is_impossible_and_the_published_form_follows_its_proof():
+    """Thm. 3.2, eq. (13) as printed, ``X(1,L) [sum r_l^2 + sum_{l1<l2} r_l1 r_l2 C(l1,l2)]``, gives
+    ``E[Theta_W^2] < E[Theta_W]^2`` (impossible); form="published" takes the cross term from the proof of
+    Lemma A.5, ``2 sum_{l1<l2} r_l1 r_l2 X(1,l1) C(l1,l2) X(l2,L)``."""
+    M, L, a = 10_000, 100, 1.25  # lambda = 0.01, chaotic
+    d = np.arange(1, L)
+    printed = (1 + 5 / M) ** (L - 1) * (L + np.sum((L - d) * (1 + 1 / M) ** d))  # / a^(2(L-1)); r_l = 1
+    assert_allclose(printed / L**2, 0.532375304059618, rtol=1e-12)  # E[Theta_W^2] / E[Theta_W]^2 < 1
+    m = _moments([M] * L, 2 * a, form="published")
+    assert m.second_w > m.mean_w**2
+    # the full dispersion of eqs. (11), (12), (13) from its proof, (14), (15): literal mpmath sums, 30 digits
+    assert_allclose(m.dispersion, 1.03624234947701904632576393928, rtol=1e-12)
+
+
 def test_depth_one_network_is_deterministic():
-    m = ntk_moments([7], 2.3, x0_norm2=1.7)
+    m = ntk_moments(Network(1, "relu", 2.3, 0.0, "standard", width=()), 7, x0_norm2=1.7)
     assert_allclose([m.mean_w, m.mean_b, m.second, m.dispersion], [1.7, 1.0, 2.7**2, 1.0], rtol=1e-15)
 
 
 def test_moments_are_overflow_free_at_depth_1e5():
-    m = ntk_moments([10**5] * 10**5, 3.0)  # lambda = 1, moments ~ 1.5^(1e5)
+    m = _moments([10**5] * 10**5, 3.0)  # lambda = 1, moments ~ 1.5^(1e5)
     assert math.isinf(m.mean) and math.isinf(m.second)
     assert_allclose(m.log_mean_w, (10**5 - 1) * math.log(1.5) + math.log(10**5), rtol=1e-12)  # eq. (11)
     assert_allclose(m.dispersion, dispersion_limit("chaotic", 1.0), rtol=2e-3)
-    small = ntk_moments([10**3] * 10**4, 1.5)  # ordered: E[Theta_W] underflows, its log does not
+    small = _moments([10**3] * 10**4, 1.5)  # ordered: E[Theta_W] underflows, its log does not
     assert small.mean_w == 0.0 and math.isfinite(small.log_mean_w)
     assert_allclose(small.log_mean_w, (10**4 - 1) * math.log(0.75) + math.log(10**4), rtol=1e-12)
 
@@ -231,7 +263,7 @@ def test_moments_are_overflow_free_at_depth_1e5():
 # limits
 # ---------------------------------------------------------------------------------------------------------------
 
-LIMITS = [  # (phase, lam, alpha0, corrected, paper) from sec. 4.0 / 4.1
+LIMITS = [  # (phase, lam, alpha0, corrected, published), mpmath at 30 digits
     ("chaotic", 0.1, 1, 1.45827342266267, 1.44922694569463),
     ("chaotic", 0.25, 1, 2.65913491874051, 2.56805083337548),
     ("chaotic", 0.5, 1, 7.76031555447443, 6.91560761570180),
@@ -256,10 +288,10 @@ LIMITS = [  # (phase, lam, alpha0, corrected, paper) from sec. 4.0 / 4.1
 ]
 
 
-@pytest.mark.parametrize("phase, lam, a0, corrected, paper", LIMITS)
-def test_limits_reproduce_sheet_tables(phase, lam, a0, corrected, paper):
+@pytest.mark.parametrize("phase, lam, a0, corrected, published", LIMITS)
+def test_limits_reproduce_reference_tables(phase, lam, a0, corrected, published):
     assert_allclose(dispersion_limit(phase, lam, alpha0=a0), corrected, rtol=1e-12)
-    assert_allclose(dispersion_limit(phase, lam, alpha0=a0, form="paper"), paper, rtol=1e-12)
+    assert_allclose(dispersion_limit(phase, lam, alpha0=a0, form="published"), published, rtol=1e-12)
 
 
 def test_limit_is_vectorized_and_ordered_phase_is_one():
@@ -300,16 +332,16 @@ def test_symbolic_eq9_equals_eq41():
         + 2 * a * (4 - a) / (25 * l)
         - 2 * a * (1 + a) / 5
     ) / ((1 + a) ** 2 * l)
-    assert sp.simplify(dispersion_limit_expr("eoc", "paper") - eq41) == 0
+    assert sp.simplify(dispersion_limit_expr("eoc", "published") - eq41) == 0
 
 
 @pytest.mark.parametrize(
     "phase, form, coeffs",
     [
         ("chaotic", "corrected", [1, sp.Rational(11, 3), sp.Rational(47, 6)]),
-        ("chaotic", "paper", [1, sp.Rational(11, 3), sp.Rational(43, 6)]),
+        ("chaotic", "published", [1, sp.Rational(11, 3), sp.Rational(43, 6)]),
         ("eoc", "corrected", [1, (5 * A0**2 + 11 * A0 + 11) / (3 * (1 + A0) ** 2)]),
-        ("eoc", "paper", [1, (5 * A0**2 + 11 * A0 + 11) / (3 * (1 + A0) ** 2)]),
+        ("eoc", "published", [1, (5 * A0**2 + 11 * A0 + 11) / (3 * (1 + A0) ** 2)]),
     ],
 )
 def test_symbolic_series_at_small_lambda(phase, form, coeffs):
@@ -320,11 +352,11 @@ def test_symbolic_series_at_small_lambda(phase, form, coeffs):
 
 def test_symbolic_alpha0_limits_of_eoc():
     bias_only = 2 * (sp.exp(5 * LAM) - 1) / (25 * LAM**2) - sp.Rational(2, 5) / LAM  # eq. (34)
-    for form in ("corrected", "paper"):
+    for form in ("corrected", "published"):
         eoc = dispersion_limit_expr("eoc", form)
         assert sp.simplify(sp.limit(eoc, A0, 0) - dispersion_limit_expr("chaotic", form)) == 0  # Remark 1
         assert sp.simplify(sp.limit(eoc, A0, sp.oo) - bias_only) == 0
-    # bias-only EOC series 1 + 5 lam/3 + 25 lam^2/12 (sec. 3.3)
+    # bias-only EOC series 1 + 5 lam/3 + 25 lam^2/12
     assert sp.series(bias_only, LAM, 0, 3).removeO() == 1 + 5 * LAM / 3 + sp.Rational(25, 12) * LAM**2
 
 
@@ -333,7 +365,7 @@ def test_symbolic_large_lambda_asymptotics():
     eoc = dispersion_limit_expr("eoc")
     assert sp.limit(ch * sp.exp(-5 * LAM), LAM, sp.oo) == sp.Rational(1, 3)
     assert sp.simplify(sp.limit(eoc * sp.exp(-5 * LAM), LAM, sp.oo) - 1 / (3 * (1 + A0) ** 2)) == 0
-    assert sp.limit(dispersion_limit_expr("chaotic", "paper") * LAM * sp.exp(-5 * LAM), LAM, sp.oo) == sp.S.Half
+    assert sp.limit(dispersion_limit_expr("chaotic", "published") * LAM * sp.exp(-5 * LAM), LAM, sp.oo) == sp.S.Half
 
 
 @pytest.mark.parametrize(
@@ -344,19 +376,20 @@ def test_exact_moments_converge_to_corrected_limit_at_rate_one_over_m(sw2, lam, 
     limit = dispersion_limit(sw2, lam, alpha0=a0)
     errs = []
     for M in (1000, 10000):
-        D = ntk_moments([int(a0 * M)] + [M] * (int(lam * M) - 1), sw2).dispersion
+        D = _moments([int(a0 * M)] + [M] * (int(lam * M) - 1), sw2).dispersion
         errs.append(D - limit)
     assert abs(errs[1]) < 1e-2 * limit  # close at M = 1e4
     assert_allclose(errs[0] / errs[1], 10.0, rtol=0.03)  # O(1/M): the error drops by 10 per decade
 
 
-def test_paper_finite_width_converges_to_paper_limit_not_to_the_exact_moments():
+def test_published_finite_width_converges_to_published_limit_not_to_the_exact_moments():
     M, lam = 10000, 1.0
     widths = [M] * int(lam * M)
-    paper = ntk_moments(widths, 2.0, method="paper").dispersion
-    assert_allclose(paper / dispersion_limit("eoc", lam, form="paper") - 1, -1.34e-3, atol=2e-5)  # sheet sec. 3.4
-    exact = ntk_moments(widths, 2.0).dispersion
-    assert exact / paper - 1 > 0.3  # Thm 3.2 is off by ~32 % at lambda = 1 (erratum E0)
+    published = _moments(widths, 2.0, form="published").dispersion
+    # Thm. 3.2 (eq. (13) as its proof derives it) tends to Thm. 3.1 at rate 1/M: -1.34e-3 at M = 1e4
+    assert_allclose(published / dispersion_limit("eoc", lam, form="published") - 1, -1.34e-3, atol=2e-5)
+    exact = _moments(widths, 2.0).dispersion
+    assert exact / published - 1 > 0.3  # Thm. 3.2 is off by ~32 % at lambda = 1 (Lemma A.4's coupling)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -367,21 +400,29 @@ def test_paper_finite_width_converges_to_paper_limit_not_to_the_exact_moments():
 @pytest.mark.parametrize(
     "call, word",
     [
-        (lambda: ntk_moments([10, 10], 0.0), "sigma_w2"),
-        (lambda: ntk_moments([10, 10], -2.0), "sigma_w2"),
-        (lambda: ntk_moments([10, 0], 2.0), "widths"),
-        (lambda: ntk_moments([10, 2.5], 2.0), "widths"),
-        (lambda: ntk_moments([], 2.0), "widths"),
-        (lambda: ntk_moments([10, 10], 2.0, x0_norm2=0), "x0_norm2"),
-        (lambda: ntk_moments([10, 10], 2.0, method="thm"), "method"),
+        (lambda: _moments([10, 10], 0.0), "sigma_w2"),
+        (lambda: _moments([10, 10], -2.0), "sigma_w2"),
+        (lambda: _moments([10, 0], 2.0), "width"),
+        (lambda: _moments([10, 2.5], 2.0), "width"),
+        (lambda: _moments([], 2.0), "depth"),
+        (lambda: ntk_moments(Network(2, "relu", 2.0, 0.0, "standard", width=10), 0), "d"),
+        (lambda: ntk_moments(Network(2, "relu", 2.0, 0.0, "standard"), 10), "width"),
+        (lambda: ntk_moments(Network(2, "tanh", 2.0, 0.0, "standard", width=10), 10), "activation"),
+        (lambda: ntk_moments(Network(2, "relu", 2.0, 0.1, "standard", width=10), 10), "sigma_b2"),
+        (lambda: ntk_moments(Network(2, "relu", 2.0, 0.0, "ntk", width=10), 10), "parameterization"),
+        (lambda: ntk_moments([10, 10], 2.0), "net"),
+        (lambda: _moments([10, 10], 2.0, x0_norm2=0), "x0_norm2"),
+        (lambda: _moments([10, 10], 2.0, form="thm"), "form"),
         (lambda: dispersion_limit("eoc", 0.0), "lam"),
         (lambda: dispersion_limit("eoc", [0.5, -1.0]), "lam"),
         (lambda: dispersion_limit("eoc", 0.5, alpha0=0), "alpha0"),
         (lambda: dispersion_limit("critical", 0.5), "phase"),
         (lambda: dispersion_limit(-1.0, 0.5), "sigma_w2"),
         (lambda: dispersion_limit("eoc", 0.5, form="x"), "form"),
-        (lambda: offdiagonal_mean_ratio([10, 10], 2.0, 1.5), "rho0"),
-        (lambda: offdiagonal_eq18(0, 1.5, 0.5), "depth"),
+        (lambda: offdiagonal_mean_ratio(*_sp([10, 10], 2.0), 1.5), "rho0"),
+        (lambda: offdiagonal_eq18(Network(0, "relu", 1.5, 0.0, "standard"), 0.5), "depth"),
+        (lambda: offdiagonal_eq18(Network(3, "erf", 1.5, 0.0, "standard"), 0.5), "activation"),
+        (lambda: offdiagonal_bounds(0.5), "diagonal_dispersion"),
         (lambda: sample_ntk_diagonal([10, 10], 2.0, 0), "n_networks"),
         (lambda: sample_ntk_diagonal([10, 10], 2.0, 10, method="x"), "method"),
         (lambda: estimate([1.0, 2.0]), "thetas"),
@@ -399,26 +440,31 @@ def test_bad_input_names_the_parameter(call, word):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_relu_maps_and_eq18_reproduce_sheet():
-    assert_allclose(dsp.moments._relu_corr(0.5), 0.608997781044229, rtol=1e-14)
-    assert_allclose(dsp.moments._relu_dcorr(0.5), 2 / 3, rtol=1e-15)
-    assert_allclose(offdiagonal_eq18(10, 1.5, 0.5), 0.683137044588, rtol=1e-11)
-    assert_allclose(offdiagonal_eq18(50, 1.5, 0.1), 0.861441509970, rtol=1e-11)
-    assert_allclose(offdiagonal_eq18(20, 1.8, 0.9), 0.634648586311, rtol=1e-11)
-    # the App. A.2 numerator for [50]x5, sigma_w2 = 1.5, rho0 = 0.5 (sheet sec. 3.9: 2.8114), over eqs. (11)+(12)
-    den = ntk_moments([50] * 5, 1.5).mean
-    assert_allclose(offdiagonal_mean_ratio([50] * 5, 1.5, 0.5) * den, 2.8114, atol=1e-4)
-    assert_allclose(offdiagonal_mean_ratio([30] * 5, 2.5, 0.1) * ntk_moments([30] * 5, 2.5).mean, 7.3481, atol=1e-4)
+def _eq18(depth, sw2, rho0):
+    return offdiagonal_eq18(Network(depth, "relu", sw2, 0.0, "standard"), rho0)
+
+
+def test_relu_maps_and_eq18_reproduce_reference():
+    # the ReLU correlation map r and its slope g of Thm. 3.3 are meanfield.gaussian's maps at sigma_w2 = 2
+    assert_allclose(correlation_map(0.5, "relu"), 0.608997781044229, rtol=1e-14)
+    assert_allclose(correlation_slope(0.5, "relu"), 2 / 3, rtol=1e-15)
+    assert_allclose(_eq18(10, 1.5, 0.5), 0.683137044588, rtol=1e-11)
+    assert_allclose(_eq18(50, 1.5, 0.1), 0.861441509970, rtol=1e-11)
+    assert_allclose(_eq18(20, 1.8, 0.9), 0.634648586311, rtol=1e-11)
+    # the App. A.2 numerator for [50]x5, sigma_w2 = 1.5, rho0 = 0.5 (2.8114), over eqs. (11)+(12)
+    den = _moments([50] * 5, 1.5).mean
+    assert_allclose(offdiagonal_mean_ratio(*_sp([50] * 5, 1.5), 0.5) * den, 2.8114, atol=1e-4)
+    assert_allclose(offdiagonal_mean_ratio(*_sp([30] * 5, 2.5), 0.1) * _moments([30] * 5, 2.5).mean, 7.3481, atol=1e-4)
 
 
 def test_offdiagonal_ratio_is_one_on_the_diagonal_and_within_eq16_bounds():
     rho = np.linspace(-1, 1, 9)
     for widths, sw2 in (([100] * 40, 1.5), ([100] * 40, 2.0), ([100] * 400, 3.0)):
-        r = offdiagonal_mean_ratio(widths, sw2, rho)
+        r = offdiagonal_mean_ratio(*_sp(widths, sw2), rho)
         assert_allclose(r[-1], 1.0, rtol=1e-12)
         assert np.all(np.diff(r) > 0)
         b = offdiagonal_bounds(1.0)
-        assert np.all(r[rho >= 0] >= b["mean_ratio_lower"]) and np.all(r <= b["mean_ratio_upper"] + 1e-12)
+        assert np.all(r[rho >= 0] >= b.mean_ratio_lower) and np.all(r <= b.mean_ratio_upper + 1e-12)
 
 
 def test_estimator_reproduces_sheet_values_and_prefactor_erratum():
@@ -607,9 +653,9 @@ def cli():
 
 
 def test_cli_prints_moments_limit_and_simulation(cli, capsys):
-    assert cli(["dispersion", "--sigma-w2", "2.0", "--width", "100", "--depth", "50", "--paper"]) == 0
+    assert cli(["dispersion", "--sigma-w2", "2.0", "--width", "100", "--depth", "50", "--published"]) == 0
     out = capsys.readouterr().out
-    assert "3.93224" in out and "3.64138" in out  # exact and Thm 3.2 dispersion of [100]x50 (sheet sec. 4)
+    assert "3.93224" in out and "3.64138" in out  # exact and Thm. 3.2 dispersion of [100]x50
     assert "4.2528064" in out and "3.9119897" in out  # corrected / published limit at lambda = 0.5
     assert cli(["dispersion", "--sigma-w2", "2.5", "--width", "20", "--depth", "6", "--simulate", "20000"]) == 0
     out = capsys.readouterr().out
@@ -620,10 +666,10 @@ def test_cli_json_has_z_scores_within_four(cli, capsys):
     import json
 
     args = ["dispersion", "--sigma-w2", "1.8", "--width", "30", "--depth", "5", "--alpha0", "0.5"]
-    assert cli(args + ["--simulate", "30000", "--seed", "3", "--paper", "--json"]) == 0
+    assert cli(args + ["--simulate", "30000", "--seed", "3", "--published", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["widths"]["n0"] == 15
-    assert_allclose(data["exact"]["dispersion"], ntk_moments([15] + [30] * 4, 1.8).dispersion, rtol=1e-14)
+    assert_allclose(data["exact"]["dispersion"], _moments([15] + [30] * 4, 1.8).dispersion, rtol=1e-14)
     zs = [v["z_exact"] for k, v in data["simulation"].items() if isinstance(v, dict) and "z_exact" in v]
     assert len(zs) == 8 and max(abs(z) for z in zs) <= 4
 
