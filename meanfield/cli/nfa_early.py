@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .. import nfa
 from ..activations import get_activation
 from ..finite.mlp import MLP
-from ..finite.montecarlo import _blas_limit
 from ..network import Network
 from . import Result, UsageError, add_json_flag
 
@@ -99,7 +99,8 @@ def run(args) -> Result:
     if args.width is not None:
         finite = Network(args.depth, act, args.sigma_w2, args.sigma_b2, "standard", width=args.width)
         vals = np.empty((args.nets, args.depth))
-        with _blas_limit(1):  # thin matmuls: extra BLAS threads only contend with numba's pool
+        # thin matmuls: extra BLAS threads only contend with numba's pool
+        with threadpool_limits(limits=1, user_api="blas"):
             for s in range(args.nets):
                 mlp = MLP.sample(finite, args.dim, seed=s, bias=args.sigma_b2 > 0)
                 mlp.weights[-1] *= 1e-3  # small readout: f_0 ~ 0, as the limit assumes (the scale cancels)

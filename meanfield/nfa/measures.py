@@ -220,12 +220,16 @@ def double_centered_nfc(mlp, mlp0, X, l: int, metric: str = "cosine"):
 
     Examples
     --------
+    The double- and the PTK-centered NFC after one gradient step, and the latter at initialization:
+
     >>> import numpy as np
     >>> from meanfield import MLP, Network
     >>> mlp0 = MLP.sample(Network(3, "tanh", width=16), d=3, seed=0, bias=False)
     >>> X = np.random.default_rng(0).standard_normal((10, 3))
     >>> mlp1 = gd_step(mlp0, mlp0.grads(X, X[:, 0])[1], lr=0.1)
-    >>> 0.0 < double_centered_nfc(mlp1, mlp0, X, 1) <= 1.0
+    >>> 0.0 < double_centered_nfc(mlp1, mlp0, X, 1) <= 1.0, 0.0 < ptk_centered_nfc(mlp1, mlp0, X, 2) <= 1.0
+    (True, True)
+    >>> bool(np.isnan(ptk_centered_nfc(mlp0, mlp0, X, 2)))
     True
     """
     Kbar = _ptk_change(mlp, mlp0, X, l)
@@ -237,17 +241,8 @@ def ptk_centered_nfc(mlp, mlp0, X, l: int, metric: str = "cosine"):
     r"""PTK-centered NFC :math:`\rho(W_0^\top W_0,\ W_0^\top\bar KW_0)` (Beaglehole et al. 2024, App. C).
 
     How the *change* of the PTK features aligns with the initial weights; :math:`\bar K` as in
-    :func:`double_centered_nfc`. ``nan`` at initialization. Parameters as in :func:`cnfc`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from meanfield import MLP, Network
-    >>> mlp0 = MLP.sample(Network(3, "tanh", width=16), d=3, seed=0, bias=False)
-    >>> X = np.random.default_rng(0).standard_normal((10, 3))
-    >>> after = gd_step(mlp0, mlp0.grads(X, X[:, 0])[1], lr=0.1)
-    >>> bool(np.isnan(ptk_centered_nfc(mlp0, mlp0, X, 2))), 0.0 < ptk_centered_nfc(after, mlp0, X, 2) <= 1.0
-    (True, True)
+    :func:`double_centered_nfc`. ``nan`` at initialization. Parameters as in :func:`cnfc`; an example is in
+    :func:`double_centered_nfc`.
     """
     Kbar = _ptk_change(mlp, mlp0, X, l)
     W0 = mlp0.weights[l - 1]

@@ -150,6 +150,7 @@ def deep_linear_time(w, L, s, w0, kappa=1.0, form="corrected"):
     Returns
     -------
     float
+        The time at which ``w(t) = w``.
 
     Notes
     -----
@@ -192,6 +193,7 @@ def deep_linear_blowup_time(L, s, w0, kappa=1.0):
     Returns
     -------
     float
+        ``t_*``, in units of ``eta_L`` x steps.
 
     Notes
     -----

@@ -202,6 +202,7 @@ def two_layer_loss(t, s, q0, r0=0.0):
     Returns
     -------
     ndarray
+        The loss at each time, shaped like ``t``.
 
     Notes
     -----
