@@ -419,7 +419,7 @@ def test_unwhitened_early_spike_along_sigma_beta_then_rotates_to_beta():
     top = np.linalg.eigh(ms.two_layer_ntk_matrix(a_e, W_e) - M0)[1][:, -1]
     assert abs(top @ spike) > 0.999
     assert_allclose(ms.unwhitened_spike(S, beta) @ spike, (1 + np.linalg.norm(S @ beta)) * spike, rtol=1e-12)
-    # late: the kernel has rotated to the whitened-case shape s (beta beta^T + I) (seed 003 sec. 3.2)
+    # late: the kernel has rotated to the whitened-case shape s (beta beta^T + I) (Atanasov et al. 2022, sec. 3.2)
     assert _rel(ms.two_layer_ntk_matrix(a_end, W_end), ms.final_ntk_linear(beta, 1.0, 2)) < 1e-3
 
 
