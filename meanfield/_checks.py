@@ -121,3 +121,20 @@ def check_operator_size(n: int, o: int, force: bool = False, limit: int = MAX_OP
             "or force=True"
         )
     return size
+
+
+def check_layers(l, depth: int, name: str = "l"):
+    """One layer or a sequence of layers ``1..depth`` as a tuple of ints, and whether a single layer was given.
+
+    >>> check_layers(2, 3), check_layers([1, 3], 3)
+    (((2,), True), ((1, 3), False))
+    >>> check_layers([], 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: l must be a layer or a non-empty sequence of layers in [1, 3]
+    """
+    single = isinstance(l, numbers.Integral) and not isinstance(l, (bool, np.bool_))
+    ls = (l,) if single else tuple(l) if isinstance(l, list | tuple | range | np.ndarray) else None
+    if not ls:
+        raise ValueError(f"{name} must be a layer or a non-empty sequence of layers in [1, {depth}]")
+    return tuple(check_int(v, name, 1, depth) for v in ls), single

@@ -1,12 +1,14 @@
 """Similarity measures between kernels, layer alignment and kernel learning curves."""
 
 from .learning_curves import (
+    CumulativePower,
     LearningCurve,
     cumulative_power,
     init_layer_alignment,
     learning_curve,
 )
 from .measures import (
+    LAYOUTS,
     AlignmentWarning,
     center,
     cka,
@@ -15,12 +17,15 @@ from .measures import (
     kta,
     layer_alignment,
     linear_cka,
+    psd_power,
     target_kernel,
     u_center,
 )
 
 __all__ = [
     "AlignmentWarning",
+    "CumulativePower",
+    "LAYOUTS",
     "LearningCurve",
     "center",
     "cka",
@@ -32,6 +37,7 @@ __all__ = [
     "layer_alignment",
     "learning_curve",
     "linear_cka",
+    "psd_power",
     "target_kernel",
     "u_center",
 ]
