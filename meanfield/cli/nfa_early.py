@@ -7,7 +7,7 @@ import numpy as np
 from .. import nfa
 from ..activations import get_activation
 from ..finite.mlp import MLP
-from ..finite.montecarlo import _blas_limit
+from ..finite.montecarlo import blas_limit
 from ..network import Network
 from . import Result, UsageError, add_json_flag
 
@@ -98,7 +98,7 @@ def run(args) -> Result:
     if args.width is not None:
         finite = Network(args.depth, act, args.sigma_w2, args.sigma_b2, "standard", width=args.width)
         vals = np.empty((args.nets, args.depth))
-        with _blas_limit(1):  # thin matmuls: extra BLAS threads only contend with numba's pool
+        with blas_limit(1):  # thin matmuls: extra BLAS threads only contend with numba's pool
             for s in range(args.nets):
                 mlp = MLP.sample(finite, args.dim, seed=s, bias=args.sigma_b2 > 0)
                 mlp.weights[-1] *= 1e-3  # small readout: f_0 ~ 0, as the limit assumes (the scale cancels)

@@ -13,14 +13,11 @@ from .measures import (
     cuc_ratio,
     double_centered_nfc,
     egop,
-    gd_step,
     nfc,
     ptk_centered_nfc,
     quadratic_expected_second_derivatives,
     quadratic_free_cnfc,
     quadratic_r_moments,
-    slo_step,
-    step_scales,
 )
 
 __all__ = [
@@ -36,12 +33,9 @@ __all__ = [
     "cuc_ratio",
     "double_centered_nfc",
     "egop",
-    "gd_step",
     "nfc",
     "ptk_centered_nfc",
     "quadratic_expected_second_derivatives",
     "quadratic_free_cnfc",
     "quadratic_r_moments",
-    "slo_step",
-    "step_scales",
 ]

@@ -38,6 +38,7 @@ import numpy as np
 from .._checks import MAX_OPERATOR_ENTRIES, check_operator_size
 from ..alignment.measures import cosine
 from ..finite.mlp import MLP
+from ..finite.optim import gd_step  # noqa: F401 (the doctests take one GD step)
 from ..network import Network
 from ..propagation.dataset import kernels
 
@@ -59,9 +60,6 @@ __all__ = [
     "egop",
     "chain_monomial",
     "chain_monomial_egop",
-    "gd_step",
-    "step_scales",
-    "slo_step",
 ]
 
 METRICS = ("cosine", "pearson", "diag_pearson")
@@ -182,7 +180,7 @@ def nfc(mlp, X, l: int, metric: str = "cosine", power: float = 1.0):
 
 def _centered_parts(mlp, mlp0, X, l):
     _check_pair(mlp, mlp0)
-    l = mlp._check_layer(l)
+    l = mlp.check_layer(l)
     Wbar = mlp.weights[l - 1] - mlp0.weights[l - 1]
     return Wbar, mlp.ptk_cov(X, l)
 
@@ -267,7 +265,7 @@ def cuc_ratio(mlp, mlp0, X, l: int):
 def _ptk_change(mlp, mlp0, X, l):
     """``K-bar = (1/n) sum_a (Delta_t^a - Delta_0^a)^T (Delta_t^a - Delta_0^a)``, shape ``([S,] N_l, N_l)``."""
     _check_pair(mlp, mlp0)
-    l = mlp._check_layer(l)
+    l = mlp.check_layer(l)
     dD = mlp.deltas(X)[l - 1] - mlp0.deltas(X)[l - 1]  # ([S,] o, n, N_l)
     n = dD.shape[-2]
     M = dD.reshape(dD.shape[:-3] + (-1, dD.shape[-1]))
@@ -455,14 +453,14 @@ def cnfc_early(mlp, X, Y, l, loss: str = "mse", zero_output: bool = False, form:
     _check_mlp(mlp)
     if form not in ("sample", "operator"):
         raise ValueError(f"form must be 'sample' or 'operator', got {form!r}")
-    X = mlp._check_X(X)
+    X = mlp.check_inputs(X)
     ls, scalar = _layers(l, mlp.net.depth)
     n, o = X.shape[0], mlp.outputs
     if form == "operator":
         check_operator_size(n, o, force)
-    zs, hs = mlp._fwd(X)
-    deltas = mlp._deltas(X, zs)
-    f = mlp._out(zs[-1])
+    zs, hs = mlp.forward_pass(X)
+    deltas = mlp.backward_pass(X, zs)
+    f = mlp.unstack(zs[-1])
     _, R = mlp.loss_grad(X, Y, loss, output=np.zeros_like(f) if zero_output else f)
     R = R if mlp.stack is not None else R[None]  # (S, n, o)
     S = R.shape[0]
@@ -482,7 +480,7 @@ def cnfc_early(mlp, X, Y, l, loss: str = "mse", zero_output: bool = False, form:
         out.append(_early_rho(G, U, V))
     res = np.stack([np.asarray(v, dtype=np.float64).reshape(S) for v in out], axis=-1)  # (S, len)
     res = res[..., 0] if scalar else res
-    res = mlp._out(res)
+    res = mlp.unstack(res)
     return float(res) if np.ndim(res) == 0 else res
 
 
@@ -836,151 +834,3 @@ def chain_monomial_egop(d: int, r: int) -> np.ndarray:
     E = np.zeros((d, d))
     E[:r, :r] = S @ S.T
     return E
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# one-step training rules (pure functions; the training loop lives in meanfield.train)
-# ----------------------------------------------------------------------------------------------------------------
-def _layer_factors(values, depth, name):
-    if values is None:
-        return np.ones(depth)
-    v = np.asarray(values, dtype=np.float64)
-    if v.shape != (depth,) or not np.all(np.isfinite(v)) or np.any(v < 0):
-        raise ValueError(f"{name} must hold depth = {depth} finite numbers >= 0, got {values!r}")
-    return v
-
-
-def _rebuild(mlp, grads, scale_of_layer):
-    """New MLP with ``p - scale_l * g`` for every parameter ``p`` of layer ``l`` (order of :attr:`MLP.params`)."""
-    params = mlp.params
-    grads = list(grads)
-    if len(grads) != len(params) or any(np.shape(g) != p.shape for g, p in zip(grads, params, strict=True)):
-        raise ValueError("grads must match mlp.params in number and shapes (as returned by MLP.grads)")
-    per = 1 if mlp.biases is None else 2
-    new = []
-    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-        g = np.asarray(g, dtype=np.float64)
-        if not np.all(np.isfinite(g)):
-            raise ValueError(f"grads[{i}] contains non-finite values")
-        s = scale_of_layer(i // per)
-        s = np.asarray(s).reshape(np.shape(s) + (1,) * (p.ndim - np.ndim(s)))
-        new.append(p - s * g)
-    Ws = new[::per]
-    bs = None if mlp.biases is None else new[1::2]
-    return MLP(mlp.net, Ws, bs)
-
-
-def step_scales(mlp, grads, layer_lr=None, speeds=None, eps: float = 0.1) -> list:
-    r"""Per-layer multipliers :math:`m_l` of the gradient for the training rules of seed 001 (sheet sec. 2).
-
-    ``layer_lr`` gives per-layer learning rates, :math:`m_l = c_l`; ``speeds`` gives speed-limited optimization
-    (SLO, sign-corrected, erratum 6), :math:`m_l = C_l/(\epsilon + \|g_l\|)` with the Frobenius norm of the layer's
-    whole gradient (per network for a stack). Neither: :math:`m_l = 1`. Used by :func:`gd_step`,
-    :func:`slo_step` and :func:`meanfield.train`; the step is :math:`	heta_l \leftarrow 	heta_l - \eta m_l g_l`.
-    Each entry is a float or an array over the networks of a stack.
-    """
-    depth = mlp.net.depth
-    if layer_lr is not None and speeds is not None:
-        raise ValueError("give layer_lr (per-layer rates) or speeds (speed-limited optimization), not both")
-    if not np.isfinite(eps) or eps < 0:
-        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
-    if speeds is None:
-        return list(_layer_factors(layer_lr, depth, "layer_lr"))
-    C = _layer_factors(speeds, depth, "speeds")
-    per = 1 if mlp.biases is None else 2
-    if len(grads) != len(mlp.params):
-        raise ValueError("grads must match mlp.params in number and shapes (as returned by MLP.grads)")
-    out = []
-    for l in range(depth):
-        sq = np.sum(np.asarray(grads[per * l], dtype=np.float64) ** 2, axis=(-2, -1))
-        if per == 2:
-            sq = sq + np.sum(np.asarray(grads[per * l + 1], dtype=np.float64) ** 2, axis=-1)
-        den = eps + np.sqrt(sq)
-        out.append(np.where(den > 0, C[l] / np.where(den > 0, den, 1.0), 0.0))
-    return out
-
-
-def gd_step(mlp, grads, lr: float, layer_lr=None) -> MLP:
-    r"""One gradient-descent step with optional per-layer learning-rate multipliers; returns a new MLP.
-
-    Parameters
-    ----------
-    mlp : MLP
-        Current network (or stack).
-    grads : list of ndarray
-        Gradients in the order and shapes of ``mlp.params`` (as returned by :meth:`MLP.grads`).
-    lr : float
-        Learning rate :math:`\eta > 0`.
-    layer_lr : sequence of float, optional
-        Multipliers :math:`c_l\ge0`, ``l = 1..L`` (layer ``l`` uses :math:`\eta c_l`; sheet sec. 5.2 ``layer_lr``,
-        seed 003 sec. 4's per-layer rates).
-
-    Returns
-    -------
-    MLP
-        :math:`\theta_l \leftarrow \theta_l - \eta c_l\nabla_{\theta_l}\mathcal L` (weights and biases of layer ``l``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from meanfield import MLP, Network
-    >>> mlp = MLP.sample(Network(2, "relu", width=8), d=3, seed=0)
-    >>> X = np.eye(3); y = np.ones(3)
-    >>> new = gd_step(mlp, mlp.grads(X, y)[1], lr=0.1)
-    >>> bool(new.grads(X, y)[0] < mlp.grads(X, y)[0])
-    True
-    """
-    _check_mlp(mlp)
-    if not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    c = step_scales(mlp, grads, layer_lr=layer_lr)
-    return _rebuild(mlp, grads, lambda l: lr * c[l])
-
-
-def slo_step(mlp, grads, lr: float, speeds, eps: float = 0.1) -> MLP:
-    r"""One step of speed-limited optimization (SLO, seed 001 sec. 5.2), sign-corrected; returns a new MLP.
-
-    Parameters
-    ----------
-    mlp : MLP
-        Current network (or stack).
-    grads : list of ndarray
-        Gradients in the order and shapes of ``mlp.params``.
-    lr : float
-        Learning rate :math:`\eta > 0`.
-    speeds : sequence of float
-        Per-layer speeds :math:`C_l\ge0`, ``l = 1..L``.
-    eps : float
-        Relaxation :math:`\epsilon\ge0` (seed 001 App. I: 0.1; ``0`` gives the pure normalization of sec. 5.2).
-
-    Returns
-    -------
-    MLP
-        :math:`\theta_l \leftarrow \theta_l - \eta\,C_l\,g_l/(\epsilon + \|g_l\|)` with
-        :math:`g_l = \nabla_{\theta_l}\mathcal L` (weights and biases of layer ``l``).
-
-    Notes
-    -----
-    Feature_alignment.md sec. 2 and erratum 6: the seed prints ``W + eta C grad/||grad||`` (line 247), which is
-    ascent; descent needs the minus sign. The practical form divides by :math:`\epsilon + \|\nabla\mathcal L\|`
-    (App. I, line 609). App. J's "divide by :math:`\epsilon\|\nabla\mathcal L\|`" is ``eps = 0`` with
-    :math:`\eta` rescaled by :math:`1/\epsilon`. The norm is the Frobenius norm of the layer's whole gradient
-    (weights and biases together; the seed's networks have no biases); read as Frobenius, UNVERIFIED in the seed.
-    For a stack the norm is taken per network.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from meanfield import MLP, Network
-    >>> mlp = MLP.sample(Network(2, "relu", width=8), d=3, seed=0, bias=False)
-    >>> g = mlp.grads(np.eye(3), np.ones(3))[1]
-    >>> new = slo_step(mlp, g, lr=1.0, speeds=[0.5, 0.0], eps=0.0)
-    >>> step = np.linalg.norm(mlp.weights[0] - new.weights[0])
-    >>> round(float(step), 12), bool(np.all(new.weights[1] == mlp.weights[1]))
-    (0.5, True)
-    """
-    _check_mlp(mlp)
-    if not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
-    m = step_scales(mlp, list(grads), speeds=speeds, eps=eps)
-    return _rebuild(mlp, grads, lambda l: lr * m[l])
