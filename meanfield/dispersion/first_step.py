@@ -45,8 +45,8 @@ def _gd_theta(mlp, X, lr, y):
     return theta0, theta1
 
 
-def _gd_task(seqs, n_int, sw2, x0sq, lr, y):
-    theta0, theta1 = _gd_theta(sp_relu_stack(seqs, n_int, sw2), probe_inputs(int(n_int[0]), x0sq), lr, y)
+def _gd_task(batch, n_int, sw2, x0sq, lr, y):
+    theta0, theta1 = _gd_theta(sp_relu_stack(batch.seeds, n_int, sw2), probe_inputs(int(n_int[0]), x0sq), lr, y)
     return {"theta": theta0, "delta": theta1 - theta0}
 
 

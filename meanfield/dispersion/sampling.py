@@ -15,7 +15,6 @@ tangent kernels from the package's one layer-kernel path (:func:`meanfield.finit
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +22,9 @@ from numba import njit
 
 from .._checks import check_choice, check_int, check_real
 from ..activations import KIND_LEAKY
-from ..finite.mlp import MLP, draw_stack, generator, kernel_factors, tangent_kernel
+from ..finite.mlp import MLP, draw_stack, kernel_factors, tangent_kernel
 from ..finite.montecarlo import run
+from ..finite.streams import binomial_half, fill_normals, gamma
 from ..network import Network
 
 __all__ = ["NTKPairSample", "NTKSample", "sample_ntk_diagonal", "sample_ntk_pair"]
@@ -126,44 +126,37 @@ class NTKSample:
         return self.theta_w + self.theta_b
 
 
-_WORKSPACE = threading.local()
-
-
-def _buffer(name, shape):
-    """A reusable float64 work array per thread (fresh large allocations are slow: page faults dominate)."""
-    size = int(np.prod(shape))
-    buf = getattr(_WORKSPACE, name, None)
-    if buf is None or buf.size < size:
-        buf = np.empty(size)
-        setattr(_WORKSPACE, name, buf)
-    return buf[:size].reshape(shape)
-
-
 @njit(cache=True, nogil=True)
-def _projection_kernel(z, n, sw2, x0sq, out_w, out_b):
-    B = z.shape[0]
+def _projection_kernel(states, n, sw2, x0sq, out_w, out_b):
+    """Per network: ``2 (n_1 + ... + n_{L-1}) + 1`` normals from its own stream, then the projection pass."""
+    B = states.shape[0]
     L = n.shape[0]
     nmax = 1
+    m = 1
     for l in range(L):
         nmax = max(nmax, n[l])
+        if l > 0:
+            m += 2 * n[l]
     H = np.zeros((L, nmax))  # H[l] = h^l, l = 1..L-1
     xn2 = np.empty(L)  # ||x^l||^2, l = 0..L-1
     d_next = np.empty(nmax)
     d = np.empty(nmax)
+    z = np.empty(m)
     for bi in range(B):
+        fill_normals(states[bi], z)
         xn2[0] = x0sq
         pos = 0
         for l in range(1, L):
             s = math.sqrt(sw2 / n[l - 1] * xn2[l - 1])
             acc = 0.0
             for i in range(n[l]):
-                h = s * z[bi, pos + i]
+                h = s * z[pos + i]
                 H[l, i] = h
                 if h > 0:
                     acc += h * h
             xn2[l] = acc
             pos += n[l]
-        # z[bi, pos] = g_L with W^L u_{L-1} = sqrt(sw2/n_{L-1}) g_L; delta^L = 1
+        # z[pos] = g_L with W^L u_{L-1} = sqrt(sw2/n_{L-1}) g_L; delta^L = 1
         d_next[0] = 1.0
         gpos = pos
         bpos = pos + 1
@@ -176,14 +169,14 @@ def _projection_kernel(z, n, sw2, x0sq, out_w, out_b):
             alpha = 0.0  # (W^{l+1} u_l) . delta^{l+1}
             dn2 = 0.0
             for k in range(n_next):
-                alpha += z[bi, gpos + k] * d_next[k]
+                alpha += z[gpos + k] * d_next[k]
                 dn2 += d_next[k] * d_next[k]
             alpha *= scale
             # W^{l+1,T} delta^{l+1} = u_l alpha + P_perp(g),  g ~ N(0, scale^2 ||delta^{l+1}||^2 I), u_l = x^l/||x^l||
             vs = scale * math.sqrt(dn2)
             proj = 0.0
             for i in range(nl):
-                d[i] = vs * z[bi, bpos + i]
+                d[i] = vs * z[bpos + i]
                 if H[l, i] > 0:
                     proj += d[i] * H[l, i]
             xnorm = math.sqrt(xn2[l])
@@ -203,29 +196,35 @@ def _projection_kernel(z, n, sw2, x0sq, out_w, out_b):
         out_b[bi] = tb
 
 
-def _projection_task(seqs, n_int, sw2, x0sq):
-    """``2 (n_1 + ... + n_{L-1}) + 1`` normals per network from its own stream, then the numba kernel."""
-    z = _buffer("z", (len(seqs), 2 * int(n_int[1:].sum()) + 1))
-    for k, seq in enumerate(seqs):
-        generator(seq).standard_normal(out=z[k])
-    out_w, out_b = np.empty(len(seqs)), np.empty(len(seqs))
-    _projection_kernel(z, n_int, sw2, x0sq, out_w, out_b)
+def _projection_task(batch, n_int, sw2, x0sq):
+    out_w, out_b = np.empty(len(batch)), np.empty(len(batch))
+    _projection_kernel(batch.sfc64_states(), n_int, sw2, x0sq, out_w, out_b)
     return {"theta_w": out_w, "theta_b": out_b}
 
 
-def _law_task(seqs, n_int, sw2, x0sq):
+@njit(cache=True, nogil=True)
+def _law_draws(states, n_hidden, K, A, Bq, g):
+    """Per network, from its own stream: ``K_q ~ Bin(n_q, 1/2)``, ``A_q ~ chi^2_{K_q}``, ``B_q ~ chi^2_{K_q - 1}``
+    for the hidden layers and ``g ~ N(0, 1)``."""
+    z = np.empty(1)
+    for k in range(states.shape[0]):
+        s = states[k]
+        for q in range(n_hidden.size):
+            K[k, q] = binomial_half(s, n_hidden[q])
+            A[k, q] = 2.0 * gamma(s, K[k, q] / 2.0)
+            Bq[k, q] = 2.0 * gamma(s, max(K[k, q] - 1, 0) / 2.0)
+        fill_normals(s, z)
+        g[k] = z[0]
+
+
+def _law_task(batch, n_int, sw2, x0sq):
     """Draws of the exact scalar law of ``Theta`` (derived here, see :func:`sample_ntk_diagonal`), dead layers
-    included: per network ``K_q ~ Bin(n_q, 1/2)``, ``A_q ~ chi^2_{K_q}``, ``B_q ~ chi^2_{K_q - 1}``, ``g ~ N(0, 1)``."""
-    b, L = len(seqs), n_int.size
+    included."""
+    b, L = len(batch), n_int.size
     n = n_int.astype(float)
     K = np.empty((b, L - 1), dtype=np.int64)
     A, Bq, g = np.empty((b, L - 1)), np.empty((b, L - 1)), np.empty(b)
-    for k, seq in enumerate(seqs):
-        rng = generator(seq)
-        K[k] = rng.binomial(n_int[1:], 0.5)
-        A[k] = rng.gamma(K[k] / 2.0, 2.0)
-        Bq[k] = rng.gamma(np.maximum(K[k] - 1, 0) / 2.0, 2.0)
-        g[k] = rng.standard_normal()
+    _law_draws(batch.sfc64_states(), n_int[1:], K, A, Bq, g)
     X = np.empty((b, L))
     X[:, 0] = x0sq
     for q in range(1, L):
@@ -242,8 +241,8 @@ def _law_task(seqs, n_int, sw2, x0sq):
     return {"theta_w": np.where(dead, 0.0, tw), "theta_b": np.where(dead, 1.0, tb)}
 
 
-def _matmul_task(seqs, n_int, sw2, x0sq):
-    tw, tb = ntk_parts(sp_relu_stack(seqs, n_int, sw2), probe_inputs(int(n_int[0]), x0sq))
+def _matmul_task(batch, n_int, sw2, x0sq):
+    tw, tb = ntk_parts(sp_relu_stack(batch.seeds, n_int, sw2), probe_inputs(int(n_int[0]), x0sq))
     return {"theta_w": tw[:, 0, 0], "theta_b": tb[:, 0, 0]}
 
 
@@ -286,7 +285,7 @@ def sample_ntk_diagonal(net, d, n_nets, x0_norm2=1.0, method="projection", seed=
     seed : None, int or numpy.random.SeedSequence
         Network ``i`` is drawn from ``SeedSequence(seed, spawn_key=(i,))`` (:func:`meanfield.finite.run`).
     executor : concurrent.futures.Executor, optional
-        Runs the batches (e.g. a ``ThreadPoolExecutor``: the numba kernel releases the GIL).
+        Runs the batches (e.g. a ``ThreadPoolExecutor``: the numba kernels release the GIL).
     progress : bool
         Show a tqdm progress bar.
     batch_size : int, optional
@@ -308,8 +307,9 @@ def sample_ntk_diagonal(net, d, n_nets, x0_norm2=1.0, method="projection", seed=
     ``g ~ N(0, sigma_w2 ||delta^{l+1}||^2 / n_l I)`` independent of everything else, because ``W^{l+1} P_perp``
     is independent of ``W^{l+1} u`` and is not used by any other part of the forward or backward pass. This is
     an exact identity in distribution of the whole ``(x^l, delta^l)`` process; it does not use the scalar law
-    (no Euler identity, no chi-square reduction), so it is an independent check of the exact moments. Each
-    network's normals come from its own stream; a numba kernel (which releases the GIL) does the pass.
+    (no Euler identity, no chi-square reduction), so it is an independent check of the exact moments. A numba
+    kernel (which releases the GIL) draws each network's normals from its own stream
+    (:mod:`meanfield.finite.streams`) and does the pass.
 
     Law method (derived here): with ``K_q ~ Bin(n_q, 1/2)`` the number of active units of layer ``q``,
     ``||x^q||^2 = sigma_w2/n_{q-1} ||x^{q-1}||^2 A_q`` with ``A_q ~ chi^2_{K_q}``. Backwards, the component of
@@ -353,8 +353,8 @@ class NTKPairSample:
     off: np.ndarray
 
 
-def _pair_task(seqs, n_int, sw2, X):
-    tw, tb = ntk_parts(sp_relu_stack(seqs, n_int, sw2), X)
+def _pair_task(batch, n_int, sw2, X):
+    tw, tb = ntk_parts(sp_relu_stack(batch.seeds, n_int, sw2), X)
     t = tw + tb
     return {"diag": t[:, 0, 0], "diag2": t[:, 1, 1], "off": t[:, 0, 1]}
 

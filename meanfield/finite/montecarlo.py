@@ -25,8 +25,9 @@ from .._checks import check_int
 from ..activations import KIND_LEAKY
 from ..network import Network
 from .mlp import MLP, backward_factor, draw_stack, gram, root_sequence, seed_sequences, tangent_kernel
+from .streams import sfc64_states
 
-__all__ = ["QUANTITIES", "Bootstrap", "Samples", "Simulation", "bootstrap", "run", "simulate", "stderr"]
+__all__ = ["QUANTITIES", "Batch", "Bootstrap", "Samples", "Simulation", "bootstrap", "run", "simulate", "stderr"]
 
 #: Quantities :func:`simulate` can record.
 QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
@@ -178,10 +179,34 @@ def blas_limit(threads):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
-def _run_batch(task, root, start, stop, args, blas_threads):
-    """Networks ``start..stop-1`` of ``root`` as one task call, with limited BLAS threads."""
+@dataclass(frozen=True)
+class Batch:
+    """Networks ``start..stop-1`` of a seed: what a task of :func:`run` receives.
+
+    Network ``i`` owns ``SeedSequence(root.entropy, spawn_key=root.spawn_key + (i,))``: :attr:`seeds` gives these
+    (for :func:`meanfield.finite.mlp.draw_stack` or :func:`meanfield.finite.mlp.generator`), :meth:`sfc64_states`
+    the seeded SFC64 states of the same streams for numba kernels (:mod:`meanfield.finite.streams`).
+    """
+
+    root: np.random.SeedSequence
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def seeds(self) -> list:
+        return seed_sequences(self.root, self.stop - self.start, self.start)
+
+    def sfc64_states(self) -> np.ndarray:
+        return sfc64_states(self.root, self.start, self.stop)
+
+
+def _run_batch(task, batch, args, blas_threads):
+    """One task call on ``batch``, with limited BLAS threads."""
     with blas_limit(blas_threads):
-        return start, task(seed_sequences(root, stop - start, start), *args)
+        return batch.start, task(batch, *args)
 
 
 def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, progress: bool = False,
@@ -191,10 +216,9 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
     Parameters
     ----------
     task : callable
-        ``task(seqs, *args) -> dict`` of arrays whose leading axis has length ``len(seqs)``: one row per network,
-        network ``k`` of the batch drawn from ``seqs[k]`` (draw it with :func:`meanfield.finite.mlp.generator` or
-        :func:`meanfield.finite.mlp.draw_stack`, nothing else). Must be picklable for a process pool (a module-level
-        function).
+        ``task(batch, *args) -> dict`` of arrays whose leading axis has length ``len(batch)``: one row per network,
+        network ``k`` of the :class:`Batch` drawn only from its own stream (``batch.seeds[k]`` or
+        ``batch.sfc64_states()[k]``). Must be picklable for a process pool (a module-level function).
     n_nets : int
         Number of networks.
     seed : None, int or numpy.random.SeedSequence
@@ -223,15 +247,15 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
     Examples
     --------
     >>> from meanfield.finite.mlp import generator
-    >>> def norms(seqs, d):
-    ...     return {"norm": np.array([np.linalg.norm(generator(s).standard_normal(d)) for s in seqs])}
+    >>> def norms(batch, d):
+    ...     return {"norm": np.array([np.linalg.norm(generator(s).standard_normal(d)) for s in batch.seeds])}
     >>> a = run(norms, 10, seed=3, args=(5,), batch_size=4)
     >>> b = run(norms, 10, seed=3, args=(5,), batch_size=10)
     >>> a["norm"].shape, bool(np.array_equal(a["norm"], b["norm"]))
     ((10,), True)
     """
     if not callable(task):
-        raise ValueError("task must be a callable task(seqs, *args) -> dict of arrays")
+        raise ValueError("task must be a callable task(batch, *args) -> dict of arrays")
     n_nets = check_int(n_nets, "n_nets")
     batch_size = check_int(batch_size, "batch_size")
     if blas_threads is not None:
@@ -239,7 +263,7 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
     if executor is not None and not hasattr(executor, "submit"):
         raise ValueError("executor must be a concurrent.futures.Executor (an object with .submit)")
     root = root_sequence(seed)
-    batches = [(s, min(s + batch_size, n_nets)) for s in range(0, n_nets, batch_size)]
+    batches = [Batch(root, s, min(s + batch_size, n_nets)) for s in range(0, n_nets, batch_size)]
     samples = {}
 
     from tqdm import tqdm
@@ -258,10 +282,10 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
 
     try:
         if executor is None:
-            for a, b in batches:
-                store(*_run_batch(task, root, a, b, args, blas_threads))
+            for batch in batches:
+                store(*_run_batch(task, batch, args, blas_threads))
         else:
-            futures = [executor.submit(_run_batch, task, root, a, b, args, blas_threads) for a, b in batches]
+            futures = [executor.submit(_run_batch, task, batch, args, blas_threads) for batch in batches]
             for fut in futures:
                 store(*fut.result())
     finally:
@@ -327,14 +351,14 @@ def _pack(net: Network) -> dict:
     )
 
 
-def _kernels_task(seqs, X, spec, quantities, layers, bias):
-    """Record ``quantities`` for the networks of ``seqs`` as one stack (no loop over networks)."""
+def _kernels_task(batch, X, spec, quantities, layers, bias):
+    """Record ``quantities`` for the networks of ``batch`` as one stack (no loop over networks)."""
     net = Network(**spec)
     L = net.depth
     fan = net.fan_ins(X.shape[1])
-    mlp = MLP(net, *draw_stack(net, X.shape[1], 1, bias, seqs))
+    mlp = MLP(net, *draw_stack(net, X.shape[1], 1, bias, batch.seeds))
     zs, hs = mlp.forward_pass(X)
-    S, n = len(seqs), X.shape[0]
+    S, n = len(batch), X.shape[0]
     out = {}
     if "outputs" in quantities:
         out["outputs"] = zs[-1][:, :, 0]
