@@ -98,7 +98,7 @@ def main(argv=None):
             f"{e.naive_stderr:7.4f} {(e.naive - exact.dispersion) / e.naive_stderr:+10.2f}"
         )
     paper = ntk_moments(widths, 2.0, method="paper").dispersion
-    print(f"exact dispersion {exact.dispersion:.6f}; Thm 3.2 as published {paper:.6f}")
+    print(f"exact dispersion {exact.dispersion:.6f}; Seleznova & Kutyniok 2022, Thm. 3.2 as published {paper:.6f}")
     if args.reject:
         w, sw2, n = [20] * 6, 2.5, 1_000_000
         t0 = time.perf_counter()

@@ -92,7 +92,7 @@ def test_estimator_rejects_samples_without_a_positive_mean_square_estimate():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# estimator (App. C.3)
+# estimator (Seleznova & Kutyniok 2022, App. C.3)
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -113,7 +113,7 @@ def test_estimator_bootstrap_stderr_matches_delta_method():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Monte Carlo: finite networks vs the exact moments (z <= 4) and vs Thm 3.2
+# Monte Carlo: finite networks vs the exact moments (z <= 4) and vs Seleznova & Kutyniok 2022, Thm. 3.2
 # ---------------------------------------------------------------------------------------------------------------
 
 # configurations across the phases (widths, sigma_w2, ||x0||^2)
@@ -182,7 +182,7 @@ def test_simulation_rejects_thm32_but_not_the_exact_moments():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# off-diagonal Monte Carlo (Thm 3.3) and the first GD step (Thm 4.1)
+# off-diagonal Monte Carlo (Seleznova & Kutyniok 2022, Thm. 3.3) and the first GD step (Thm. 4.1)
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -254,7 +254,10 @@ def test_gd_step_matches_literal_finite_difference_step():
 
 
 def test_gd_step_change_grows_with_depth_in_chaos_and_is_negative():
-    """Thm. 4.1: |E dTheta|/E Theta blows up in the chaotic phase; measured sign: the NTK decreases."""
+    """Seleznova & Kutyniok 2022, Thm. 4.1: |E dTheta|/E Theta blows up in the chaotic phase.
+
+    Measured sign: the NTK decreases.
+    """
     lr = 2e-3
     shallow = gd_step_change(*_net([30] * 3, 3.0), lr, 3000, seed=3)
     deep = gd_step_change(*_net([30] * 12, 3.0), lr, 3000, seed=12)
@@ -281,7 +284,10 @@ FULL_SCALE = [
 
 @pytest.mark.slow
 def test_exact_moments_at_full_scale():
-    """10^6 networks per configuration: every moment of the exact form within |z| <= 4; prints Thm 3.2's z(D)."""
+    """10^6 networks per configuration: every moment of the exact form within |z| <= 4.
+
+    Prints the z(D) of Seleznova & Kutyniok 2022, Thm. 3.2.
+    """
     worst = 0.0
     for i, (widths, sw2, x0sq) in enumerate(FULL_SCALE):
         s = sample_ntk_diagonal(*_net(widths, sw2), 1_000_000, x0_norm2=x0sq, seed=37 + i)

@@ -52,7 +52,7 @@ def test_layer_kernels_are_exact_per_network_identities(parameterization):
     assert_allclose(sim["outputs"], stack(X)[..., 0], rtol=1e-13)
     for l in range(1, 5):
         assert_allclose(sim["ntk_layers"][:, l - 1], stack.layer_ntk(X, l), rtol=1e-12)
-    if parameterization == "ntk":  # K_l = F_l * B_l (signal_propagation.md sec. 4.3)
+    if parameterization == "ntk":  # K_l = F_l * B_l (Lou et al. 2022, eq. (9))
         assert_allclose(sim["ntk_layers"], sim["nngp"] * sim["backward"], rtol=1e-12)
 
 

@@ -222,7 +222,7 @@ def test_callback_sees_every_epoch_with_the_parameters_of_that_epoch(tiny):
 
 
 def test_train_records_feature_kernel_target_alignment_per_layer():
-    # seed 002's layer-wise alignment: CKA(H_l H_l^T, Y Y^T) at every record, equal to a direct computation
+    # Canatar & Pehlevan 2022's layer-wise alignment: CKA(H_l H_l^T, Y Y^T) at every record, as computed directly
     from meanfield.alignment import cka, target_kernel
 
     rng = np.random.default_rng(7)
