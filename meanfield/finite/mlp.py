@@ -18,8 +18,8 @@ NTP         ``sigma_w / sqrt(N_{l-1})``  ``sigma_b``  ``N(0, 1)``               
 SP          1                           1           ``N(0, sigma_w^2 / N_{l-1})``  ``N(0, sigma_b^2)``
 ==========  ==========================  ==========  =============================  =====================
 
-NTP is the parameterization of Jacot et al. 2018 (their eq. (1), with ``beta = sigma_b``); SP is the standard
-initialization of Lou et al. 2022, eq. (8) and Seleznova & Kutyniok 2022, eq. (3). Both draw the same unit normals
+NTP is the parameterization of Jacot et al. 2018 (sec. 2, with their ``beta = sigma_b``); SP is the standard
+initialization of Lou et al. 2022, eq. (8) and Seleznova & Kutyniok 2022, eqs. (3) and (6). Both draw the same unit normals
 from the same seed, so an SP and an NTP network with the same seed compute the same function; only the parameter
 gradients (and so the tangent kernels) differ, by the factors ``m_w, m_b``.
 """
