@@ -19,8 +19,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import meanfield as mf
-from meanfield.finite.mlp import draw_stack, seed_sequences
 from meanfield.finite.montecarlo import _MEMORY_BUDGET, _per_net_bytes, simulate
+from meanfield.finite.stack import draw_stack
+from meanfield.finite.streams import seed_sequences
 
 CONFIGS = [(512, 10, 64), (128, 100, 16)]  # (width, depth, n)
 

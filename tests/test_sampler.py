@@ -9,9 +9,8 @@ from test_finite import _fd_param_jacobian
 
 import meanfield as mf
 from meanfield.finite import MLP
-from meanfield.finite.mlp import generator
 from meanfield.finite.montecarlo import bootstrap, run, simulate, stderr
-from meanfield.finite.streams import next_uint64, sfc64_states
+from meanfield.finite.streams import generator, next_uint64, sfc64_states
 
 ALL = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
 

@@ -22,8 +22,9 @@ from numba import njit
 
 from .._checks import check_choice, check_int, check_real
 from ..activations import KIND_LEAKY
-from ..finite.mlp import MLP, draw_stack, kernel_factors, tangent_kernel
+from ..finite.mlp import MLP, kernel_factors, tangent_kernel
 from ..finite.montecarlo import run
+from ..finite.stack import draw_stack
 from ..finite.streams import binomial_half, fill_normals, gamma
 from ..network import Network
 
@@ -79,7 +80,7 @@ def probe_inputs(d: int, x0_norm2: float = 1.0, rho=None) -> np.ndarray:
 
 def sp_relu_stack(seqs, n_int, sw2) -> MLP:
     """The networks of ``seqs`` as one :class:`meanfield.MLP` stack: SP ReLU, widths ``n_0..n_{L-1}``, a scalar
-    readout and zero-initialized trainable biases (:func:`meanfield.finite.mlp.draw_stack`)."""
+    readout and zero-initialized trainable biases (:func:`meanfield.finite.stack.draw_stack`)."""
     net = Network(int(n_int.size), "relu", sw2, 0.0, "standard", width=tuple(int(w) for w in n_int[1:]))
     return MLP(net, *draw_stack(net, int(n_int[0]), 1, True, seqs))
 

@@ -2,8 +2,8 @@
 
 A concrete fully connected network drawn from a :class:`~meanfield.Network` spec, in the standard (SP) or NTK
 (NTP) parameterization, with or without biases and with ``o >= 1`` outputs. Everything is exact numpy linear
-algebra (no autodiff framework). The functions :func:`forward_stack` and :func:`backward_stack` work on a *stack*
-of networks (a leading batch axis, one BLAS call per layer for the whole stack), and :func:`kernel_factors` /
+algebra (no autodiff framework). The functions of :mod:`meanfield.finite.stack` work on a *stack* of networks (a
+leading batch axis, one BLAS call per layer for the whole stack), and :func:`kernel_factors` /
 :func:`tangent_kernel` are the one computation of a layer's tangent kernel; :class:`MLP`, the Monte Carlo runner
 (:func:`meanfield.simulate`, the dispersion samplers), the alignment metrics and the training code all go through
 them.
@@ -19,9 +19,9 @@ SP          1                           1           ``N(0, sigma_w^2 / N_{l-1})`
 ==========  ==========================  ==========  =============================  =====================
 
 NTP is the parameterization of Jacot et al. 2018 (sec. 2, with their ``beta = sigma_b``); SP is the standard
-initialization of Lou et al. 2022, eq. (8) and Seleznova & Kutyniok 2022, eqs. (3) and (6). Both draw the same unit normals
-from the same seed, so an SP and an NTP network with the same seed compute the same function; only the parameter
-gradients (and so the tangent kernels) differ, by the factors ``m_w, m_b``.
+initialization of Lou et al. 2022, eq. (8) and Seleznova & Kutyniok 2022, eqs. (3) and (6). Both draw the same unit
+normals from the same seed, so an SP and an NTP network with the same seed compute the same function; only the
+parameter gradients (and so the tangent kernels) differ, by the factors ``m_w, m_b``.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ import numpy as np
 
 from .._checks import check_choice, check_int, check_operator_size
 from ..network import Network
+from .stack import backward_stack, draw_stack, forward_stack, multipliers
+from .streams import seed_sequences
 
 __all__ = ["MLP", "Forward"]
 
@@ -44,120 +46,6 @@ LAYOUTS = ("operator", "traced")
 # ----------------------------------------------------------------------------------------------------------------
 # the one forward / backward implementation (stacks of networks, leading axis S)
 # ----------------------------------------------------------------------------------------------------------------
-def multipliers(net: Network, fan_ins) -> tuple[np.ndarray, np.ndarray]:
-    """Per-layer multipliers ``(m_w, m_b)`` of the forward pass (module docstring table)."""
-    fan = np.asarray(fan_ins, dtype=np.float64)
-    if net.parameterization == "ntk":
-        return np.sqrt(net.sigma_w2 / fan), np.full(fan.size, np.sqrt(net.sigma_b2))
-    return np.ones(fan.size), np.ones(fan.size)
-
-
-def _init_std(net: Network, fan_ins) -> tuple[np.ndarray, np.ndarray]:
-    """Standard deviations of the stored parameters ``(W_l, b_l)`` at initialization."""
-    fan = np.asarray(fan_ins, dtype=np.float64)
-    if net.parameterization == "ntk":
-        return np.ones(fan.size), np.ones(fan.size)
-    return np.sqrt(net.sigma_w2 / fan), np.full(fan.size, np.sqrt(net.sigma_b2))
-
-
-def root_sequence(seed) -> np.random.SeedSequence:
-    """The root ``SeedSequence`` of ``seed`` (None: fresh entropy, drawn once here)."""
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    if seed is not None:
-        check_int(seed, "seed", 0)
-    return np.random.SeedSequence(seed)
-
-
-def seed_sequences(seed, n_nets, start=0):
-    """Per-network seed sequences: network ``i`` of ``seed`` is ``SeedSequence(seed, spawn_key=(i,))``.
-
-    ``n_nets=None`` gives the single sequence ``seed`` itself (used by ``MLP.sample`` without a stack).
-    """
-    root = root_sequence(seed)
-    entropy, key = root.entropy, tuple(root.spawn_key)
-    if n_nets is None:
-        return [np.random.SeedSequence(entropy, spawn_key=key)]
-    return [np.random.SeedSequence(entropy, spawn_key=key + (i,)) for i in range(start, start + n_nets)]
-
-
-def generator(seq) -> np.random.Generator:
-    """The random stream of one network: ``Generator(SFC64(seq))``.
-
-    SFC64 is the fastest numpy bit generator for normals here (10.4 vs 13.3 ns per normal for PCG64).
-    """
-    return np.random.Generator(np.random.SFC64(seq))
-
-
-def draw_stack(net: Network, d: int, outputs: int, bias: bool, seqs) -> tuple[list, list | None]:
-    """Draw a stack of networks, one independent stream (:func:`generator`) per network.
-
-    Within a network the draw order is ``W_1, b_1, W_2, b_2, ...`` (unit normals, then scaled), so a network
-    depends only on its own seed sequence, never on which stack it is drawn in.
-    """
-    fan = net.fan_ins(d)
-    outs = net.widths + (outputs,)
-    S = len(seqs)
-    Ws = [np.empty((S, o, f)) for o, f in zip(outs, fan, strict=True)]
-    bs = [np.empty((S, o)) for o in outs] if bias else None
-    for s, seq in enumerate(seqs):
-        rng = generator(seq)
-        for l in range(net.depth):
-            rng.standard_normal(out=Ws[l][s])
-            if bias:
-                rng.standard_normal(out=bs[l][s])
-    std_w, std_b = _init_std(net, fan)
-    for l in range(net.depth):
-        if std_w[l] != 1.0:
-            Ws[l] *= std_w[l]
-        if bias and std_b[l] != 1.0:
-            bs[l] *= std_b[l]
-    return Ws, bs
-
-
-def forward_stack(X, Ws, bs, mw, mb, act):
-    """Pre-activations ``z_1..z_L`` (each ``(S, n, N_l)``) and layer inputs ``h_0 = X, h_1..h_{L-1}``."""
-    h = X
-    zs, hs = [], [X]
-    L = len(Ws)
-    for l in range(L):
-        z = np.matmul(h, np.swapaxes(Ws[l], -1, -2))
-        if mw[l] != 1.0:
-            z *= mw[l]
-        if bs is not None and mb[l] != 0.0:
-            z += mb[l] * bs[l][:, None, :]
-        zs.append(z)
-        if l < L - 1:
-            h = act.fn(z)
-            hs.append(h)
-    return zs, hs
-
-
-def backward_stack(zs, Ws, mw, act, seed):
-    """Backward vectors for ``k`` output directions at once.
-
-    ``seed`` has shape ``(S or 1, k, n, o)`` and is ``dF/dz_L`` for ``k`` scalar functions ``F`` of the outputs
-    (``e_a`` for the per-output deltas, the loss residual for parameter gradients). Returns the list
-    ``delta_1..delta_L`` with ``delta_l = phi'(z_l) * (m_w,l+1 * delta_{l+1} @ W_{l+1})`` of shape
-    ``(S, k, n, N_l)`` (``delta_L`` is ``seed`` itself): backpropagation, the chain rule through eq. (8) of
-    Lou et al. 2022.
-    """
-    L = len(Ws)
-    deltas = [None] * L
-    d = seed
-    deltas[L - 1] = d
-    for l in range(L - 2, -1, -1):
-        S0, k, n, _ = d.shape
-        g = np.matmul(d.reshape(S0, k * n, -1), Ws[l + 1])
-        if mw[l + 1] != 1.0:
-            g *= mw[l + 1]
-        S = g.shape[0]
-        d = g.reshape(S, k, n, -1)
-        d *= act.derivative(zs[l])[:, None]
-        deltas[l] = d
-    return deltas
-
-
 def gram(A):
     """``A @ A^T`` over the last two axes."""
     return np.matmul(A, np.swapaxes(A, -1, -2))
@@ -177,7 +65,7 @@ def kernel_factors(h, delta, layout: str = "operator"):
     h : ndarray, shape (S, n, N_{l-1})
         The layer's input ``h_{l-1}`` on the ``n`` inputs (``h_0 = X`` may have no stack axis).
     delta : ndarray, shape (S, o, n, N_l)
-        Its backward vectors ``delta^a_l(x_i) = df_a(x_i)/dz_l`` (:func:`backward_stack` seeded with ``e_a``).
+        Its backward vectors ``delta^a_l(x_i) = df_a(x_i)/dz_l`` (backpropagation seeded with ``e_a``).
     layout : {"operator", "traced"}
         ``"operator"``: ``(S, n o, n o)`` in sample-major order (row ``i o + a``; ``G`` repeated over outputs).
         ``"traced"``: ``B`` is the class-traced ``(1/o) sum_a delta^a_l(x_i).delta^a_l(x_j)``, ``(S, n, n)``.
@@ -414,7 +302,7 @@ class MLP:
         return layout
 
     def forward_pass(self, X):
-        """The stacked forward pass (:func:`forward_stack`): lists ``zs`` (``(S, n, N_l)``) and ``hs``.
+        """The stacked forward pass (:func:`meanfield.finite.stack.forward_stack`): lists ``zs`` and ``hs``.
 
         ``X`` must already be checked (:meth:`check_inputs`); ``S = 1`` for a single network.
         """
@@ -423,7 +311,7 @@ class MLP:
         return forward_stack(X, Ws, bs, mw, mb, self.net.activation)
 
     def backward_pass(self, X, zs=None):
-        """The stacked backward vectors of every output (:func:`backward_stack` seeded with ``e_a``).
+        """The stacked backward vectors of every output (:func:`meanfield.finite.stack.backward_stack`, seed ``e_a``).
 
         Returns the list ``delta_1..delta_L``, each ``(S or 1, o, n, N_l)``; ``zs`` from :meth:`forward_pass`
         (computed when omitted).

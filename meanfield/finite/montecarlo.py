@@ -24,8 +24,9 @@ import numpy as np
 from .._checks import check_int
 from ..activations import KIND_LEAKY
 from ..network import Network
-from .mlp import MLP, backward_factor, draw_stack, gram, root_sequence, seed_sequences, tangent_kernel
-from .streams import sfc64_states
+from .mlp import MLP, backward_factor, gram, tangent_kernel
+from .stack import draw_stack
+from .streams import root_sequence, seed_sequences, sfc64_states
 
 __all__ = ["QUANTITIES", "Batch", "Bootstrap", "Samples", "Simulation", "bootstrap", "run", "simulate", "stderr"]
 
@@ -184,7 +185,7 @@ class Batch:
     """Networks ``start..stop-1`` of a seed: what a task of :func:`run` receives.
 
     Network ``i`` owns ``SeedSequence(root.entropy, spawn_key=root.spawn_key + (i,))``: :attr:`seeds` gives these
-    (for :func:`meanfield.finite.mlp.draw_stack` or :func:`meanfield.finite.mlp.generator`), :meth:`sfc64_states`
+    (for :func:`meanfield.finite.stack.draw_stack` or :func:`meanfield.finite.streams.generator`), :meth:`sfc64_states`
     the seeded SFC64 states of the same streams for numba kernels (:mod:`meanfield.finite.streams`).
     """
 
@@ -246,7 +247,7 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
 
     Examples
     --------
-    >>> from meanfield.finite.mlp import generator
+    >>> from meanfield.finite.streams import generator
     >>> def norms(batch, d):
     ...     return {"norm": np.array([np.linalg.norm(generator(s).standard_normal(d)) for s in batch.seeds])}
     >>> a = run(norms, 10, seed=3, args=(5,), batch_size=4)
