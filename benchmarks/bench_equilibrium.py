@@ -56,7 +56,7 @@ def bench_training(depths=(10, 50)):
     from meanfield.data import digits
     from meanfield.experiments import default_lr, peak_layers_trained
     from meanfield.finite import MLP
-    from meanfield.finite.montecarlo import _blas_limit
+    from meanfield.finite.montecarlo import blas_limit
     from meanfield.network import Network
 
     data = digits(seed=0)
@@ -70,7 +70,7 @@ def bench_training(depths=(10, 50)):
         # baseline: the same number of bare MLP.grads calls on batches of 32 (no update, no records)
         mlp = MLP.sample(Network(L, width=100, parameterization="standard"), d=64, seed=0, outputs=10)
         idx = np.arange(32)
-        with _blas_limit(1):
+        with blas_limit(1):
             t = time.perf_counter()
             for s in range(steps):
                 mlp.grads(X[(idx + 32 * s) % X.shape[0]], y[(idx + 32 * s) % X.shape[0]], "xent")

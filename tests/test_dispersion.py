@@ -14,19 +14,14 @@ import pytest
 import sympy as sp
 from numpy.testing import assert_allclose
 
-import meanfield.dispersion as dsp
 from meanfield import Network
 from meanfield.dispersion import (
     dispersion_limit,
     dispersion_limit_expr,
-    estimate,
-    gd_step_change,
     ntk_moments,
     offdiagonal_bounds,
     offdiagonal_eq18,
     offdiagonal_mean_ratio,
-    sample_ntk_diagonal,
-    sample_ntk_pair,
 )
 from meanfield.gaussian import correlation_map, correlation_slope
 
@@ -423,11 +418,6 @@ def test_published_finite_width_converges_to_published_limit_not_to_the_exact_mo
         (lambda: offdiagonal_eq18(Network(0, "relu", 1.5, 0.0, "standard"), 0.5), "depth"),
         (lambda: offdiagonal_eq18(Network(3, "erf", 1.5, 0.0, "standard"), 0.5), "activation"),
         (lambda: offdiagonal_bounds(0.5), "diagonal_dispersion"),
-        (lambda: sample_ntk_diagonal([10, 10], 2.0, 0), "n_networks"),
-        (lambda: sample_ntk_diagonal([10, 10], 2.0, 10, method="x"), "method"),
-        (lambda: estimate([1.0, 2.0]), "thetas"),
-        (lambda: gd_step_change([10], 2.0, 0.1, 10), "widths"),
-        (lambda: gd_step_change([10, 10], 2.0, 0.0, 10), "lr"),
     ],
 )
 def test_bad_input_names_the_parameter(call, word):
@@ -436,7 +426,7 @@ def test_bad_input_names_the_parameter(call, word):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# off-diagonal helpers, estimator
+# off-diagonal helpers
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -465,178 +455,6 @@ def test_offdiagonal_ratio_is_one_on_the_diagonal_and_within_eq16_bounds():
         assert np.all(np.diff(r) > 0)
         b = offdiagonal_bounds(1.0)
         assert np.all(r[rho >= 0] >= b.mean_ratio_lower) and np.all(r <= b.mean_ratio_upper + 1e-12)
-
-
-def test_estimator_reproduces_sheet_values_and_prefactor_erratum():
-    e = estimate([1.0, 2.0, 3.0, 4.0], n_boot=50, seed=0)
-    assert_allclose(e.ratio, 1.75979283874021, rtol=1e-13)
-    assert e.naive == 1.2
-    t = np.random.default_rng(0).lognormal(size=50)
-    assert_allclose(estimate(t, n_boot=2, prefactor="paper").ratio, estimate(t, n_boot=2).ratio * 50 / 48, rtol=1e-13)
-
-
-def test_estimator_bootstrap_se_matches_delta_method():
-    t = np.random.default_rng(1).gamma(4.0, size=4000)  # D = E[t^2]/E[t]^2 = 1 + 1/4
-    e = estimate(t, n_boot=400, seed=2)
-    assert_allclose(e.se, e.se_delta, rtol=0.15)  # 400 replicates: the bootstrap SE has ~4 % relative noise
-    assert abs(e.ratio - 1.25) / e.se < 4
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Monte Carlo: finite networks vs the exact moments (z <= 4) and vs Thm 3.2
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _z_scores(sample, m):
-    tw, tb = sample.theta_w, sample.theta_b
-    N = tw.size
-    z = {}
-    for name, draws, exact in (
-        ("mean_w", tw, m.mean_w),
-        ("mean_b", tb, m.mean_b),
-        ("second_w", tw * tw, m.second_w),
-        ("second_b", tb * tb, m.second_b),
-        ("cross_wb", tw * tb, m.cross_wb),
-    ):
-        z[name] = (draws.mean() - exact) / (draws.std(ddof=1) / math.sqrt(N))
-    e = estimate(tw + tb, n_boot=2, seed=0)
-    z["dispersion"] = (e.naive - m.dispersion) / e.se_delta
-    return z
-
-
-# sec. 3.7 configurations, across the phases (widths, sigma_w2, ||x0||^2)
-MC_CONFIGS = [
-    ([30] * 4, 2.0, 1.0),
-    ([30] * 4, 2.0, 2.0),
-    ([20] * 6, 2.5, 1.0),
-    ([50] * 5, 1.5, 1.0),
-    ([25] + [50] * 4, 1.8, 1.0),
-    ([20, 30, 40, 50, 40], 2.0, 1.0),
-]
-
-
-@pytest.mark.parametrize("widths, sw2, x0sq", MC_CONFIGS)
-def test_projection_sampler_matches_exact_moments(widths, sw2, x0sq):
-    s = sample_ntk_diagonal(widths, sw2, 100_000, x0_norm2=x0sq, seed=11)
-    z = _z_scores(s, ntk_moments(widths, sw2, x0sq))
-    assert max(abs(v) for v in z.values()) <= 4, z
-
-
-@pytest.mark.parametrize("widths, sw2", [([20] * 4, 2.0), ([15, 25, 20], 2.6)])
-def test_matmul_sampler_matches_exact_moments(widths, sw2):
-    s = sample_ntk_diagonal(widths, sw2, 20_000, method="matmul", seed=3)
-    z = _z_scores(s, ntk_moments(widths, sw2))
-    assert max(abs(v) for v in z.values()) <= 4, z
-
-
-def test_law_sampler_matches_exact_moments():
-    s = sample_ntk_diagonal([20] * 8, 2.3, 200_000, method="law", seed=4)
-    z = _z_scores(s, ntk_moments([20] * 8, 2.3))
-    assert max(abs(v) for v in z.values()) <= 4, z
-
-
-def test_projection_and_matmul_samplers_agree_in_distribution():
-    widths, sw2 = [12, 16, 10, 14], 2.4
-    a = sample_ntk_diagonal(widths, sw2, 20_000, seed=21).theta
-    b = sample_ntk_diagonal(widths, sw2, 20_000, method="matmul", seed=22).theta
-    for f in (lambda t: t, lambda t: t * t, lambda t: (t < np.median(a)).astype(float)):
-        x, y = f(a), f(b)
-        z = (x.mean() - y.mean()) / math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
-        assert abs(z) <= 4
-
-
-def test_simulation_rejects_thm32_but_not_the_exact_moments():
-    """Seed 004 Thm 3.2 under-predicts the dispersion of [20]x5, sigma_w2 = 3 by 1.4 % (erratum E0/E6)."""
-    widths, sw2 = [20] * 5, 3.0
-    s = sample_ntk_diagonal(widths, sw2, 600_000, seed=2024)
-    e = estimate(s.theta, n_boot=2, seed=0)
-    z_exact = (e.naive - ntk_moments(widths, sw2).dispersion) / e.se_delta
-    z_paper = (e.naive - ntk_moments(widths, sw2, method="paper").dispersion) / e.se_delta
-    assert abs(z_exact) <= 4
-    assert z_paper > 4
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# off-diagonal Monte Carlo (Thm 3.3) and the first GD step (Thm 4.1)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def test_offdiagonal_monte_carlo_respects_thm33_and_shows_eq18_is_not_a_lower_bound():
-    widths, sw2, rho0 = [50] * 5, 1.5, 0.5
-    p = sample_ntk_pair(widths, sw2, rho0, 20_000, seed=7)
-    N = p.off.size
-    # the diagonal entries of the pair sampler follow the exact law too
-    z_diag = (p.diag.mean() - ntk_moments(widths, sw2).mean) / (p.diag.std(ddof=1) / math.sqrt(N))
-    assert abs(z_diag) <= 4
-    ratio = p.off.mean() / p.diag.mean()
-    psi = p.off / p.diag.mean() - ratio * p.diag / p.diag.mean()
-    se = psi.std(ddof=1) / math.sqrt(N)
-    assert 0.25 < ratio < 1  # eq. (16)
-    # App. A.2 infinite-width mean lies below the finite-width mean (sheet sec. 3.9) ...
-    z_a2 = (p.off.mean() - offdiagonal_mean_ratio(widths, sw2, rho0) * ntk_moments(widths, sw2).mean) / (
-        p.off.std(ddof=1) / math.sqrt(N)
-    )
-    assert z_a2 > -4
-    # ... but eq. (18) overshoots the measured ratio (erratum E9: 0.616 vs 0.703)
-    assert (ratio - offdiagonal_eq18(len(widths), sw2, rho0)) / se < -4
-    d_off = np.mean(p.off**2) / p.off.mean() ** 2
-    assert d_off <= offdiagonal_bounds(ntk_moments(widths, sw2).dispersion)["dispersion_upper"]  # eq. (17)
-
-
-def _literal_theta(params, x):
-    """Theta(x, x) = ||grad_params f||^2 by central finite differences on an explicit parameter list."""
-
-    def f(ps):
-        h = x
-        for i in range(0, len(ps) - 2, 2):
-            h = np.maximum(ps[i] @ h + ps[i + 1], 0.0)
-        return float(ps[-2] @ h + ps[-1][0])
-
-    grads = []
-    for i, p in enumerate(params):
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            up = [q.copy() for q in params]
-            dn = [q.copy() for q in params]
-            up[i][idx] += 1e-6
-            dn[i][idx] -= 1e-6
-            g[idx] = (f(up) - f(dn)) / 2e-6
-        grads.append(g)
-    return sum(float(np.sum(g * g)) for g in grads), f(params), grads
-
-
-def test_gd_step_matches_literal_finite_difference_step():
-    rng = np.random.default_rng(8)
-    sizes = [3, 4, 5, 3]  # n_0..n_{L-1}, L = 4
-    x = rng.standard_normal(3)
-    Ws = [rng.standard_normal((sizes[l], sizes[l - 1])) * np.sqrt(2.2 / sizes[l - 1]) for l in range(1, 4)]
-    wL = rng.standard_normal(3) * np.sqrt(2.2 / 3)
-    params = []
-    for W in Ws:
-        params += [W, np.zeros(W.shape[0])]
-    params += [wL, np.zeros(1)]
-    lr, y = 0.05, 0.3
-    theta0, f0, grads = _literal_theta(params, x)
-    stepped = [p - lr * (f0 - y) * g for p, g in zip(params, grads, strict=True)]
-    theta1, _, _ = _literal_theta(stepped, x)
-    from meanfield import MLP, Network
-
-    net = Network(4, "relu", 2.2, 0.0, "standard", width=sizes[1:])
-    mlp = MLP(net, [*Ws, wL[None]], [np.zeros(W.shape[0]) for W in Ws] + [np.zeros(1)])
-    t0, t1 = dsp.moments._gd_theta(mlp, x[None], lr, y)
-    assert_allclose([t0, t1], [theta0, theta1], rtol=1e-7)
-    assert abs(theta1 - theta0) > 1e-3 * theta0  # the step is not trivial
-
-
-def test_gd_step_change_grows_with_depth_in_chaos_and_is_negative():
-    """Thm 4.1: |E dTheta|/E Theta blows up in the chaotic phase; measured sign: the NTK decreases."""
-    lr = 2e-3
-    shallow = gd_step_change([30] * 3, 3.0, lr, 3000, seed=3)
-    deep = gd_step_change([30] * 12, 3.0, lr, 3000, seed=12)
-    assert (shallow.relative_change - deep.relative_change) / math.hypot(deep.se, shallow.se) > 4
-    assert deep.relative_change / deep.se < -4
-    ordered = gd_step_change([30] * 12, 1.0, lr, 3000, seed=13)
-    assert abs(ordered.relative_change) < 0.01 * abs(deep.relative_change)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -694,43 +512,3 @@ def test_cli_bad_input_is_one_line_exit_2(cli, capsys, args, word):
     assert cli(["dispersion"] + args) == 2
     err = capsys.readouterr().err
     assert word in err and err.count("\n") == 1
-
-
-SHEET_37 = [  # sec. 3.5 / 3.7 configurations: widths, sigma_w2, ||x0||^2
-    ([30] * 4, 2.0, 1.0),
-    ([30] * 4, 2.0, 2.0),
-    ([30] * 6, 2.0, 1.0),
-    ([20] * 6, 2.0, 1.0),
-    ([40] + [20] * 4, 2.0, 1.0),
-    ([20] * 6, 2.5, 1.0),
-    ([50] * 5, 1.5, 1.0),
-    ([25] + [50] * 4, 1.8, 1.0),
-    ([20, 30, 40, 50, 40], 2.0, 1.0),
-    ([20] * 3, 2.0, 1.0),
-]
-
-
-@pytest.mark.slow
-def test_sheet_37_table_at_full_scale():
-    """10^6 networks per configuration: every moment of the exact form within |z| <= 4; prints Thm 3.2's z(D)."""
-    worst = 0.0
-    for i, (widths, sw2, x0sq) in enumerate(SHEET_37):
-        s = sample_ntk_diagonal(widths, sw2, 1_000_000, x0_norm2=x0sq, seed=37 + i)
-        z = _z_scores(s, ntk_moments(widths, sw2, x0sq))
-        zp = _z_scores(s, ntk_moments(widths, sw2, x0sq, method="paper"))
-        print(
-            widths,
-            sw2,
-            x0sq,
-            " ".join(f"{k}={v:+.2f}" for k, v in z.items()),
-            f"| Thm 3.2 z(D)={zp['dispersion']:+.2f}",
-        )
-        worst = max(worst, max(abs(v) for v in z.values()))
-    assert worst <= 4
-
-
-def test_estimator_rejects_samples_without_a_positive_mean_square_estimate():
-    with pytest.raises(ValueError, match="thetas"):
-        estimate([1.0, 0.0, 0.0])
-    with pytest.raises(ValueError, match="thetas"):
-        estimate([1.0, np.nan, 2.0])

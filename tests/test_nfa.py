@@ -18,6 +18,7 @@ import meanfield.nfa as nf
 from meanfield import MLP, Activation, Network
 from meanfield.cli import Result
 from meanfield.cli import nfa_early as cli_nfa
+from meanfield.finite import gd_step, slo_step
 
 QUADRATIC = Activation(lambda u: u * u, lambda u: 2.0 * u, "quadratic")
 
@@ -106,7 +107,7 @@ def test_centered_variants_against_direct_formulas():
     mlp0 = MLP.sample(net, d=4, seed=0, bias=False)
     mlp = mlp0
     for _ in range(5):
-        mlp = nf.gd_step(mlp, mlp.grads(X, y)[1], lr=0.3)
+        mlp = gd_step(mlp, mlp.grads(X, y)[1], lr=0.3)
     l = 2
     Wb = mlp.weights[l - 1] - mlp0.weights[l - 1]
     D1, D0 = mlp.deltas(X)[l - 1][0], mlp0.deltas(X)[l - 1][0]  # (n, N_l), one output
@@ -186,7 +187,7 @@ def test_cnfc_early_is_the_small_step_limit_of_one_gd_step():
         g = mlp.grads(X, y)[1]
         gaps = []
         for lr in (5e-3, 5e-5):
-            m1 = nf.gd_step(mlp, g, lr)
+            m1 = gd_step(mlp, g, lr)
             gaps.append(np.abs([nf.cnfc(m1, mlp, X, l) for l in (1, 2)] - c0))
         assert np.all(gaps[0] < 0.003)  # the tolerance of the layer-2 check below
         assert np.all(gaps[1] < 3e-5)  # 100x smaller step: the gap is O(lr)
@@ -201,7 +202,7 @@ def test_cnfc_early_matches_one_gd_step_at_learning_rate_005_layer2():
     X, y = _chain_task()
     for seed in range(4):
         mlp = MLP.sample(_relu_net(), d=32, seed=seed, bias=False)
-        m1 = nf.gd_step(mlp, mlp.grads(X, y)[1], 0.05)
+        m1 = gd_step(mlp, mlp.grads(X, y)[1], 0.05)
         assert abs(nf.cnfc(m1, mlp, X, 2) - nf.cnfc_early(mlp, X, y, 2)) < 0.003
 
 
@@ -409,22 +410,22 @@ def test_gd_step_layer_rates_and_slo_step():
     mlp = MLP.sample(net, d=3, seed=0, bias=True)
     X, y = np.random.default_rng(0).standard_normal((6, 3)), np.ones(6)
     _, g = mlp.grads(X, y)
-    new = nf.gd_step(mlp, g, 0.1, layer_lr=[1.0, 0.0, 2.0])
+    new = gd_step(mlp, g, 0.1, layer_lr=[1.0, 0.0, 2.0])
     assert_allclose(new.weights[0], mlp.weights[0] - 0.1 * g[0])
     assert_allclose(new.biases[0], mlp.biases[0] - 0.1 * g[1])
     assert np.all(new.weights[1] == mlp.weights[1])
     assert_allclose(new.weights[2], mlp.weights[2] - 0.2 * g[4])
     C, eps = [2.0, 0.5, 1.0], 0.1
-    new = nf.slo_step(mlp, g, 0.3, C, eps)
+    new = slo_step(mlp, g, 0.3, C, eps)
     for l in range(3):
         norm = np.sqrt(np.sum(g[2 * l] ** 2) + np.sum(g[2 * l + 1] ** 2))
         assert_allclose(new.weights[l], mlp.weights[l] - 0.3 * C[l] * g[2 * l] / (eps + norm))
     # descent direction (Beaglehole et al. 2024, sec. 5.2 prints '+', which ascends)
     assert new.grads(X, y)[0] < mlp.grads(X, y)[0]
     with pytest.raises(ValueError, match="speeds"):
-        nf.slo_step(mlp, g, 0.1, [1.0, 1.0])
+        slo_step(mlp, g, 0.1, [1.0, 1.0])
     with pytest.raises(ValueError, match="grads"):
-        nf.gd_step(mlp, g[:-1], 0.1)
+        gd_step(mlp, g[:-1], 0.1)
 
 
 def test_steps_on_a_stack_use_per_network_norms():
@@ -432,7 +433,7 @@ def test_steps_on_a_stack_use_per_network_norms():
     stack = MLP.sample(net, d=3, seed=0, bias=False, n_nets=2)
     X, y = np.random.default_rng(1).standard_normal((4, 3)), np.ones(4)
     _, g = stack.grads(X, y)
-    new = nf.slo_step(stack, g, 1.0, [1.0, 1.0], eps=0.0)
+    new = slo_step(stack, g, 1.0, [1.0, 1.0], eps=0.0)
     for s in range(2):
         assert_allclose(np.linalg.norm(new.weights[0][s] - stack.weights[0][s]), 1.0, rtol=1e-12)
 

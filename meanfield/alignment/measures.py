@@ -360,17 +360,17 @@ def layer_alignment(mlp, X, Y, layout: str = "operator", centered: bool = True, 
     ((3,), True)
     """
     kind = check_choice(layout, LAYOUTS, "layout")  # the MLP's kernel layout
-    X = mlp._check_X(X)
+    X = mlp.check_inputs(X)
     n = X.shape[0]
-    mlp._guard(X, "operator" if kind == "operator" else "traced", force)
+    mlp.check_kernel_size(X, "operator" if kind == "operator" else "traced", force)
     Y = np.asarray(Y)
-    Yt = mlp._targets(Y, n, "mse")  # integer class labels -> one-hot rows when o > 1
+    Yt = mlp.targets(Y, n, "mse")  # integer class labels -> one-hot rows when o > 1
     T = target_kernel(Yt, kind)
-    zs, hs = mlp._fwd(X)
-    deltas = mlp._deltas(X, zs)
+    zs, hs = mlp.forward_pass(X)
+    deltas = mlp.backward_pass(X, zs)
     traced = kind
     K = np.stack(
-        [mlp._layer_kernel(hs, deltas, l, "both", traced) for l in range(1, mlp.net.depth + 1)], axis=1
+        [mlp.layer_kernel(hs, deltas, l, "both", traced) for l in range(1, mlp.net.depth + 1)], axis=1
     )  # (S, L, m, m)
     out = cka(K, T, unbiased=unbiased) if centered else kta(K, np.broadcast_to(T, K.shape))
-    return mlp._out(out)
+    return mlp.unstack(out)

@@ -94,7 +94,7 @@ def run(args) -> Result:
         sim = {}
         for _label, field, key in _ROWS:
             if key is None:
-                value, stderr = est.naive, est.stderr_delta
+                value, stderr = est.naive, est.naive_stderr
             else:
                 draws = _draws(sample, key)
                 value, stderr = float(draws.mean()), float(draws.std(ddof=1) / math.sqrt(draws.size))

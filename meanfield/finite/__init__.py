@@ -1,4 +1,4 @@
-"""Finite networks: the independent check of the theory (MLP, Monte Carlo, training)."""
+"""Finite networks: the independent check of the theory (MLP, the Monte Carlo runner, training rules, training)."""
 
 from .mlp import (
     MLP,
@@ -7,8 +7,17 @@ from .mlp import (
 from .montecarlo import (
     QUANTITIES,
     Bootstrap,
+    Samples,
     Simulation,
+    bootstrap,
+    run,
     simulate,
+    stderr,
+)
+from .optim import (
+    gd_step,
+    slo_step,
+    step_scales,
 )
 from .training import (
     History,
@@ -22,8 +31,15 @@ __all__ = [
     "History",
     "MLP",
     "QUANTITIES",
+    "Samples",
     "Simulation",
     "accuracy",
+    "bootstrap",
+    "gd_step",
+    "run",
     "simulate",
+    "slo_step",
+    "stderr",
+    "step_scales",
     "train",
 ]

@@ -1,26 +1,34 @@
-"""Monte Carlo over finite random networks: empirical NNGP, backward and tangent kernels, batched and reproducible.
+"""Monte Carlo over finite random networks: the package's one runner, its statistics, and the empirical kernels.
+
+:func:`run` is the one Monte Carlo loop of the package: network ``i`` of a seed is always drawn from
+``numpy.random.SeedSequence(seed, spawn_key=(i,))``, networks are processed in batches (stacks) of
+``batch_size``, batches go to any ``concurrent.futures``-style executor, a tqdm bar counts networks, and the
+per-network results come back in network order as :class:`Samples` (mean, standard error, bootstrap). Results are
+reproducible per seed and bit-identical whatever the batch size or executor. :func:`simulate` (the empirical kernels
+below) and every sampler of :mod:`meanfield.dispersion` run on it.
 
 :func:`simulate` draws ``n_nets`` independent networks from a :class:`~meanfield.Network` spec and records, per
-network and exactly, the kernels of signal_propagation.md sec. 4.3 and 9. It runs the package's single
-forward/backward pass (:mod:`meanfield.finite`) on stacks of ``batch_size`` networks, so every layer of a whole
-stack is one batched BLAS call, and memory is bounded by ``batch_size``, not by ``n_nets``.
+network and exactly, the forward, backward and layer tangent kernels (Lou et al. 2022, eq. (9)). It runs the
+package's single forward/backward pass (:mod:`meanfield.finite.mlp`) on stacks of ``batch_size`` networks, so every
+layer of a whole stack is one batched BLAS call, and memory is bounded by ``batch_size``, not by ``n_nets``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import numbers
 import sys
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._checks import check_int
 from ..activations import KIND_LEAKY
 from ..network import Network
-from .mlp import _backward, _draw, _forward, _gram, _multipliers, _seed_sequences
+from .mlp import MLP, backward_factor, gram, tangent_kernel
+from .stack import draw_stack
+from .streams import root_sequence, seed_sequences, sfc64_states
 
-__all__ = ["simulate", "Simulation", "Bootstrap", "QUANTITIES"]
+__all__ = ["QUANTITIES", "Batch", "Bootstrap", "Samples", "Simulation", "bootstrap", "run", "simulate", "stderr"]
 
 #: Quantities :func:`simulate` can record.
 QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
@@ -29,6 +37,9 @@ _NEEDS_BACKWARD = ("backward", "ntk_layers", "ntk")
 _MEMORY_BUDGET = 128 * 2**20  # bytes of working memory per stack when batch_size is None
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# statistics over networks
+# ----------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Bootstrap:
     """A bootstrap estimate: the statistic on the full sample and its bootstrap standard error."""
@@ -37,31 +48,79 @@ class Bootstrap:
     stderr: np.ndarray | float
 
 
+def stderr(values, name: str = "values") -> np.ndarray | float:
+    """Standard error of the mean over the leading axis, ``std(ddof=1) / sqrt(n)`` (needs ``n >= 2``).
+
+    Also the delta-method standard error of a smooth statistic when ``values`` are its influence values.
+
+    >>> stderr(np.array([1.0, 2.0, 3.0, 4.0]))
+    0.6454972243679028
+    """
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim == 0 or a.shape[0] < 2:
+        raise ValueError(f"a standard error needs at least 2 {name} (n_nets >= 2), got shape {a.shape}")
+    se = a.std(axis=0, ddof=1) / np.sqrt(a.shape[0])
+    return se if se.ndim else float(se)
+
+
+def bootstrap(statistic, samples, n_boot: int = 1000, seed=0) -> Bootstrap:
+    """Bootstrap (over networks) estimate and standard error of any statistic of per-network samples.
+
+    Parameters
+    ----------
+    statistic : callable
+        ``statistic(samples) -> float or ndarray``, called on the full sample and on every resample.
+    samples : ndarray or dict of ndarray
+        Per-network values (leading axis = networks), or a dict of such arrays resampled together (so statistics
+        that combine several quantities of the same networks keep their correlations).
+    n_boot : int
+        Number of bootstrap resamples (>= 2).
+    seed : None, int or numpy.random.SeedSequence
+        Seed of the resampling (``numpy.random.default_rng(seed)``).
+
+    Returns
+    -------
+    Bootstrap
+        ``estimate = statistic(samples)`` and ``stderr`` = the standard deviation (``ddof=1``) over the resamples
+        whose statistic is finite (a resample can make a ratio's denominator vanish).
+
+    Examples
+    --------
+    >>> b = bootstrap(lambda t: t.mean(), np.arange(10.0), n_boot=200, seed=1)
+    >>> b.estimate, bool(0.5 < b.stderr < 1.5)
+    (4.5, True)
+    """
+    if not callable(statistic):
+        raise ValueError("statistic must be a callable of the samples")
+    n_boot = check_int(n_boot, "n_boot", 2)
+    arrays = samples if isinstance(samples, dict) else {None: np.asarray(samples)}
+    n = next(iter(arrays.values())).shape[0]
+    rng = np.random.default_rng(seed)
+    estimate = np.asarray(statistic(samples), dtype=np.float64)
+    reps = np.empty((n_boot,) + estimate.shape)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        resample = {q: a[idx] for q, a in arrays.items()}
+        reps[b] = statistic(resample if isinstance(samples, dict) else resample[None])
+    finite = np.all(np.isfinite(reps.reshape(n_boot, -1)), axis=1)
+    se = reps[finite].std(axis=0, ddof=1)
+    return Bootstrap(estimate if estimate.ndim else float(estimate), se if se.ndim else float(se))
+
+
 @dataclass(frozen=True)
-class Simulation:
-    """Samples of empirical kernels over independent finite networks (the result of :func:`simulate`).
+class Samples:
+    """Per-network results of a Monte Carlo run (the result of :func:`run`).
 
     Attributes
     ----------
-    net : Network
-        The spec the networks were drawn from.
-    X : ndarray, shape (n, d)
-        The inputs.
-    seed : int
-        Network ``i`` was drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))``.
-    bias : bool
-        Whether the networks had bias parameters.
     samples : dict
-        Quantity name -> array with a leading axis of length ``n_nets``: ``nngp`` ``(n_nets, [L,] n, n)``,
-        ``backward`` and ``ntk_layers`` ``(n_nets, L, n, n)``, ``ntk`` ``(n_nets, n, n)``, ``outputs``
-        ``(n_nets, n)``.
+        Quantity name -> array with a leading axis of length ``n_nets`` (network ``i`` at index ``i``).
+    seed : int or numpy.random.SeedSequence
+        Network ``i`` was drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))``.
     """
 
-    net: Network
-    X: np.ndarray
-    seed: int
-    bias: bool
     samples: dict = field(repr=False)
+    seed: int | np.random.SeedSequence
 
     @property
     def n_nets(self) -> int:
@@ -72,12 +131,9 @@ class Simulation:
         return tuple(self.samples)
 
     def __getitem__(self, q: str) -> np.ndarray:
-        return self.samples[self._check(q)]
-
-    def _check(self, q):
         if q not in self.samples:
             raise ValueError(f"quantity {q!r} was not recorded; recorded: {', '.join(self.samples)}")
-        return q
+        return self.samples[q]
 
     def mean(self, q: str) -> np.ndarray:
         """Monte Carlo mean over networks of quantity ``q``."""
@@ -85,10 +141,185 @@ class Simulation:
 
     def stderr(self, q: str) -> np.ndarray:
         """Standard error of :meth:`mean`, ``std(ddof=1) / sqrt(n_nets)`` (needs ``n_nets >= 2``)."""
-        a = self[q]
-        if a.shape[0] < 2:
-            raise ValueError("stderr needs n_nets >= 2")
-        return a.std(axis=0, ddof=1) / np.sqrt(a.shape[0])
+        return stderr(self[q], "networks")
+
+    def bootstrap(self, statistic, n_boot: int = 1000, seed=0) -> Bootstrap:
+        """Bootstrap (over networks) of ``statistic(samples)``, where ``samples`` maps each recorded quantity to
+        its per-network array; see :func:`bootstrap`.
+
+        Examples
+        --------
+        The NTK dispersion ``E[Theta^2] / E[Theta]^2`` with the unbiased estimate of ``E[Theta]^2`` in the
+        denominator, as Seleznova & Kutyniok 2022 (App. C.3) estimate it, with a bootstrap standard error:
+
+        >>> import numpy as np
+        >>> from meanfield import Network
+        >>> sim = simulate(np.eye(2), Network(3, "relu", width=16), n_nets=50, seed=0, quantities=("ntk",))
+        >>> def dispersion(s):
+        ...     t = s["ntk"][:, 0, 0]
+        ...     m1, m2, M = t.mean(), (t * t).mean(), t.size
+        ...     return m2 / (M / (M - 1) * (m1 * m1 - m2 / M))
+        >>> b = sim.bootstrap(dispersion, n_boot=200)
+        >>> bool(b.estimate > 1 and 0 < b.stderr < 1)
+        True
+        """
+        return bootstrap(statistic, self.samples, n_boot, seed)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the runner
+# ----------------------------------------------------------------------------------------------------------------
+def blas_limit(threads):
+    """Limit the BLAS thread pool (threadpoolctl, when installed) inside a ``with`` block; None: no limit."""
+    if threads is None:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Networks ``start..stop-1`` of a seed: what a task of :func:`run` receives.
+
+    Network ``i`` owns ``SeedSequence(root.entropy, spawn_key=root.spawn_key + (i,))``: :attr:`seeds` gives these
+    (for :func:`meanfield.finite.stack.draw_stack` or :func:`meanfield.finite.streams.generator`), :meth:`sfc64_states`
+    the seeded SFC64 states of the same streams for numba kernels (:mod:`meanfield.finite.streams`).
+    """
+
+    root: np.random.SeedSequence
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def seeds(self) -> list:
+        return seed_sequences(self.root, self.stop - self.start, self.start)
+
+    def sfc64_states(self) -> np.ndarray:
+        return sfc64_states(self.root, self.start, self.stop)
+
+
+def _run_batch(task, batch, args, blas_threads):
+    """One task call on ``batch``, with limited BLAS threads."""
+    with blas_limit(blas_threads):
+        return batch.start, task(batch, *args)
+
+
+def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, progress: bool = False,
+        blas_threads: int | None = 1, desc: str = "networks") -> Samples:  # fmt: skip
+    """Run ``task`` over ``n_nets`` independent random networks, in batches, and collect per-network results.
+
+    Parameters
+    ----------
+    task : callable
+        ``task(batch, *args) -> dict`` of arrays whose leading axis has length ``len(batch)``: one row per network,
+        network ``k`` of the :class:`Batch` drawn only from its own stream (``batch.seeds[k]`` or
+        ``batch.sfc64_states()[k]``). Must be picklable for a process pool (a module-level function).
+    n_nets : int
+        Number of networks.
+    seed : None, int or numpy.random.SeedSequence
+        Network ``i`` receives ``SeedSequence(seed, spawn_key=(i,))``; None draws fresh entropy once (stored in
+        the result's ``seed``).
+    args : tuple
+        Further arguments of ``task`` (picklable for a process pool).
+    batch_size : int
+        Networks per task call.
+    executor : concurrent.futures.Executor, optional
+        Anything with ``submit`` (a ``ThreadPoolExecutor``, a ``ProcessPoolExecutor``, a Dask
+        ``Client.get_executor()``); batches are merged in network order. None runs them here, one after another.
+    progress : bool
+        Show a tqdm progress bar counting networks.
+    blas_threads : int or None
+        BLAS threads while a batch is computed (threadpoolctl, when installed); None leaves BLAS alone.
+    desc : str
+        Label of the progress bar.
+
+    Returns
+    -------
+    Samples
+        Every array of ``task`` concatenated over batches, in network order. Bit-identical for every
+        ``batch_size`` and executor, because network ``i`` depends only on its own seed sequence.
+
+    Examples
+    --------
+    >>> from meanfield.finite.streams import generator
+    >>> def norms(batch, d):
+    ...     return {"norm": np.array([np.linalg.norm(generator(s).standard_normal(d)) for s in batch.seeds])}
+    >>> a = run(norms, 10, seed=3, args=(5,), batch_size=4)
+    >>> b = run(norms, 10, seed=3, args=(5,), batch_size=10)
+    >>> a["norm"].shape, bool(np.array_equal(a["norm"], b["norm"]))
+    ((10,), True)
+    """
+    if not callable(task):
+        raise ValueError("task must be a callable task(batch, *args) -> dict of arrays")
+    n_nets = check_int(n_nets, "n_nets")
+    batch_size = check_int(batch_size, "batch_size")
+    if blas_threads is not None:
+        blas_threads = check_int(blas_threads, "blas_threads")
+    if executor is not None and not hasattr(executor, "submit"):
+        raise ValueError("executor must be a concurrent.futures.Executor (an object with .submit)")
+    root = root_sequence(seed)
+    batches = [Batch(root, s, min(s + batch_size, n_nets)) for s in range(0, n_nets, batch_size)]
+    samples = {}
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=n_nets, disable=not progress, desc=desc, unit="net")
+
+    def store(start, out):
+        if not isinstance(out, dict) or not out:
+            raise ValueError("task must return a non-empty dict of per-network arrays")
+        for q, a in out.items():
+            a = np.asarray(a)
+            if q not in samples:
+                samples[q] = np.empty((n_nets,) + a.shape[1:], dtype=a.dtype)
+            samples[q][start : start + a.shape[0]] = a
+        bar.update(np.shape(next(iter(out.values())))[0])
+
+    try:
+        if executor is None:
+            for batch in batches:
+                store(*_run_batch(task, batch, args, blas_threads))
+        else:
+            futures = [executor.submit(_run_batch, task, batch, args, blas_threads) for batch in batches]
+            for fut in futures:
+                store(*fut.result())
+    finally:
+        bar.close()
+    return Samples(samples, seed if seed is not None else root.entropy)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# empirical kernels of finite networks
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Simulation(Samples):
+    """Samples of empirical kernels over independent finite networks (the result of :func:`simulate`).
+
+    Attributes
+    ----------
+    samples : dict
+        Quantity name -> array with a leading axis of length ``n_nets``: ``nngp`` ``(n_nets, [L,] n, n)``,
+        ``backward`` and ``ntk_layers`` ``(n_nets, L, n, n)``, ``ntk`` ``(n_nets, n, n)``, ``outputs``
+        ``(n_nets, n)``.
+    seed : int
+        Network ``i`` was drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))``.
+    net : Network
+        The spec the networks were drawn from.
+    X : ndarray, shape (n, d)
+        The inputs.
+    bias : bool
+        Whether the networks had bias parameters.
+    """
+
+    net: Network
+    X: np.ndarray
+    bias: bool
 
     def zscore(self, q: str, theory) -> np.ndarray:
         """``(mean - theory) / stderr`` entrywise.
@@ -106,62 +337,7 @@ class Simulation:
             z = np.where(exact & (np.abs(diff) > 1e-12 * scale), np.copysign(np.inf, diff), z)
         return z
 
-    def bootstrap(self, statistic, n_boot: int = 1000, seed: int = 0) -> Bootstrap:
-        """Bootstrap (over networks) estimate and standard error of any statistic of the samples.
 
-        Parameters
-        ----------
-        statistic : callable
-            ``statistic(samples) -> float or ndarray``, where ``samples`` maps each recorded quantity to its
-            array of per-network values (leading axis = networks), e.g.
-            ``lambda s: (s["ntk"] ** 2).mean(0) / s["ntk"].mean(0) ** 2``.
-        n_boot : int
-            Number of bootstrap resamples (>= 2).
-        seed : int
-            Seed of the resampling.
-
-        Returns
-        -------
-        Bootstrap
-            ``estimate = statistic(samples)`` and ``stderr`` = the standard deviation over resamples.
-
-        Notes
-        -----
-        Resamples networks with replacement, so statistics that combine several quantities of the same
-        networks keep their correlations. Seed 004 (App. C.3) estimates the NTK dispersion
-        ``E[Theta^2] / E[Theta]^2`` with the unbiased ``mu_1^2 = M/(M-1) (mean^2 - mean(Theta^2)/M)`` in the
-        denominator and reports a bootstrap standard error; that is the example below.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from meanfield import Network
-        >>> sim = simulate(np.eye(2), Network(3, "relu", width=16), n_nets=50, seed=0, quantities=("ntk",))
-        >>> def dispersion(s):
-        ...     t = s["ntk"][:, 0, 0]
-        ...     m1, m2, M = t.mean(), (t * t).mean(), t.size
-        ...     return m2 / (M / (M - 1) * (m1 * m1 - m2 / M))
-        >>> b = sim.bootstrap(dispersion, n_boot=200)
-        >>> bool(b.estimate > 1 and 0 < b.stderr < 1)
-        True
-        """
-        if not callable(statistic):
-            raise ValueError("statistic must be a callable of the samples dict")
-        if isinstance(n_boot, bool) or not isinstance(n_boot, numbers.Integral) or n_boot < 2:
-            raise ValueError(f"n_boot must be an integer >= 2, got {n_boot!r}")
-        rng = np.random.default_rng(seed)
-        n = self.n_nets
-        estimate = np.asarray(statistic(self.samples), dtype=np.float64)
-        reps = np.empty((n_boot,) + estimate.shape)
-        for b in range(n_boot):
-            idx = rng.integers(0, n, n)
-            reps[b] = statistic({q: a[idx] for q, a in self.samples.items()})
-        est = estimate if estimate.ndim else float(estimate)
-        se = reps.std(axis=0, ddof=1)
-        return Bootstrap(est, se if se.ndim else float(se))
-
-
-# ----------------------------------------------------------------------------------------------------------------
 def _pack(net: Network) -> dict:
     """A picklable description of ``net`` (closures of the leaky-ReLU family are rebuilt from their slope)."""
     act = net.activation
@@ -176,65 +352,38 @@ def _pack(net: Network) -> dict:
     )
 
 
-def _blas_limit(threads):
-    """Limit the BLAS thread pool (threadpoolctl, when installed) for the duration of a chunk."""
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads, user_api="blas")
-
-
-def _simulate_chunk(X, spec, seed, start, stop, quantities, layers, bias, blas_threads=None):
-    """Record ``quantities`` for networks ``start..stop-1`` of ``seed`` as one stack, with limited BLAS threads."""
-    with _blas_limit(blas_threads):
-        return _chunk(X, spec, seed, start, stop, quantities, layers, bias)
-
-
-def _chunk(X, spec, seed, start, stop, quantities, layers, bias):
-    """Record ``quantities`` for networks ``start..stop-1`` of ``seed`` as one stack (no loop over networks)."""
+def _kernels_task(batch, X, spec, quantities, layers, bias):
+    """Record ``quantities`` for the networks of ``batch`` as one stack (no loop over networks)."""
     net = Network(**spec)
     L = net.depth
     fan = net.fan_ins(X.shape[1])
-    Ws, bs = _draw(net, X.shape[1], 1, bias, _seed_sequences(seed, stop - start, start))
-    mw, mb = _multipliers(net, fan)
-    zs, hs = _forward(X, Ws, bs, mw, mb, net.activation)
-    S, n = stop - start, X.shape[0]
-    sb2 = net.sigma_b2 if bias else 0.0
+    mlp = MLP(net, *draw_stack(net, X.shape[1], 1, bias, batch.seeds))
+    zs, hs = mlp.forward_pass(X)
+    S, n = len(batch), X.shape[0]
     out = {}
     if "outputs" in quantities:
         out["outputs"] = zs[-1][:, :, 0]
-    grams = [np.broadcast_to(_gram(h), (S, n, n)) for h in hs] if set(quantities) - {"outputs"} else None
+    grams = [np.broadcast_to(gram(h), (S, n, n)) for h in hs] if set(quantities) - {"outputs"} else None
     if "nngp" in quantities:
+        sb2 = net.sigma_b2 if bias else 0.0
         ls = range(L) if layers else [L - 1]
         F = np.stack([net.sigma_w2 / fan[l] * grams[l] + sb2 for l in ls], axis=1)
         out["nngp"] = F if layers else F[:, 0]
     if any(q in quantities for q in _NEEDS_BACKWARD):
-        seed_delta = np.ones((1, 1, n, 1))
-        deltas = _backward(zs, Ws, mw, net.activation, seed_delta)
+        deltas = mlp.backward_pass(X, zs)
         B = np.empty((S, L, n, n))
         for l in range(L):
-            B[:, l] = _gram(deltas[l][:, 0])
-        omega_w, omega_b = mw**2, (mb**2 if bias else np.zeros(L))
+            B[:, l] = backward_factor(deltas[l])
         if "backward" in quantities:
             out["backward"] = B
         if "ntk_layers" in quantities or "ntk" in quantities:
-            K = np.stack([(omega_w[l] * grams[l] + omega_b[l]) * B[:, l] for l in range(L)], axis=1)
+            omega_w, omega_b = mlp.kernel_weights()
+            K = np.stack([tangent_kernel(grams[l], B[:, l], omega_w[l], omega_b[l]) for l in range(L)], axis=1)
             if "ntk_layers" in quantities:
                 out["ntk_layers"] = K
             if "ntk" in quantities:
                 out["ntk"] = K.sum(axis=1)
-    return start, out
-
-
-def _shapes(q, n, L, layers, n_nets):
-    if q == "outputs":
-        return (n_nets, n)
-    if q in _PER_LAYER or (q == "nngp" and layers):
-        return (n_nets, L, n, n)
-    return (n_nets, n, n)
+    return out
 
 
 def _per_net_bytes(net: Network, d: int, n: int, bias: bool) -> int:
@@ -254,7 +403,7 @@ def simulate(
     quantities=("nngp", "ntk"),
     layers: bool = False,
     batch_size: int | None = None,
-    executor: Executor | None = None,
+    executor=None,
     progress: bool | None = None,
     bias: bool = True,
     blas_threads: int | None = 1,
@@ -272,7 +421,7 @@ def simulate(
     seed : int
         Network ``i`` is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (the same network as
         ``MLP.sample(net, d, seed, n_nets=...)[i]``), so results are bit-identical whatever ``batch_size``,
-        ``executor`` or number of workers.
+        ``executor`` or number of workers (:func:`run`).
     quantities : sequence of str
         Any of ``"nngp"`` (forward kernels ``F_l``), ``"backward"`` (``B_l``), ``"ntk_layers"`` (``K_l``),
         ``"ntk"`` (``sum_l K_l``) and ``"outputs"`` (``f(X)``). Only these are computed and stored.
@@ -299,13 +448,13 @@ def simulate(
 
     Notes
     -----
-    Per network, exactly (signal_propagation.md, sec. 1, 4.3, 9): the forward kernel
-    ``F_l = sigma_w^2/N_{l-1} h_{l-1}.h'_{l-1} + sigma_b^2`` (the finite-width ``Sigma_l``; ``F_1`` is
-    deterministic), the backward kernel ``B_l = delta_l.delta'_l`` with ``delta_l = df/dz_l`` (``B_L = 1``), and the
-    layer tangent kernel ``K_l = omega_W h_{l-1}.h'_{l-1} B_l + omega_b B_l`` with ``(omega_W, omega_b) =
-    (sigma_w^2/N_{l-1}, sigma_b^2)`` in NTP (so ``K_l = F_l * B_l``) and ``(1, 1)`` in SP (seed 000 eq. (9),
-    with biases). As ``N -> inf`` in NTP, ``E F_l -> Sigma_l``, ``E B_l -> prod_{k>l} Sigmadot_k`` and
-    ``E K_l -> Theta^(l)``; the finite-width bias is ``O(1/N)``.
+    Per network, exactly: the forward kernel ``F_l = sigma_w^2/N_{l-1} h_{l-1}.h'_{l-1} + sigma_b^2`` (the
+    finite-width ``Sigma_l``; ``F_1`` is deterministic), the backward kernel ``B_l = delta_l.delta'_l`` with
+    ``delta_l = df/dz_l`` (``B_L = 1``), and the layer tangent kernel ``K_l = omega_W h_{l-1}.h'_{l-1} B_l +
+    omega_b B_l`` with ``(omega_W, omega_b) = (sigma_w^2/N_{l-1}, sigma_b^2)`` in NTP (so ``K_l = F_l * B_l``)
+    and ``(1, 1)`` in SP (Lou et al. 2022, eq. (9), with biases; :func:`meanfield.finite.mlp.tangent_kernel`).
+    As ``N -> inf`` in NTP, ``E F_l -> Sigma_l``, ``E B_l -> prod_{k>l} Sigmadot_k`` and ``E K_l -> Theta^(l)``;
+    the finite-width bias is ``O(1/N)`` (Hanin & Nica 2019).
 
     Examples
     --------
@@ -327,10 +476,8 @@ def simulate(
         raise ValueError(f"X must be a non-empty 2-D array (n, d), got shape {X.shape}")
     if not np.all(np.isfinite(X)):
         raise ValueError("X must contain only finite numbers")
-    if isinstance(n_nets, bool) or not isinstance(n_nets, numbers.Integral) or n_nets < 1:
-        raise ValueError(f"n_nets must be an integer >= 1, got {n_nets!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    n_nets = check_int(n_nets, "n_nets")
+    seed = check_int(seed, "seed", 0)
     if isinstance(quantities, str):
         quantities = (quantities,)
     quantities = tuple(dict.fromkeys(quantities))
@@ -340,42 +487,9 @@ def simulate(
     n, d = X.shape
     if batch_size is None:
         batch_size = max(1, min(n_nets, _MEMORY_BUDGET // _per_net_bytes(net, d, n, bias)))
-    elif isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if executor is not None and not isinstance(executor, Executor) and not hasattr(executor, "submit"):
-        raise ValueError("executor must be a concurrent.futures.Executor (an object with .submit)")
     if progress is None:
         progress = sys.stderr.isatty()
-
-    n_nets, seed, batch_size = int(n_nets), int(seed), int(batch_size)
-    L = net.depth
-    samples = {q: np.empty(_shapes(q, n, L, layers, n_nets)) for q in quantities}
-    spec = _pack(net)
-    chunks = [(s, min(s + batch_size, n_nets)) for s in range(0, n_nets, batch_size)]
-    args = (X, spec, seed)
-    if blas_threads is not None and (
-        isinstance(blas_threads, bool) or not isinstance(blas_threads, numbers.Integral) or blas_threads < 1
-    ):
-        raise ValueError(f"blas_threads must be None or an integer >= 1, got {blas_threads!r}")
-    rest = (quantities, bool(layers), bool(bias), blas_threads)
-
-    from tqdm import tqdm
-
-    bar = tqdm(total=n_nets, disable=not progress, desc="networks", unit="net")
-
-    def store(start, out):
-        for q, a in out.items():
-            samples[q][start : start + a.shape[0]] = a
-        bar.update(next(iter(out.values())).shape[0])
-
-    try:
-        if executor is None:
-            for a, b in chunks:
-                store(*_simulate_chunk(*args, a, b, *rest))
-        else:
-            futures = [executor.submit(_simulate_chunk, *args, a, b, *rest) for a, b in chunks]
-            for fut in futures:
-                store(*fut.result())
-    finally:
-        bar.close()
-    return Simulation(net, X, seed, bool(bias), samples)
+    args = (X, _pack(net), quantities, bool(layers), bool(bias))
+    res = run(_kernels_task, n_nets, seed, args, batch_size, executor, progress, blas_threads)
+    samples = {q: res.samples[q] for q in quantities}  # in the order asked for
+    return Simulation(samples, seed, net, X, bool(bias))

@@ -9,11 +9,8 @@ from .measures import (
     cnfc_early,
     cuc_ratio,
     double_centered_nfc,
-    gd_step,
     nfc,
     ptk_centered_nfc,
-    slo_step,
-    step_scales,
 )
 from .quadratic import (
     FORMS,
@@ -41,12 +38,9 @@ __all__ = [
     "cuc_ratio",
     "double_centered_nfc",
     "egop",
-    "gd_step",
     "nfc",
     "ptk_centered_nfc",
     "quadratic_expected_second_derivatives",
     "quadratic_free_cnfc",
     "quadratic_r_moments",
-    "slo_step",
-    "step_scales",
 ]
