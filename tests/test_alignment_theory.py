@@ -10,6 +10,7 @@ from scipy import optimize
 
 import meanfield as mf
 from meanfield.alignment import cumulative_power, init_layer_alignment, learning_curve
+from meanfield.data import to_sphere
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def _clusters(d=16, n=60, seed=0):
     rng = np.random.default_rng(seed)
     lab = np.repeat([0, 1], n // 2)
     X = rng.standard_normal((2, d))[lab] + rng.standard_normal((n, d))
-    return X / np.linalg.norm(X, axis=1, keepdims=True) * np.sqrt(d), np.eye(2)[lab]
+    return to_sphere(X), np.eye(2)[lab]
 
 
 def _cka(K, T):

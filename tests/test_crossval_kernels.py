@@ -93,13 +93,7 @@ def test_one_hidden_layer_relu_ntk_matches_the_closed_form():
     An independent run (width 20000, 300 nets) gave 0.63627 +- 0.00078 vs 0.63662 at rho = 0.
     """
     d = 8
-    rng = np.random.default_rng(5)
-    x0 = rng.standard_normal(d)
-    x0 *= np.sqrt(d) / np.linalg.norm(x0)
-    v = rng.standard_normal(d)
-    v -= (v @ x0) / d * x0
-    v *= np.sqrt(d) / np.linalg.norm(v)
-    X = np.stack([x0, v, 0.9 * x0 + np.sqrt(1 - 0.81) * v])
+    X = inputs_at_correlations([0.0, 0.9], d=d, seed=5)  # x0, a partner at rho = 0 and one at rho = 0.9
     rho = np.clip(X @ X.T / d, -1, 1)
     th = np.arccos(rho)
     closed = 4.0 * (2 * rho * (np.pi - th) + np.sin(th)) / (2 * np.pi)

@@ -18,6 +18,7 @@ import meanfield.nfa as nf
 from meanfield import MLP, Activation, Network
 from meanfield.cli import Result
 from meanfield.cli import nfa_early as cli_nfa
+from meanfield.data import to_sphere
 from meanfield.finite import gd_step, slo_step
 
 QUADRATIC = Activation(lambda u: u * u, lambda u: 2.0 * u, "quadratic")
@@ -39,8 +40,7 @@ def _relu_net(width=128, depth=3):
 
 def _sphere_task(n=40, d=8, seed=0):
     """Infinite-width set-up: x on sqrt(d) S^{d-1}, y = sign(x1 x2) + x3 standardized."""
-    X = np.random.default_rng(seed).standard_normal((n, d))
-    X *= np.sqrt(d) / np.linalg.norm(X, axis=1, keepdims=True)
+    X = to_sphere(np.random.default_rng(seed).standard_normal((n, d)))
     y = np.sign(X[:, 0] * X[:, 1]) + X[:, 2]
     return X, (y - y.mean()) / y.std()
 

@@ -7,6 +7,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import nfa
 from ..activations import get_activation
+from ..data import to_sphere
 from ..finite.mlp import MLP
 from ..network import Network
 from . import Result, UsageError, add_json_flag
@@ -46,8 +47,7 @@ def add_parser(subparsers) -> None:
 
 def _task(args):
     rng = np.random.default_rng(args.seed)
-    X = rng.standard_normal((args.samples, args.dim))
-    X *= np.sqrt(args.dim) / np.linalg.norm(X, axis=1, keepdims=True)  # inputs on sqrt(d) S^{d-1}
+    X = to_sphere(rng.standard_normal((args.samples, args.dim)))  # inputs on sqrt(d) S^{d-1}
     if args.task == "sign":
         if args.dim < 3:
             raise UsageError(f"--task sign needs --dim >= 3, got {args.dim}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data import to_sphere
 from . import Result, UsageError, add_json_flag
 
 THEORY_QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk")
@@ -61,8 +62,7 @@ def _inputs(args) -> np.ndarray:
         raise UsageError(f"--random must be N,D (two integers), got {args.random!r}") from None
     if n < 1 or d < 1:
         raise UsageError(f"--random N,D needs N >= 1 and D >= 1, got {args.random!r}")
-    X = np.random.default_rng(args.seed).standard_normal((n, d))
-    return X * np.sqrt(d) / np.linalg.norm(X, axis=1, keepdims=True)
+    return to_sphere(np.random.default_rng(args.seed).standard_normal((n, d)))
 
 
 def run(args) -> Result:
