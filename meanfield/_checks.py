@@ -120,3 +120,21 @@ def check_operator_size(n: int, o: int, force: bool = False, limit: int = MAX_OP
             "or force=True"
         )
     return size
+
+
+def check_network(net, name: str = "net"):
+    """``net`` if it is a :class:`meanfield.Network` (the spec every theory function takes first), else a ValueError.
+
+    >>> check_network("relu")
+    Traceback (most recent call last):
+    ...
+    ValueError: net must be a meanfield.Network (the spec carrying the activation and both variances), got str
+    """
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise ValueError(
+            f"{name} must be a meanfield.Network (the spec carrying the activation and both variances), "
+            f"got {type(net).__name__}"
+        )
+    return net

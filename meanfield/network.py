@@ -52,7 +52,7 @@ class Network:
     Examples
     --------
     >>> net = Network(5, "tanh", sigma_w2=1.5, sigma_b2=0.05, width=128)
-    >>> net.widths
+    >>> net.width
     (128, 128, 128, 128)
     >>> Network(3, sigma_w2=-1.0)
     Traceback (most recent call last):
@@ -108,11 +108,6 @@ class Network:
         if not np.isfinite(out):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
         return out
-
-    @property
-    def widths(self) -> tuple[int, ...] | None:
-        """Hidden widths ``(N_1, ..., N_{L-1})``, or None at infinite width."""
-        return self.width
 
     @property
     def finite(self) -> bool:

@@ -123,7 +123,7 @@ def test_near_parallel_inputs_track_one_minus_c_exactly(act):
     X = np.array([[1.0, 0.0], [np.cos(eps), np.sin(eps)]]) * np.sqrt(2)
     net = mf.Network(30, act, 1.8, 0.0 if act == "relu" else 0.1)
     k = mf.kernels(X, net, layers=True)
-    curve = mf.pair_curve(30, act, 1.8, net.sigma_b2, q1=net.sigma_w2 + net.sigma_b2, s=2 * np.sin(eps / 2) ** 2)
+    curve = mf.pair_curve(net, q1=net.sigma_w2 + net.sigma_b2, s=2 * np.sin(eps / 2) ** 2)
     # the curve starts from the same s as the kernels (up to the bias) only for relu at sigma_b2 = 0
     q = k.nngp_layers[:, 0, 0]
     s_kern = 1 - k.nngp_layers[:, 0, 1] / q

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from ..finite.mlp import MLP
 from ..network import Network

@@ -23,12 +23,12 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from .._jit import njit
 
 from ..activations import KIND_LEAKY
-from ..gaussian.maps import _h
+from ..gaussian.closed import h_theta as _h
 from ..network import Network
-from ..propagation.dataset import check_inputs, pair_curve
+from ..propagation import check_inputs, pair_curve
 
 __all__ = [
     "InformationLoss",

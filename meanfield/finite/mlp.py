@@ -81,7 +81,7 @@ def _draw(net: Network, d: int, outputs: int, bias: bool, seqs) -> tuple[list, l
     depends only on its own seed sequence, never on which stack it is drawn in.
     """
     fan = net.fan_ins(d)
-    outs = net.widths + (outputs,)
+    outs = net.width + (outputs,)
     S = len(seqs)
     Ws = [np.empty((S, o, f)) for o, f in zip(outs, fan, strict=True)]
     bs = [np.empty((S, o)) for o in outs] if bias else None
@@ -229,7 +229,7 @@ class MLP:
         stack = weights[0].shape[0] if nd == 3 else None
         d = weights[0].shape[-1]
         fan = net.fan_ins(d)
-        outs = net.widths + (weights[-1].shape[-2],)
+        outs = net.width + (weights[-1].shape[-2],)
         for l, w in enumerate(weights):
             want = (outs[l], fan[l]) if stack is None else (stack, outs[l], fan[l])
             if w.shape != want:

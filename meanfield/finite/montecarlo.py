@@ -239,7 +239,7 @@ def _shapes(q, n, L, layers, n_nets):
 
 def _per_net_bytes(net: Network, d: int, n: int, bias: bool) -> int:
     fan = net.fan_ins(d)
-    outs = net.widths + (1,)
+    outs = net.width + (1,)
     params = sum(o * f for o, f in zip(outs, fan, strict=True)) + (sum(outs) if bias else 0)
     acts = 4 * n * sum(outs)  # z, h, phi'(z), delta
     kernels = 4 * net.depth * n * n
