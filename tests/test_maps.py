@@ -105,7 +105,7 @@ def test_general_decorrelation_map_keeps_relative_precision(act, sw, sb, s):
 
 
 def test_relu_eoc_one_minus_c_matches_40_digit_recursion_at_depth_1e4():
-    # sheet sec. 5.1 / issue: l^2 (1 - c_l) for c_1 = 0 at l = 1e4 to 1e-6 relative
+    # l^2 (1 - c_l) for c_1 = 0 at l = 1e4 to 1e-6 relative (asymptotics derived in meanfield.equilibrium)
     curve = mf.pair_curve(mf.Network(10**4))
     ref = R.relu_eoc_one_minus_c(0.0, 10**4, dps=40)
     assert _rel(float(curve.s[-1]), ref) <= 1e-6

