@@ -27,7 +27,7 @@ import numpy as np
 from .._jit import njit
 from ..activations import Activation, get_activation
 from .closed import pair_correlation
-from .quadrature import hermite_basis
+from .quadrature import hermite_basis, rule_scale
 
 __all__ = [
     "HERMITE_UNROLL",
@@ -196,7 +196,7 @@ def _on_nodes(fn, activation, u, sw):
         f = np.asarray(fn(u), dtype=np.float64) * sw
     f[:, sw == 0] = 0.0
     if not np.all(np.isfinite(f)):
-        raise ValueError(f"activation {activation.name!r} returned non-finite values on Gauss-Hermite nodes")
+        raise ValueError(f"activation {activation.name!r} returned non-finite values on the quadrature nodes")
     return f
 
 
@@ -213,16 +213,15 @@ def _fold(f, psi):
 
 
 def _coefficients_at(activation: Activation, q: np.ndarray, order: int):
-    """(a, b) to ``order`` by Gauss-Hermite quadrature with ``max(3 order / 2, 128)`` nodes (an even number).
+    """(a, b) to ``order`` by the one 1-D rule (:func:`meanfield.gaussian.quadrature.hermite_basis`), built for
+    the largest variance of the batch.
 
     For ``q >= HERMITE_STEIN_Q``, b comes from a by Stein's identity E[phi'(sqrt q z) He_k(z)] =
     E[phi(sqrt q z) He_(k+1)(z)] / sqrt q, i.e. b_k = sqrt((k + 1) / q) a_(k+1): one activation evaluation and one
     product instead of two (the division by sqrt q amplifies a's rounding by at most 100 there). Smaller variances
     evaluate phi' itself.
     """
-    nodes = max(order + order // 2, 128)
-    nodes += nodes % 2
-    z, sw, psi = hermite_basis(nodes, order + 1)
+    z, sw, psi = hermite_basis(rule_scale(float(q.max())) if q.size else 0.0, order + 1)
     u = np.sqrt(q)[:, None] * z[None, :]
     a = _fold(_on_nodes(activation.fn, activation, u, sw), psi)
     b = a[:, 1:] * np.sqrt(np.arange(1.0, order + 1.0))[None, :]
@@ -255,8 +254,9 @@ def hermite_coefficients(activation, q, order=None):
 
     Notes
     -----
-    Computed by Gauss-Hermite quadrature with ``max(3 * order / 2, 128)`` nodes and the Gaussian weight folded into
-    the Hermite functions, so nothing overflows; for ``q >= 1e-4`` the coefficients of :math:`\phi'` come from
+    Computed by the one 1-D rule (:mod:`meanfield.gaussian.quadrature`: composite Gauss-Legendre with panels
+    sized by the order and the largest ``q``) with the Gaussian weight folded into the Hermite functions, so
+    nothing overflows; for ``q >= 1e-4`` the coefficients of :math:`\phi'` come from
     those of :math:`\phi` by Stein's identity, :math:`b_k = \sqrt{(k+1)/q}\,a_{k+1}`. Mehler's formula then gives
     every 2-D Gaussian moment,
     :math:`\mathbb E[\phi(u)\phi(v)] = \sum_k a_k(q_1)a_k(q_2)c^k`. The expansion converges geometrically for smooth
