@@ -138,3 +138,21 @@ def check_layers(l, depth: int, name: str = "l"):
     if not ls:
         raise ValueError(f"{name} must be a layer or a non-empty sequence of layers in [1, {depth}]")
     return tuple(check_int(v, name, 1, depth) for v in ls), single
+
+
+def check_network(net, name: str = "net"):
+    """``net`` if it is a :class:`meanfield.Network` (the spec every theory function takes first), else a ValueError.
+
+    >>> check_network("relu")
+    Traceback (most recent call last):
+    ...
+    ValueError: net must be a meanfield.Network (the spec carrying the activation and both variances), got str
+    """
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise ValueError(
+            f"{name} must be a meanfield.Network (the spec carrying the activation and both variances), "
+            f"got {type(net).__name__}"
+        )
+    return net

@@ -17,7 +17,7 @@ def _load(path: str) -> np.ndarray:
 
 def _kernel(args) -> Result:
     from ..network import Network
-    from ..propagation.dataset import kernels
+    from ..propagation import kernels
 
     X = _load(args.input)
     X2 = _load(args.input2) if args.input2 else None

@@ -8,9 +8,10 @@ from . import Result, add_json_flag
 
 
 def _phase(args) -> Result:
+    from ..network import Network
     from ..phase import phase
 
-    p = phase(args.activation, args.sigma_w2, args.sigma_b2)
+    p = phase(Network(1, args.activation, args.sigma_w2, args.sigma_b2))
     data = {
         "activation": args.activation,
         "sigma_w2": args.sigma_w2,
@@ -29,10 +30,11 @@ def _phase(args) -> Result:
 
 
 def _eoc(args) -> Result:
+    from ..network import Network
     from ..phase import edge_of_chaos, fixed_point_q
 
     sw = edge_of_chaos(args.activation, args.sigma_b2)
-    q = fixed_point_q(args.activation, sw, args.sigma_b2)
+    q = fixed_point_q(Network(1, args.activation, sw, args.sigma_b2))
     data = {"activation": args.activation, "sigma_b2": args.sigma_b2, "sigma_w2": sw, "q_star": q}
     return Result(data, ["quantity", "value"], [[k, v] for k, v in data.items()])
 

@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from .._checks import check_choice, check_int, check_real
+from .._jit import njit
 from ..activations import KIND_LEAKY
 from ..network import Network
 

@@ -18,9 +18,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from .._checks import check_choice, check_int, check_real
+from .._jit import njit
 from ..finite.mlp import MLP, kernel_factors, tangent_kernel
 from ..finite.montecarlo import run
 from ..finite.stack import draw_stack

@@ -24,12 +24,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_choice
+from .._checks import check_choice, check_network
 from ..activations import KIND_LEAKY
 from ..data import to_sphere
-from ..network import Network
-from ..propagation.dataset import check_inputs
-from .curves import _curves
+from ..propagation import check_inputs
+from .curves import curves
 
 __all__ = ["InformationLoss", "information_loss"]
 
@@ -42,13 +41,6 @@ FORMS = ("corrected", "published")
 #: factor multiplying :math:`1 - c_l` in :math:`\mathcal F_l`, per form. "published" is Lou et al. 2022, Thm. 1
 #: literally, :math:`|I^f_l - 1/2| = (1 - c_l)/2` for ReLU at (2, 0) with :math:`q_l = 1`.
 FORWARD_FACTOR = {"corrected": 1.0, "published": 0.5}
-
-
-def check_network(net) -> Network:
-    """``net`` if it is a :class:`~meanfield.Network`, else a ValueError naming the parameter."""
-    if not isinstance(net, Network):
-        raise ValueError(f"net must be a meanfield.Network, got {type(net).__name__}")
-    return net
 
 
 def check_depths(depth):
@@ -155,7 +147,7 @@ class LossModel:
         self.net = net
         self.form = form
         s0, self.rho = _pair_range(eps, pairs)
-        s, logr = _curves(net.depth, act, net.sigma_w2, net.sigma_b2, s0)
+        s, logr = curves(net.depth, act, net.sigma_w2, net.sigma_b2, s0)
         with np.errstate(divide="ignore"):
             self.log_f = np.log(np.max(s, axis=0)) + math.log(FORWARD_FACTOR[form])
         finite = np.isfinite(logr)
@@ -229,6 +221,7 @@ def information_loss(net, eps=0.5, pairs=None, form="corrected"):
 
     Examples
     --------
+    >>> from meanfield import Network
     >>> il = information_loss(Network(10))
     >>> round(float(il.forward[4]), 6), round(float(il.backward[4]), 6)   # layer 5 of a depth-10 ReLU net
     (0.395174, 0.354263)

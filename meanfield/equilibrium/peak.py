@@ -12,11 +12,11 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
-from .._checks import check_choice
+from .._checks import check_choice, check_network
+from .._jit import njit
 from .asymptotics import SCORES, peak_layer_constant
-from .information import FORMS, InformationLoss, LossModel, check_depths, check_network
+from .information import FORMS, InformationLoss, LossModel, check_depths
 
 __all__ = ["PeakLayer", "peak_layer"]
 

@@ -191,7 +191,7 @@ class MLP:
         stack = weights[0].shape[0] if nd == 3 else None
         d = weights[0].shape[-1]
         fan = net.fan_ins(d)
-        outs = net.widths + (weights[-1].shape[-2],)
+        outs = net.width + (weights[-1].shape[-2],)
         for l, w in enumerate(weights):
             want = (outs[l], fan[l]) if stack is None else (stack, outs[l], fan[l])
             if w.shape != want:

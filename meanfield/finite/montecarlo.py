@@ -388,7 +388,7 @@ def _kernels_task(batch, X, spec, quantities, layers, bias):
 
 def _per_net_bytes(net: Network, d: int, n: int, bias: bool) -> int:
     fan = net.fan_ins(d)
-    outs = net.widths + (1,)
+    outs = net.width + (1,)
     params = sum(o * f for o, f in zip(outs, fan, strict=True)) + (sum(outs) if bias else 0)
     acts = 4 * n * sum(outs)  # z, h, phi'(z), delta
     kernels = 4 * net.depth * n * n

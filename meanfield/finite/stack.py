@@ -38,7 +38,7 @@ def draw_stack(net: Network, d: int, outputs: int, bias: bool, seqs) -> tuple[li
     depends only on its own seed sequence, never on which stack it is drawn in.
     """
     fan = net.fan_ins(d)
-    outs = net.widths + (outputs,)
+    outs = net.width + (outputs,)
     S = len(seqs)
     Ws = [np.empty((S, o, f)) for o, f in zip(outs, fan, strict=True)]
     bs = [np.empty((S, o)) for o in outs] if bias else None

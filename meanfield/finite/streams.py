@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from .._checks import check_int
+from .._jit import njit
 
 __all__ = [
     "binomial_half",

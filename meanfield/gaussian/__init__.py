@@ -1,12 +1,14 @@
-"""Gaussian expectations: closed forms, the Hermite expansion and the one quadrature."""
+"""Gaussian expectations: closed forms, the Hermite expansion, the one 1-D quadrature and the scalar maps."""
 
+from .hermite import hermite_coefficients
 from .maps import (
     correlation_map,
     correlation_slope,
     decorrelation_map,
     gaussian_moments,
-    hermite_coefficients,
+    single_moments,
     variance_map,
+    variance_slope,
 )
 
 __all__ = [
@@ -15,5 +17,7 @@ __all__ = [
     "decorrelation_map",
     "gaussian_moments",
     "hermite_coefficients",
+    "single_moments",
     "variance_map",
+    "variance_slope",
 ]
