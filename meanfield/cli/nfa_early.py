@@ -10,7 +10,7 @@ from ..activations import get_activation
 from ..data import to_sphere
 from ..finite.mlp import MLP
 from ..network import Network
-from . import Result, UsageError, add_json_flag
+from . import Result, UsageError, add_json_flag, add_network_arguments
 
 TASKS = ("sign", "chain")
 
@@ -27,9 +27,7 @@ def add_parser(subparsers) -> None:
         ),
     )
     p.add_argument("--depth", type=int, default=3, help="number of weight matrices L >= 2 (default 3)")
-    p.add_argument("--activation", default="relu", help="activation (default relu)")
-    p.add_argument("--sigma-w2", type=float, default=2.0, help="weight variance sigma_w^2 (default 2)")
-    p.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance sigma_b^2 (default 0)")
+    add_network_arguments(p)
     p.add_argument("--dim", type=int, default=8, help="input dimension d (default 8)")
     p.add_argument("--samples", type=int, default=40, help="number of inputs n (default 40)")
     p.add_argument(

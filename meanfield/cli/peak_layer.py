@@ -11,7 +11,7 @@ from ..equilibrium.asymptotics import SCORES
 from ..equilibrium.information import FORMS, MAX_DEPTH
 from ..network import Network
 from ..stats import scaling_fit
-from . import Result, UsageError, add_json_flag
+from . import Result, UsageError, add_json_flag, add_network_arguments
 
 
 def parse_depths(tokens) -> np.ndarray:
@@ -115,9 +115,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--depth", nargs="+", required=True, metavar="L",
                    help="depths: integers and/or inclusive ranges a:b[:step], e.g. 10 20 50 or 10:1000")  # fmt: skip
-    p.add_argument("--activation", default="relu", help="activation (default relu)")
-    p.add_argument("--sigma-w2", type=float, default=2.0, help="weight variance (default 2, the ReLU EOC)")
-    p.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (default 0)")
+    add_network_arguments(p)
     p.add_argument("--eps", type=float, default=0.5, help="pairs with x.x'/d <= 1 - eps, eps in (0, 2)")
     p.add_argument("--form", choices=FORMS, default="corrected", help="relative F (corrected) or Thm. 1's (published)")
     p.add_argument("--score", choices=SCORES, default="crossing", help="crossing of log F and log B, or harmonic")

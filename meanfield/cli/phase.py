@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
-
-from . import Result, add_json_flag
+from . import Result, add_json_flag, add_network_arguments, finite_float
 
 
 def _phase(args) -> Result:
@@ -39,30 +37,14 @@ def _eoc(args) -> Result:
     return Result(data, ["quantity", "value"], [[k, v] for k, v in data.items()])
 
 
-def _float(name):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"--{name} must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise ValueError(f"--{name} must be finite, got {text!r}")
-        return value
-
-    parse.__name__ = name  # argparse names the type in its error message
-    return parse
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("phase", help="fixed points, chi_1, depth scales and the phase of an initialization")
-    p.add_argument("--activation", default="relu", help="activation name (default relu)")
-    p.add_argument("--sigma-w2", type=_float("sigma-w2"), default=2.0, help="weight variance (default 2)")
-    p.add_argument("--sigma-b2", type=_float("sigma-b2"), default=0.0, help="bias variance (default 0)")
+    add_network_arguments(p)
     add_json_flag(p)
     p.set_defaults(run=_phase)
 
     e = sub.add_parser("eoc", help="the weight variance on the edge of chaos for a bias variance")
     e.add_argument("--activation", default="tanh", help="activation name (default tanh)")
-    e.add_argument("--sigma-b2", type=_float("sigma-b2"), default=0.0, help="bias variance (default 0)")
+    e.add_argument("--sigma-b2", type=finite_float("sigma-b2"), default=0.0, help="bias variance (default 0)")
     add_json_flag(e)
     e.set_defaults(run=_eoc)

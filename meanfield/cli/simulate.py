@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data import to_sphere
-from . import Result, UsageError, add_json_flag
+from . import Result, UsageError, add_json_flag, add_network_arguments
 
 THEORY_QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk")
 MAX_ENTRY_ROWS = 60
@@ -30,9 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--depth", type=int, required=True, help="number of weight matrices L")
     p.add_argument("--width", type=int, required=True, help="hidden width N")
     p.add_argument("--nets", type=int, required=True, help="number of networks M")
-    p.add_argument("--activation", default="relu", help="activation name (default relu)")
-    p.add_argument("--sigma-w2", type=float, default=2.0, help="weight variance (default 2)")
-    p.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (default 0)")
+    add_network_arguments(p)
     p.add_argument("--parameterization", default="ntk", choices=("ntk", "standard"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
