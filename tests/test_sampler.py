@@ -9,8 +9,9 @@ from test_finite import _fd_param_jacobian
 
 import meanfield as mf
 from meanfield.finite import MLP
-from meanfield.finite.montecarlo import bootstrap, run, simulate, stderr
+from meanfield.finite.montecarlo import run, simulate
 from meanfield.finite.streams import generator, next_uint64, sfc64_states
+from meanfield.stats import bootstrap, stderr
 
 ALL = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
 

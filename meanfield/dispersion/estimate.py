@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_choice, check_int
-from ..finite.montecarlo import bootstrap, stderr
+from ..stats import bootstrap, stderr
 
 __all__ = ["DispersionEstimate", "estimate"]
 
@@ -59,7 +59,7 @@ def estimate(thetas, n_boot=500, seed=None, form="corrected") -> DispersionEstim
     thetas : array_like
         1-d sample ``theta_1..theta_N`` (``N >= 3``), finite and positive-mean.
     n_boot : int
-        Bootstrap replicates for the standard error (``>= 2``; :func:`meanfield.finite.bootstrap`).
+        Bootstrap replicates for the standard error (``>= 2``; :func:`meanfield.stats.bootstrap`).
     seed : None, int or numpy.random.SeedSequence
         Seed of the bootstrap resampling.
     form : {"corrected", "published"}

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_int, check_real
-from ..finite.montecarlo import run, stderr
+from ..finite.montecarlo import run
 from ..finite.optim import gd_step
+from ..stats import stderr
 from .sampling import default_batch, network_widths, probe_inputs, sp_relu_stack
 
 __all__ = ["GDStepResult", "gd_step_change"]

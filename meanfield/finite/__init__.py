@@ -6,13 +6,10 @@ from .mlp import (
 )
 from .montecarlo import (
     QUANTITIES,
-    Bootstrap,
     Samples,
     Simulation,
-    bootstrap,
     run,
     simulate,
-    stderr,
 )
 from .optim import (
     gd_step,
@@ -26,7 +23,6 @@ from .training import (
 )
 
 __all__ = [
-    "Bootstrap",
     "Forward",
     "History",
     "MLP",
@@ -34,12 +30,10 @@ __all__ = [
     "Samples",
     "Simulation",
     "accuracy",
-    "bootstrap",
     "gd_step",
     "run",
     "simulate",
     "slo_step",
-    "stderr",
     "step_scales",
     "train",
 ]

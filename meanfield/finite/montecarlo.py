@@ -24,87 +24,18 @@ import numpy as np
 from .._checks import check_int
 from ..activations import KIND_LEAKY
 from ..network import Network
+from ..stats import Bootstrap, bootstrap, stderr
 from .mlp import MLP, backward_factor, gram, tangent_kernel
 from .stack import draw_stack
 from .streams import root_sequence, seed_sequences, sfc64_states
 
-__all__ = ["QUANTITIES", "Batch", "Bootstrap", "Samples", "Simulation", "bootstrap", "run", "simulate", "stderr"]
+__all__ = ["QUANTITIES", "Batch", "Samples", "Simulation", "run", "simulate"]
 
 #: Quantities :func:`simulate` can record.
 QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
 _PER_LAYER = ("backward", "ntk_layers")
 _NEEDS_BACKWARD = ("backward", "ntk_layers", "ntk")
 _MEMORY_BUDGET = 128 * 2**20  # bytes of working memory per stack when batch_size is None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# statistics over networks
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Bootstrap:
-    """A bootstrap estimate: the statistic on the full sample and its bootstrap standard error."""
-
-    estimate: np.ndarray | float
-    stderr: np.ndarray | float
-
-
-def stderr(values, name: str = "values") -> np.ndarray | float:
-    """Standard error of the mean over the leading axis, ``std(ddof=1) / sqrt(n)`` (needs ``n >= 2``).
-
-    Also the delta-method standard error of a smooth statistic when ``values`` are its influence values.
-
-    >>> stderr(np.array([1.0, 2.0, 3.0, 4.0]))
-    0.6454972243679028
-    """
-    a = np.asarray(values, dtype=np.float64)
-    if a.ndim == 0 or a.shape[0] < 2:
-        raise ValueError(f"a standard error needs at least 2 {name} (n_nets >= 2), got shape {a.shape}")
-    se = a.std(axis=0, ddof=1) / np.sqrt(a.shape[0])
-    return se if se.ndim else float(se)
-
-
-def bootstrap(statistic, samples, n_boot: int = 1000, seed=0) -> Bootstrap:
-    """Bootstrap (over networks) estimate and standard error of any statistic of per-network samples.
-
-    Parameters
-    ----------
-    statistic : callable
-        ``statistic(samples) -> float or ndarray``, called on the full sample and on every resample.
-    samples : ndarray or dict of ndarray
-        Per-network values (leading axis = networks), or a dict of such arrays resampled together (so statistics
-        that combine several quantities of the same networks keep their correlations).
-    n_boot : int
-        Number of bootstrap resamples (>= 2).
-    seed : None, int or numpy.random.SeedSequence
-        Seed of the resampling (``numpy.random.default_rng(seed)``).
-
-    Returns
-    -------
-    Bootstrap
-        ``estimate = statistic(samples)`` and ``stderr`` = the standard deviation (``ddof=1``) over the resamples
-        whose statistic is finite (a resample can make a ratio's denominator vanish).
-
-    Examples
-    --------
-    >>> b = bootstrap(lambda t: t.mean(), np.arange(10.0), n_boot=200, seed=1)
-    >>> b.estimate, bool(0.5 < b.stderr < 1.5)
-    (4.5, True)
-    """
-    if not callable(statistic):
-        raise ValueError("statistic must be a callable of the samples")
-    n_boot = check_int(n_boot, "n_boot", 2)
-    arrays = samples if isinstance(samples, dict) else {None: np.asarray(samples)}
-    n = next(iter(arrays.values())).shape[0]
-    rng = np.random.default_rng(seed)
-    estimate = np.asarray(statistic(samples), dtype=np.float64)
-    reps = np.empty((n_boot,) + estimate.shape)
-    for b in range(n_boot):
-        idx = rng.integers(0, n, n)
-        resample = {q: a[idx] for q, a in arrays.items()}
-        reps[b] = statistic(resample if isinstance(samples, dict) else resample[None])
-    finite = np.all(np.isfinite(reps.reshape(n_boot, -1)), axis=1)
-    se = reps[finite].std(axis=0, ddof=1)
-    return Bootstrap(estimate if estimate.ndim else float(estimate), se if se.ndim else float(se))
 
 
 @dataclass(frozen=True)
