@@ -149,7 +149,7 @@ def run(args) -> Result:
         data["published"] = published.as_dict()
         data["limit"]["published"] = limit_published
     if sim is not None:
-        data["simulation"] = {"n_networks": args.simulate, "seed": args.seed, **sim}
+        data["simulation"] = {"n_nets": args.simulate, "seed": args.seed, **sim}
     return Result(data=data, header=header, rows=rows, notes=notes)
 
 
