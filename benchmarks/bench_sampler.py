@@ -19,8 +19,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import meanfield as mf
-from meanfield.finite import _draw, _seed_sequences
-from meanfield.sampler import _MEMORY_BUDGET, _per_net_bytes, simulate
+from meanfield.finite.montecarlo import _MEMORY_BUDGET, _per_net_bytes, simulate
+from meanfield.finite.stack import draw_stack
+from meanfield.finite.streams import seed_sequences
 
 CONFIGS = [(512, 10, 64), (128, 100, 16)]  # (width, depth, n)
 
@@ -54,7 +55,7 @@ def run(width, depth, n, n_nets, repeat):
     simulate(X, net, batch, quantities=("nngp", "ntk"))  # warm-up
     t_sim = best_of(lambda: simulate(X, net, n_nets, quantities=("nngp", "ntk")), repeat)
 
-    Ws, _ = _draw(net, d, 1, False, _seed_sequences(0, batch))
+    Ws, _ = draw_stack(net, d, 1, False, seed_sequences(0, batch))
     with threadpool_limits(1, user_api="blas"):
         t_mm = best_of(lambda: [bare_matmuls(X, Ws) for _ in range(n_nets // batch)], repeat)
     n_mm = batch * (n_nets // batch)

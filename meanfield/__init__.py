@@ -1,18 +1,25 @@
 """meanfield: exact, fast signal propagation and tangent-kernel theory for random deep networks.
 
-The pipeline: a :class:`Network` spec -> Gaussian kernel maps (:mod:`meanfield.maps`) -> kernels over a dataset
-(:func:`kernels`) and the phase diagram (:func:`phase`) -> equilibrium, dispersion and alignment analyses, each
-checked against finite random networks.
+The pipeline, one subpackage per stage:
+
+* the spec: :class:`Network` (:mod:`meanfield.network`) and the activation table (:mod:`meanfield.activations`);
+* Gaussian expectations: closed forms, the Hermite expansion and the one quadrature (:mod:`meanfield.gaussian`);
+* propagation through the layers, over datasets and along one pair (:func:`kernels`, :func:`pair_curve`);
+* theory built on it: :func:`phase`, :mod:`meanfield.equilibrium`, :mod:`meanfield.dispersion`,
+  :mod:`meanfield.alignment`, :mod:`meanfield.silent`, :mod:`meanfield.nfa`;
+* beside it, :mod:`meanfield.finite` (the :class:`MLP`, the one Monte Carlo runner :func:`simulate`, training), the
+  independent check, which shares only the spec with the theory.
+
+Papers are cited by author and year; the bibliography is ``docs/references.md`` in the repository.
 """
 
-from . import alignment, alignment_theory, dispersion, equilibrium, experiments, nfa, silent
+from . import alignment, data, dispersion, equilibrium, experiments, finite, gaussian, nfa, propagation, silent, stats
 from .activations import ACTIVATION_NAMES, Activation, get_activation, leaky_relu
-from .alignment import cka, target_kernel
-from .alignment_theory import LearningCurve, cumulative_power, learning_curve
+from .alignment import LearningCurve, cka, cumulative_power, learning_curve, target_kernel
 from .dispersion import NTKMoments, dispersion_limit, dispersion_limit_expr, ntk_moments, sample_ntk_diagonal
-from .equilibrium import InformationLoss, PeakLayer, ScalingFit, information_loss, peak_layer, scaling_fit
-from .finite import MLP
-from .maps import (
+from .equilibrium import InformationLoss, PeakLayer, information_loss, peak_layer
+from .finite import MLP, History, Simulation, simulate, train
+from .gaussian import (
     correlation_map,
     correlation_slope,
     decorrelation_map,
@@ -23,59 +30,64 @@ from .maps import (
 from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
 from .propagation import Kernels, PairCurve, kernels, pair_curve
-from .sampler import Simulation, simulate
-from .training import History, train
+from .stats import ScalingFit, scaling_fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "History",
-    "experiments",
-    "train",
-    "nfa",
+    # subpackages
     "alignment",
-    "cka",
-    "target_kernel",
-    "equilibrium",
-    "InformationLoss",
-    "PeakLayer",
-    "ScalingFit",
-    "information_loss",
-    "peak_layer",
-    "scaling_fit",
-    "MLP",
-    "Simulation",
-    "simulate",
-    "ACTIVATION_NAMES",
-    "LearningCurve",
-    "NTKMoments",
-    "alignment_theory",
-    "cumulative_power",
+    "data",
     "dispersion",
-    "dispersion_limit",
-    "dispersion_limit_expr",
-    "learning_curve",
-    "ntk_moments",
-    "sample_ntk_diagonal",
+    "equilibrium",
+    "experiments",
+    "finite",
+    "gaussian",
+    "nfa",
+    "propagation",
     "silent",
+    "stats",
+    # functions and classes
     "Activation",
-    "Kernels",
-    "Network",
-    "PairCurve",
-    "Phase",
+    "ACTIVATION_NAMES",
     "c_curve",
+    "cka",
     "correlation_map",
     "correlation_slope",
+    "cumulative_power",
     "decorrelation_map",
+    "dispersion_limit",
+    "dispersion_limit_expr",
     "edge_of_chaos",
     "fixed_point_q",
     "gaussian_moments",
     "get_activation",
     "hermite_coefficients",
+    "History",
+    "information_loss",
+    "InformationLoss",
+    "Kernels",
     "kernels",
     "leaky_relu",
+    "learning_curve",
+    "LearningCurve",
+    "MLP",
+    "Network",
+    "ntk_moments",
+    "NTKMoments",
     "pair_curve",
+    "PairCurve",
+    "peak_layer",
+    "PeakLayer",
+    "Phase",
     "phase",
     "q_curve",
+    "sample_ntk_diagonal",
+    "scaling_fit",
+    "ScalingFit",
+    "simulate",
+    "Simulation",
+    "target_kernel",
+    "train",
     "variance_map",
 ]

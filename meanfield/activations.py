@@ -1,14 +1,14 @@
 """Activation functions: one table of closed forms and one general (Hermite) path.
 
 Every activation carries numpy-vectorized ``fn`` and ``derivative`` (used by the finite networks)
-and a *kernel kind* that tells :mod:`meanfield.maps` how to evaluate its Gaussian moments:
+and a *kernel kind* that tells :mod:`meanfield.gaussian` how to evaluate its Gaussian moments:
 
 =================  =======================  ===============================================
 kind               activations              moments
 =================  =======================  ===============================================
 ``KIND_LEAKY``     relu, leaky_relu, linear  arc-cosine closed form, slope ``a`` as parameter
-``KIND_ERF``       erf                       Williams (1997) closed form
-``KIND_HERMITE``   everything else           Hermite (Mehler) expansion from 1-D Gauss-Hermite
+``KIND_ERF``       erf                       Williams 1997 closed form
+``KIND_HERMITE``   everything else           Hermite (Mehler) expansion from the one 1-D rule
 =================  =======================  ===============================================
 
 Adding an activation is adding a row to :data:`_TABLE`; nothing in the recursions branches on names.
@@ -43,7 +43,7 @@ class Activation:
         Display name.
     kind : int
         How the Gaussian moments are computed. User activations use the general Hermite path
-        (``KIND_HERMITE``), which assumes phi is smooth (see :func:`meanfield.maps.hermite_coefficients`).
+        (``KIND_HERMITE``), which assumes phi is smooth (see :func:`meanfield.gaussian.hermite_coefficients`).
     slope : float
         Negative-side slope ``a`` of the leaky-ReLU family (``KIND_LEAKY`` only).
 

@@ -1,6 +1,6 @@
 """The one network description shared by the theory and the finite networks.
 
-Index conventions (signal_propagation.md, sec. 0; seed 000, eq. (8)): a network of depth ``L`` has ``L``
+Index conventions (those of Lou et al. 2022, eq. (8)): a network of depth ``L`` has ``L``
 weight matrices. Layer ``l = 1..L`` owns ``(W_l, b_l)`` and produces the pre-activations ``z_l``; the input to
 layer ``l`` is ``h_{l-1}`` with ``h_0 = x`` (no activation on the raw input) and ``h_{l-1} = phi(z_{l-1})``.
 Layer ``L`` is the readout. Hidden widths are ``N_1..N_{L-1}``; ``N_0 = d`` is the input dimension.
@@ -44,7 +44,7 @@ class Network:
     sigma_b2 : float
         Bias variance ``sigma_b^2 >= 0``.
     parameterization : {"ntk", "standard"}
-        NTK (NTP) or standard (SP) parameterization (signal_propagation.md, sec. 1). The forward functions and
+        NTK (NTP; Jacot et al. 2018) or standard (SP) parameterization. The forward functions and
         the NNGP kernels are identical; the tangent kernels differ.
     width : None, int or sequence of int
         ``None`` for the infinite-width theory, an int for equal hidden widths, or the ``L - 1`` hidden widths.
@@ -52,7 +52,7 @@ class Network:
     Examples
     --------
     >>> net = Network(5, "tanh", sigma_w2=1.5, sigma_b2=0.05, width=128)
-    >>> net.widths
+    >>> net.width
     (128, 128, 128, 128)
     >>> Network(3, sigma_w2=-1.0)
     Traceback (most recent call last):
@@ -108,11 +108,6 @@ class Network:
         if not np.isfinite(out):
             raise ValueError(f"{name} must be a finite number, got {value!r}")
         return out
-
-    @property
-    def widths(self) -> tuple[int, ...] | None:
-        """Hidden widths ``(N_1, ..., N_{L-1})``, or None at infinite width."""
-        return self.width
 
     @property
     def finite(self) -> bool:

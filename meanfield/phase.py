@@ -1,6 +1,7 @@
 r"""Mean-field phase diagram: fixed points, :math:`\chi_1`, depth scales, edge of chaos.
 
-signal_propagation.md sec. 3 (Poole et al. 2016; Schoenholz et al. 2017; Hayou et al. 2019):
+Poole et al. 2016 (the variance map, :math:`q^*` and :math:`\chi_1`) and Schoenholz et al. 2017 (the depth
+scales and :math:`\chi_c`):
 
 .. math::
     q^* = \sigma_w^2\!\int\!Dz\,\phi(\sqrt{q^*}z)^2 + \sigma_b^2,\qquad
@@ -11,7 +12,10 @@ signal_propagation.md sec. 3 (Poole et al. 2016; Schoenholz et al. 2017; Hayou e
     \xi_c^{-1} = -\log\chi_c .
 
 Ordered: :math:`\chi_1 < 1` (:math:`c^* = 1` stable); chaotic: :math:`\chi_1 > 1` (a stable :math:`c^* < 1`);
-edge of chaos: :math:`\chi_1 = 1`.
+edge of chaos: :math:`\chi_1 = 1`. Every function takes the network spec first (``phase(net)``,
+``fixed_point_q(net)``, ``q_curve(net, q1)``, ``c_curve(net, c1)``); its depth and width are ignored except by the
+curves, which run over l = 1..``net.depth``. :func:`edge_of_chaos` searches over :math:`\sigma_w^2` and so takes
+an activation and :math:`\sigma_b^2`.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize
 
+from ._checks import check_network, check_real
 from .activations import KIND_LEAKY, get_activation
-from .maps import _layer_args, _pair_moments, correlation_map, single_moments, variance_slope
+from .gaussian.maps import correlation_map, pair_moments, single_moments, variance_slope
 from .network import Network
-from .propagation import pair_curve
+from .propagation.pair import pair_curve
 
-__all__ = ["Phase", "phase", "edge_of_chaos", "fixed_point_q", "q_curve", "c_curve"]
+__all__ = ["Phase", "c_curve", "edge_of_chaos", "fixed_point_q", "phase", "q_curve"]
 
 #: |chi_1 - 1| below this is reported as the edge of chaos
 EOC_TOL = 1e-9
@@ -35,7 +40,7 @@ EOC_TOL = 1e-9
 
 @dataclass(frozen=True)
 class Phase:
-    """Mean-field phase of an activation and initialization (signal_propagation.md, sec. 3).
+    """Mean-field phase of an activation and initialization (Poole et al. 2016; Schoenholz et al. 2017).
 
     Attributes
     ----------
@@ -69,8 +74,8 @@ def _depth_scale(slope: float) -> float:
     return -1.0 / math.log(slope) if slope > 0.0 else 0.0
 
 
-def fixed_point_q(activation="relu", sigma_w2=2.0, sigma_b2=0.0):
-    r"""Smallest stable fixed point :math:`q^*` of the variance map (the attractor of every :math:`q_1 < q^*`).
+def fixed_point_q(net: Network) -> float:
+    r"""Smallest stable fixed point :math:`q^*` of ``net``'s variance map (the attractor of every :math:`q_1 < q^*`).
 
     Returns ``inf`` when the variance diverges, and ``nan`` for a linear variance map of slope exactly 1
     without bias (ReLU at (2, 0): every ``q`` is a fixed point).
@@ -83,12 +88,16 @@ def fixed_point_q(activation="relu", sigma_w2=2.0, sigma_b2=0.0):
 
     Examples
     --------
-    >>> round(fixed_point_q("relu", 1.5, 0.1), 12)
+    >>> round(fixed_point_q(Network(1, "relu", 1.5, 0.1)), 12)
     0.4
-    >>> round(fixed_point_q("erf", 1.0, 0.05), 6)
+    >>> round(fixed_point_q(Network(1, "erf", 1.0, 0.05)), 6)
     0.288427
     """
-    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    net = check_network(net)
+    return _fixed_point_q(net.activation, net.sigma_w2, net.sigma_b2)
+
+
+def _fixed_point_q(act, sw, sb):
     if act.kind == KIND_LEAKY:
         m = sw * 0.5 * (1.0 + act.slope**2)
         if m < 1.0:
@@ -113,16 +122,13 @@ def fixed_point_q(activation="relu", sigma_w2=2.0, sigma_b2=0.0):
     return float(optimize.brentq(lambda q: float(g(q)), grid[k - 1], grid[k], xtol=1e-300, rtol=1e-15, maxiter=500))
 
 
-def phase(net_or_activation="relu", sigma_w2=None, sigma_b2=None) -> Phase:
+def phase(net: Network) -> Phase:
     r"""Fixed points, slopes, depth scales and the phase of a network's activation and initialization.
 
     Parameters
     ----------
-    net_or_activation : Network or str or Activation
-        A :class:`~meanfield.Network` (its depth and width are ignored), or an activation with
-        ``sigma_w2`` and ``sigma_b2``.
-    sigma_w2, sigma_b2 : float, optional
-        Required with an activation; not allowed with a Network.
+    net : Network
+        Activation and variances (its depth and width are ignored).
 
     Returns
     -------
@@ -134,27 +140,20 @@ def phase(net_or_activation="relu", sigma_w2=None, sigma_b2=None) -> Phase:
     differences); :math:`\xi_q` uses :math:`\tfrac{d}{dq}\mathbb E\phi^2 = \mathbb E[z\phi\phi']/\sqrt q`
     (Stein's lemma, equal to :math:`\chi_1 + \sigma_w^2\int Dz\,\phi''\phi`). In the chaotic phase
     :math:`c^*` is the root of :math:`C(c) = c` on :math:`[0, 1)` (Brent). References: Poole et al. 2016,
-    Schoenholz et al. 2017 (signal_propagation.md sec. 3).
+    Schoenholz et al. 2017.
 
     Examples
     --------
-    >>> p = phase("erf", 2.0, 0.05)
+    >>> p = phase(Network(1, "erf", 2.0, 0.05))
     >>> p.phase, round(p.q_star, 6), round(p.chi1, 6), round(p.c_star, 6), round(p.xi_c, 4)
     ('chaotic', 0.965955, 1.154653, 0.434481, 10.185)
     >>> phase(Network(3)).phase       # ReLU at (2, 0): He initialization
     'edge_of_chaos'
     """
-    if isinstance(net_or_activation, Network):
-        if sigma_w2 is not None or sigma_b2 is not None:
-            raise ValueError("pass sigma_w2 and sigma_b2 through the Network, not again")
-        net = net_or_activation
-        act, sw, sb = net.activation, net.sigma_w2, net.sigma_b2
-    else:
-        if sigma_w2 is None or sigma_b2 is None:
-            raise ValueError("phase(activation, sigma_w2, sigma_b2) needs both variances")
-        act, sw, sb = _layer_args(get_activation(net_or_activation), sigma_w2, sigma_b2)
+    net = check_network(net)
+    act, sw, sb = net.activation, net.sigma_w2, net.sigma_b2
 
-    q = fixed_point_q(act, sw, sb)
+    q = _fixed_point_q(act, sw, sb)
     notes = []
     if math.isnan(q):
         notes.append("every q is a fixed point (q_l = q_1 exactly); values are at q = 1")
@@ -184,7 +183,7 @@ def phase(net_or_activation="relu", sigma_w2=None, sigma_b2=None) -> Phase:
             c_star = 0.0
         elif f(hi) < 0.0:
             c_star = float(optimize.brentq(f, 0.0, hi, xtol=1e-15, rtol=1e-15, maxiter=500))
-        dcov = _pair_moments(act, qe, qe, 1.0 - c_star, 1.0 + c_star)[3]
+        dcov = pair_moments(act, qe, qe, 1.0 - c_star, 1.0 + c_star)[3]
         chi_c = float(sw * dcov)
     elif name == "chaotic":
         c_star = math.nan
@@ -215,7 +214,8 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
     -----
     Brent's method on :math:`\log\chi_1` as a function of :math:`\log\sigma_w^2`, with :math:`q^*` solved
     exactly at each step. For erf the curve is known in closed form, :math:`\sigma_w^2 = \frac\pi4\sqrt{1+4q^*}`,
-    :math:`\sigma_b^2 = q^* - \frac12\sqrt{1+4q^*}\arcsin\frac{2q^*}{1+2q^*}` (signal_propagation.md sec. 3).
+    :math:`\sigma_b^2 = q^* - \frac12\sqrt{1+4q^*}\arcsin\frac{2q^*}{1+2q^*}` (derived here from Williams' 1997 erf
+    kernel: :math:`q^* = \sigma_w^2 v(q^*) + \sigma_b^2` with :math:`\chi_1 = 1`).
     The leaky-ReLU family (slope ``a``) has its edge of chaos at :math:`\sigma_w^2 = 2/(1+a^2)` and
     :math:`\sigma_b^2 = 0` only. Without bias and with :math:`\phi(0) = 0`, :math:`q^* = 0` up to the edge and
     :math:`\sigma_w^2 = 1/\phi'(0)^2` exactly (the root of :math:`\chi_1 = 1` is tangent there, so it is not
@@ -229,9 +229,7 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
     1.0
     """
     act = get_activation(activation)
-    sb = float(sigma_b2)
-    if not (np.isfinite(sb) and sb >= 0):
-        raise ValueError(f"sigma_b2 must be a finite number >= 0, got {sigma_b2!r}")
+    sb = check_real(sigma_b2, "sigma_b2", low=0.0)
     if act.kind == KIND_LEAKY:
         if sb > 0:
             raise ValueError(
@@ -246,7 +244,7 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
 
     def log_chi(log_sw):
         sw = math.exp(log_sw)
-        q = fixed_point_q(act, sw, sb)
+        q = _fixed_point_q(act, sw, sb)
         if math.isinf(q):
             return math.inf
         return math.log(sw * float(single_moments(act, q)[1]))
@@ -266,25 +264,25 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
     return math.exp(root)
 
 
-def q_curve(q1, depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0) -> np.ndarray:
-    """Variances :math:`q_l` for l = 1..L from :math:`q_1` (the length map iterated; sheet sec. 2.1).
+def q_curve(net: Network, q1) -> np.ndarray:
+    """Variances :math:`q_l` for l = 1..``net.depth`` from :math:`q_1` (the variance map iterated; Poole et al. 2016).
 
     Examples
     --------
-    >>> q_curve(1.0, 4, "relu", 1.0, 0.5).tolist()
+    >>> q_curve(Network(4, "relu", 1.0, 0.5), 1.0).tolist()
     [1.0, 1.0, 1.0, 1.0]
     """
-    return pair_curve(depth, activation, sigma_w2, sigma_b2, q1=q1).q1
+    return pair_curve(net, q1=q1).q1
 
 
-def c_curve(c1, depth, activation="relu", sigma_w2=2.0, sigma_b2=0.0, q1=1.0) -> np.ndarray:
-    """Correlations :math:`c_l` for l = 1..L from :math:`c_1` at equal input variances :math:`q_1`.
+def c_curve(net: Network, c1, q1=1.0) -> np.ndarray:
+    """Correlations :math:`c_l` for l = 1..``net.depth`` from :math:`c_1` at equal input variances :math:`q_1`.
 
     For full precision near ``c = 1`` use :func:`meanfield.propagation.pair_curve` and its ``s`` (``1 - c``).
 
     Examples
     --------
-    >>> np.round(c_curve(0.0, 3), 10).tolist()
+    >>> np.round(c_curve(Network(3), 0.0), 10).tolist()
     [0.0, 0.3183098862, 0.4937310902]
     """
-    return pair_curve(depth, activation, sigma_w2, sigma_b2, q1=q1, c=c1).c
+    return pair_curve(net, q1=q1, c=c1).c

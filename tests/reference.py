@@ -1,7 +1,9 @@
-"""Independent high-precision (mpmath) reference for the kernel maps, written from the formula sheet.
+"""Independent high-precision (mpmath) reference for the kernel maps, written from the published formulas.
 
-This module is test infrastructure: it does not import :mod:`meanfield` and was written from
-``signal_propagation.md`` sections 0-4 and 7 only, so that the compiled maps can be checked against it.
+This module is test infrastructure: it does not import :mod:`meanfield` and was written from the published
+formulas only (the recursions of Poole et al. 2016 and Jacot et al. 2018, the closed forms of Cho & Saul 2009 and
+Williams 1997, the layer-wise decomposition of Lou et al. 2022, eq. (9)), so that the compiled maps can be checked
+against it.
 Everything is evaluated in mpmath; numpy is used only to hold arrays of ``mpf`` (``dtype=object``).
 
 Public names
@@ -561,7 +563,7 @@ def ref_dvar(name, q, dps=30, slope=None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# closed forms (Cho & Saul 2009; Williams 1997), sheet sec. 2.2-2.3
+# closed forms (Cho & Saul 2009; Williams 1997)
 # ---------------------------------------------------------------------------------------------------------------
 
 _CLOSED = ("relu", "leaky_relu", "linear", "erf")
@@ -615,7 +617,7 @@ def closed_dcov(name, L11, L12, L22, dps=50, slope=None):
 
 
 def relu_g(c, dps=40):
-    """ReLU EOC correlation map g(c) = (c arcsin c + sqrt(1 - c^2))/pi + c/2 (seed 000 eq. (3))."""
+    """ReLU EOC correlation map g(c) = (c arcsin c + sqrt(1 - c^2))/pi + c/2 (Lou et al. 2022, eq. (3))."""
     with mp.workdps(dps + _GUARD):
         c = mpf(c)
         return +((c * mp.asin(c) + mp.sqrt(1 - c * c)) / mp.pi + c / 2)
@@ -631,7 +633,8 @@ def relu_eoc_one_minus_c(c1, l, dps=40):
     """1 - c_l for ReLU at (sigma_w2, sigma_b2) = (2, 0), c_1 = c1, c_{k+1} = g(c_k).
 
     Iterated in s = 1 - c with theta = 2 arcsin(sqrt(s/2)) and s' = s - (sin theta - theta cos theta)/pi
-    (sheet sec. 2.2), at ``dps`` + 20 working digits so the cancellation in sin - theta cos costs nothing.
+    (g of Lou et al. 2022, eq. (3), in the variable s; derived here), at ``dps`` + 20 working digits so the
+    cancellation in sin - theta cos costs nothing.
     """
     l = int(l)
     if l < 1:
@@ -645,7 +648,7 @@ def relu_eoc_one_minus_c(c1, l, dps=40):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# kernel recursions (sheet sec. 2.1, 4.1-4.3), NTK parameterization
+# kernel recursions (Poole et al. 2016; Jacot et al. 2018; Lou et al. 2022, eq. (9)), NTK parameterization
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -689,7 +692,7 @@ def ref_kernels(X, depth, name, sigma_w2, sigma_b2, dps=30, slope=None):
     Sigma_1 = sigma_w2/d X X^T + sigma_b2, Sigma_{l+1} = sigma_w2 E[phi phi] + sigma_b2,
     Sigmadot_{l+1} = sigma_w2 E[phi' phi'] (expectations under Lambda_l built from Sigma_l),
     Theta_1 = Sigma_1, Theta_l = Theta_{l-1} * Sigmadot_l + Sigma_l, B_l = prod_{k>l} Sigmadot_k
-    (sheet sec. 2.1, 4.1, 4.2). ``sigma_w2``/``sigma_b2`` may be per-layer sequences (index l-1).
+    (Poole et al. 2016; Jacot et al. 2018). ``sigma_w2``/``sigma_b2`` may be per-layer sequences (index l-1).
 
     relu, leaky_relu, linear and erf use the closed forms (any depth); the other activations use 1-D quadrature
     on the diagonal and, off the diagonal, the conditional 1-D route (gelu) or one nested ``gauss2`` pass for
@@ -745,7 +748,7 @@ def ref_kernels(X, depth, name, sigma_w2, sigma_b2, dps=30, slope=None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# fixed points and edge of chaos (sheet sec. 3)
+# fixed points and edge of chaos (Poole et al. 2016; Schoenholz et al. 2017)
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -796,7 +799,7 @@ def ref_edge_of_chaos(name, sigma_b2, dps=30, slope=None, q0=0.5):
 
 
 def erf_eoc_curve(q_star, dps=30):
-    """Closed-form erf edge of chaos parameterized by q* > 0 (sheet sec. 3):
+    """Closed-form erf edge of chaos parameterized by q* > 0 (derived here from Williams 1997):
     sigma_w2 = (pi/4) sqrt(1 + 4 q*), sigma_b2 = q* - (1/2) sqrt(1 + 4 q*) arcsin(2 q*/(1 + 2 q*))."""
     with mp.workdps(dps + _GUARD):
         q = mpf(q_star)

@@ -20,7 +20,7 @@ def _kornblith_data():
 
 
 def test_cka_reproduces_the_kornblith_demo_values():
-    """feature_alignment.md sec. 5.3: 0.5576132566 (biased) and 0.5134564895 (debiased), linear kernels."""
+    """The Kornblith et al. 2019 demo values: 0.5576132566 (biased) and 0.5134564895 (debiased), linear kernels."""
     X, Y = _kornblith_data()
     K, L = X @ X.T, Y @ Y.T
     assert al.cka(K, L) == pytest.approx(0.5576132566, abs=1e-9)
@@ -106,8 +106,8 @@ def test_operator_target_is_vec_outer_product_in_sample_major_order():
     assert_allclose(al.target_kernel(Y), Y @ Y.T)
 
 
-def test_seed000_vector_and_matrix_forms_of_eq7_agree():
-    """A = Y~^T K Y~ / (||C K C||_F ||Y~||^2), seed 000 eq. (7), equals cka(K, Y Y^T)."""
+def test_lou2022_vector_and_matrix_forms_of_eq7_agree():
+    """A = Y~^T K Y~ / (||C K C||_F ||Y~||^2), Lou et al. 2022, eq. (7), equals cka(K, Y Y^T)."""
     rng = np.random.default_rng(2)
     P = rng.standard_normal((40, 9))
     K = P.T @ P
@@ -134,7 +134,7 @@ def test_layer_alignment_equals_cka_of_the_explicit_finite_difference_jacobian(p
     traced = [
         al.cka(np.einsum("iap,jap->ij", Jt[..., a:b], Jt[..., a:b]), Y @ Y.T) for a, b in itertools.pairwise(bounds)
     ]
-    assert_allclose(al.layer_alignment(mlp, X, Y, kind="scalar"), traced, rtol=1e-6)
+    assert_allclose(al.layer_alignment(mlp, X, Y, layout="traced"), traced, rtol=1e-6)
 
 
 def test_layer_alignment_of_a_stack_matches_each_network():
@@ -154,7 +154,7 @@ def test_layer_alignment_of_a_stack_matches_each_network():
         (lambda: al.cka(np.ones((3, 4)), np.ones((3, 4))), "square"),
         (lambda: al.cka(np.eye(3), np.eye(4)), "same size"),
         (lambda: al.hsic(np.eye(3), np.eye(3), unbiased=True), "n >= 4"),
-        (lambda: al.target_kernel(np.ones(3), kind="matrix"), "kind"),
+        (lambda: al.target_kernel(np.ones(3), layout="matrix"), "layout"),
         (lambda: al.cosine(np.eye(2), np.eye(3)), "same shape"),
         (lambda: al.cka(np.full((2, 2), np.nan), np.eye(2)), "finite"),
     ],

@@ -1,4 +1,7 @@
-"""Tests for meanfield.alignment_theory: cumulative power (seed 002 eq. (3)) and learning curves (sheet sec. 1.6)."""
+"""Tests for meanfield.alignment.learning_curves: cumulative power (Canatar & Pehlevan 2022, eq. (3)), learning curves
+(Bordelon et al. 2020; Canatar et al. 2021) and layer alignment at initialization."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -6,7 +9,8 @@ from numpy.testing import assert_allclose
 from scipy import optimize
 
 import meanfield as mf
-from meanfield.alignment_theory import cumulative_power, init_layer_alignment, learning_curve
+from meanfield.alignment import cumulative_power, init_layer_alignment, learning_curve
+from meanfield.data import to_sphere
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -18,7 +22,8 @@ def test_cumulative_power_equals_projection_on_top_singular_vectors():
     n, p, o = 40, 12, 3
     F = rng.standard_normal((n, p)) * np.geomspace(3, 0.1, p)
     Y = rng.standard_normal((n, o))
-    lam, C = cumulative_power(F @ F.T, Y)
+    cp = cumulative_power(F @ F.T, Y)
+    lam, C = cp.eigvals, cp.C
     U, S, _ = np.linalg.svd(F, full_matrices=False)
     assert_allclose(lam[:p], S**2, rtol=1e-10)
     assert_allclose(lam[p:], 0, atol=1e-10 * S[0] ** 2)
@@ -29,22 +34,22 @@ def test_cumulative_power_equals_projection_on_top_singular_vectors():
 
 
 def test_cumulative_power_below_one_at_the_rank_when_target_leaves_the_span():
-    """Seed 002, lines 83-85: target components along zero eigenvalues cannot be learned."""
+    """Canatar & Pehlevan 2022, sec. III: target components along zero eigenvalues cannot be learned."""
     rng = np.random.default_rng(1)
     F = rng.standard_normal((30, 5))
     y_in = F @ rng.standard_normal(5)
-    _, C_in = cumulative_power(F @ F.T, y_in)
+    C_in = cumulative_power(F @ F.T, y_in).C
     assert_allclose(C_in[4], 1.0, rtol=1e-10)
     y_out = y_in + rng.standard_normal(30)
-    _, C_out = cumulative_power(F @ F.T, y_out)
+    C_out = cumulative_power(F @ F.T, y_out).C
     assert C_out[4] < 0.99
     assert np.all(np.diff(C_out) >= -1e-15)
 
 
 def test_cumulative_power_uses_first_rho_modes_inclusive():
-    """Erratum 15: C(1) already holds the first mode's power (the seed's sum_{gamma<rho} would give C(1) = 0)."""
+    """C(1) already holds the first mode's power (the published eq. (3), sum_{gamma<rho}, would give C(1) = 0)."""
     K = np.diag([5.0, 1.0])
-    _, C = cumulative_power(K, np.array([3.0, 4.0]))
+    C = cumulative_power(K, np.array([3.0, 4.0])).C
     assert_allclose(C, [9 / 25, 1.0], rtol=1e-14)
 
 
@@ -54,8 +59,8 @@ def test_cumulative_power_centered_equals_manual_centering():
     K = F @ F.T
     y = rng.standard_normal(20) + 5.0
     H = np.eye(20) - 1.0 / 20
-    lam_c, C_c = cumulative_power(K, y, center=True)
-    lam_m, C_m = cumulative_power(H @ K @ H, H @ y)
+    lam_c, C_c = dataclasses.astuple(cumulative_power(K, y, center=True))
+    lam_m, C_m = dataclasses.astuple(cumulative_power(H @ K @ H, H @ y))
     assert_allclose(lam_c, lam_m, atol=1e-10)
     assert_allclose(C_c[:6], C_m[:6], rtol=1e-10)
 
@@ -78,7 +83,7 @@ def test_cumulative_power_bad_input(K, Y, word):
 # learning curves
 # ------------------------------------------------------------------------------------------------------------------
 def test_learning_curve_at_zero_samples_is_target_power():
-    """Sheet sec. 1.6: with kappa^2 in the numerator, E_g(P=0) = sum abar^2 exactly (the seed's form gives /kappa^2)."""
+    """With kappa^2 in the numerator, E_g(P=0) = sum abar^2 exactly (the published form gives /kappa^2)."""
     eigs = np.array([2.0, 0.5, 0.1, 0.0])
     abar2 = np.array([0.3, 0.2, 0.4, 0.1])
     for ridge, noise in [(0.0, 0.0), (0.3, 0.0), (1e-3, 0.2)]:
@@ -142,15 +147,15 @@ def test_learning_curve_decreases_with_P_without_noise():
 
 
 def test_gapped_spectrum_error_is_one_minus_cumulative_power():
-    """Seed 002, line 81: with a spectral gap and P between the mode counts, E_g ~ 1 - C(rho*).
+    """Canatar & Pehlevan 2022, sec. III: with a spectral gap and P between the mode counts, E_g ~ 1 - C(rho*).
 
     Levels: m1 = 1 mode at 1, m2 = 500 at 1e-4 (ridgeless). At P = 25 the first level is learned and the rest
-    is not; the corrections are gamma/(1 - gamma) with gamma ~ m1/P + P/m2 = 0.09 (sheet sec. 1.5-1.6).
+    is not; the corrections are gamma/(1 - gamma) with gamma ~ m1/P + P/m2 = 0.09.
     """
     m1, m2 = 1, 500
     eigs = np.concatenate([np.ones(m1), np.full(m2, 1e-4)])
     abar2 = np.concatenate([np.full(m1, 0.6 / m1), np.full(m2, 0.4 / m2)])
-    _, C = cumulative_power(np.diag(eigs), np.sqrt(abar2))
+    C = cumulative_power(np.diag(eigs), np.sqrt(abar2)).C
     lc = learning_curve(eigs, abar2, 25.0)
     assert C[m1 - 1] == pytest.approx(0.6, rel=1e-12)
     bound = 0.09 / (1 - 0.09)
@@ -198,14 +203,14 @@ def test_learning_curve_bad_input(kwargs, word):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# layer-target alignment at initialization (seed 002 set-up, sheet sec. 3.2 item 1)
+# layer-target alignment at initialization (Canatar & Pehlevan 2022 set-up)
 # ------------------------------------------------------------------------------------------------------------------
 def _clusters(d=16, n=60, seed=0):
-    """Two balanced Gaussian clusters projected on sqrt(d) S^{d-1}, one-hot labels (sheet sec. 3.2)."""
+    """Two balanced Gaussian clusters projected on sqrt(d) S^{d-1}, one-hot labels."""
     rng = np.random.default_rng(seed)
     lab = np.repeat([0, 1], n // 2)
     X = rng.standard_normal((2, d))[lab] + rng.standard_normal((n, d))
-    return X / np.linalg.norm(X, axis=1, keepdims=True) * np.sqrt(d), np.eye(2)[lab]
+    return to_sphere(X), np.eye(2)[lab]
 
 
 def _cka(K, T):
@@ -217,22 +222,22 @@ def _cka(K, T):
 
 def test_init_layer_alignment_starts_at_the_input_kernel():
     X, Y = _clusters()
-    A = init_layer_alignment(X, Y, mf.Network(3, "tanh", sigma_w2=1.7, sigma_b2=0.3))
+    A = init_layer_alignment(mf.Network(3, "tanh", sigma_w2=1.7, sigma_b2=0.3), X, Y)
     assert_allclose(A[0], _cka(X @ X.T, Y @ Y.T), rtol=1e-12)
 
 
 def test_init_layer_alignment_of_a_linear_network_is_depth_independent():
     X, Y = _clusters(seed=1)
-    A = init_layer_alignment(X, Y, mf.Network(6, "linear", sigma_w2=1.3, sigma_b2=0.4))
+    A = init_layer_alignment(mf.Network(6, "linear", sigma_w2=1.3, sigma_b2=0.4), X, Y)
     assert_allclose(A, A[0], rtol=1e-12)
-    A_kta = init_layer_alignment(X, Y, mf.Network(6, "linear", sigma_w2=1.3), center=False)
+    A_kta = init_layer_alignment(mf.Network(6, "linear", sigma_w2=1.3), X, Y, center=False)
     assert_allclose(A_kta, np.sum((X @ X.T) * (Y @ Y.T)) / (np.linalg.norm(X @ X.T) * np.linalg.norm(Y @ Y.T)))
 
 
 def test_init_layer_alignment_decays_with_depth_to_the_identity_kernel_value():
-    """ReLU edge of chaos: input-aligned hierarchy, A_l -> sqrt((o - 1)/(n - 1)) like 1/l (sheet sec. 3.2)."""
+    """ReLU edge of chaos: input-aligned hierarchy, A_l -> sqrt((o - 1)/(n - 1)) like 1/l."""
     X, Y = _clusters()
-    A = init_layer_alignment(X, Y, mf.Network(1000))
+    A = init_layer_alignment(mf.Network(1000), X, Y)
     limit = np.sqrt(1 / 59)
     assert np.all(np.diff(A) < 0)
     assert limit < A[-1] < A[99]
@@ -241,9 +246,9 @@ def test_init_layer_alignment_decays_with_depth_to_the_identity_kernel_value():
 
 def test_init_layer_alignment_matches_finite_relu_network_after_jackknife():
     """Layer 1 of ReLU nets of width 500 (40 draws). CKA of a finite Gram matrix is biased by O(1/N); a grouped
-    jackknife over the N iid hidden units removes that term, leaving O(1/N^2) (sheet sec. 6.4 reports the bias)."""
+    jackknife over the N iid hidden units removes that term, leaving O(1/N^2)."""
     X, Y = _clusters()
-    theory = init_layer_alignment(X, Y, mf.Network(2))[1]
+    theory = init_layer_alignment(mf.Network(2), X, Y)[1]
     rng = np.random.default_rng(17)
     n_units, groups, reps = 500, 10, 40
     T = Y @ Y.T
@@ -259,6 +264,6 @@ def test_init_layer_alignment_matches_finite_relu_network_after_jackknife():
 
 def test_init_layer_alignment_bad_input():
     with pytest.raises(ValueError, match="Network"):
-        init_layer_alignment(np.ones((3, 2)), np.ones(3), 3)
+        init_layer_alignment(3, np.ones((3, 2)), np.ones(3))
     with pytest.raises(ValueError, match="rows"):
-        init_layer_alignment(np.eye(3), np.ones(4), mf.Network(2))
+        init_layer_alignment(mf.Network(2), np.eye(3), np.ones(4))

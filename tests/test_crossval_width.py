@@ -11,7 +11,7 @@ from helpers import inputs_at_correlations
 from test_crossval_kernels import QUANTITIES, theory
 
 import meanfield as mf
-from meanfield.sampler import simulate
+from meanfield.finite.montecarlo import simulate
 
 Z_MAX = 4.0
 

@@ -1,4 +1,10 @@
-"""Tests of meanfield.dispersion against the ntk_dispersion.md test values, sympy, mpmath and Monte Carlo."""
+"""Tests of meanfield.dispersion against reference values, sympy, mpmath and Monte Carlo.
+
+The exact moments and the corrected limits are derived here (see the Notes of
+:func:`meanfield.dispersion.ntk_moments` and :func:`meanfield.dispersion.dispersion_limit_expr`); their reference
+values come from an independent implementation (>= 13 digits) and from the closed forms in mpmath (30 digits). The
+published values are Seleznova & Kutyniok 2022, Thms. 3.1 and 3.2, evaluated the same way.
+"""
 
 import math
 
@@ -8,23 +14,30 @@ import pytest
 import sympy as sp
 from numpy.testing import assert_allclose
 
-import meanfield.dispersion as dsp
+from meanfield import Network
 from meanfield.dispersion import (
     dispersion_limit,
     dispersion_limit_expr,
-    estimate,
-    gd_step_change,
     ntk_moments,
     offdiagonal_bounds,
     offdiagonal_eq18,
     offdiagonal_mean_ratio,
-    sample_ntk_diagonal,
-    sample_ntk_pair,
 )
+from meanfield.gaussian import correlation_map, correlation_slope
 
 FIELDS = ("mean_w", "mean_b", "second_w", "second_b", "cross_wb", "dispersion")
 
-# ntk_dispersion.md sec. 4.0: exact finite-width moments (widths, sigma_w2, ||x0||^2, values)
+
+def _sp(widths, sigma_w2):
+    """The SP ReLU network without biases of widths ``n_0..n_{L-1}``, and its input dimension ``n_0``."""
+    return Network(len(widths), "relu", sigma_w2, 0.0, "standard", width=tuple(widths[1:])), widths[0]
+
+
+def _moments(widths, sigma_w2, x0_norm2=1.0, form="corrected"):
+    return ntk_moments(*_sp(widths, sigma_w2), x0_norm2, form=form)
+
+
+# exact finite-width moments (widths, sigma_w2, ||x0||^2, values), from an independent implementation
 EXACT_TABLE = [
     ([3, 4, 5], 2, 1, (4, 3, 50, 15.5, 65 / 3, 2.22108843537415)),
     ([3, 4, 5], 3, 2, (18, 4.75, 1012.5, 49.28125, 174.375, 2.72533510445598)),
@@ -65,8 +78,8 @@ EXACT_TABLE = [
     ),
 ]
 
-# sec. 4.2: Thm 3.2 as published (eq. 13 with erratum E1); sigma_w2 = 2a
-PAPER_TABLE = [
+# Seleznova & Kutyniok 2022, Thm. 3.2 as published (eq. (13) as its proof derives it); sigma_w2 = 2a
+PUBLISHED_TABLE = [
     ([3, 4, 5], 2, 1, (4, 3, 146 / 3, 15.5, 21, 13 / 6)),
     ([3, 4, 5], 3, 2, (18, 4.75, 985.5, 49.28125, 167.625, 2.64708368554522)),
     (
@@ -101,16 +114,16 @@ PAPER_TABLE = [
 
 
 @pytest.mark.parametrize("widths, sw2, x0sq, values", EXACT_TABLE)
-def test_exact_moments_reproduce_sheet_table(widths, sw2, x0sq, values):
-    m = ntk_moments(widths, sw2, x0sq)
+def test_exact_moments_reproduce_reference_table(widths, sw2, x0sq, values):
+    m = _moments(widths, sw2, x0sq)
     assert_allclose([getattr(m, f) for f in FIELDS], values, rtol=1e-12)
     assert_allclose(m.mean, m.mean_w + m.mean_b, rtol=1e-15)
     assert_allclose(m.second, m.second_w + 2 * m.cross_wb + m.second_b, rtol=1e-14)
 
 
-@pytest.mark.parametrize("widths, sw2, x0sq, values", PAPER_TABLE)
-def test_paper_moments_reproduce_sheet_table(widths, sw2, x0sq, values):
-    m = ntk_moments(widths, sw2, x0sq, method="paper")
+@pytest.mark.parametrize("widths, sw2, x0sq, values", PUBLISHED_TABLE)
+def test_published_moments_reproduce_reference_table(widths, sw2, x0sq, values):
+    m = _moments(widths, sw2, x0sq, form="published")
     assert_allclose([getattr(m, f) for f in FIELDS], values, rtol=1e-12)
 
 
@@ -125,18 +138,18 @@ def test_paper_moments_reproduce_sheet_table(widths, sw2, x0sq, values):
         ("c", 2.0, 1.98220988498961),
     ],
 )
-def test_paper_fig6_architectures_reproduce_sheet(profile, sw2, value):
+def test_published_fig6_architectures_reproduce_reference(profile, sw2, value):
     L, m1, m2 = 60, 100, 500
     widths = {
         "a": [m1 + math.ceil(l * (m2 - m1) / L) for l in range(L)],
         "b": [math.ceil((m1 + m2) / 2)] * L,
         "c": [m2 + math.ceil(l * (m1 - m2) / L) for l in range(L)],
     }[profile]
-    assert_allclose(ntk_moments(widths, sw2, method="paper").dispersion, value, rtol=1e-12)
+    assert_allclose(_moments(widths, sw2, form="published").dispersion, value, rtol=1e-12)
 
 
 def _literal_moments(widths, sw2, x0sq):
-    """O(L^4) mpmath enumeration of every pair of terms of the exact scalar law (sec. 2.2b), independent of the DP.
+    """O(L^4) mpmath enumeration of every pair of terms of the exact scalar law (ntk_moments Notes), not a DP.
 
     A term is (type, l, p): weight or bias term of layer l whose ||delta^l||^2 takes the f^2/X_p injection at
     layer p (p = None: the pure backward chain). Per layer q its factor is F (forward), B (backward) or 1.
@@ -194,35 +207,49 @@ def _literal_moments(widths, sw2, x0sq):
     "widths, sw2, x0sq", [([3, 4, 5], 2.0, 1.0), ([7, 3, 9, 4], 2.6, 0.7), ([5, 6, 2, 8, 3], 1.3, 1.9), ([4], 2.0, 2.0)]
 )
 def test_moment_dp_equals_literal_pair_enumeration(widths, sw2, x0sq):
-    m = ntk_moments(widths, sw2, x0sq)
+    m = _moments(widths, sw2, x0sq)
     ref = [float(v) for v in _literal_moments(widths, sw2, x0sq)]
     assert_allclose([m.mean_w, m.mean_b, m.second_w, m.second_b, m.cross_wb], ref, rtol=1e-13)
 
 
-def test_exact_and_paper_share_eqs_11_12_14_and_differ_in_13_15():
+def test_exact_and_published_share_eqs_11_12_14_and_differ_in_13_15():
     rng = np.random.default_rng(5)
     for _ in range(5):
         widths = rng.integers(5, 60, size=rng.integers(2, 9))
         sw2, x0sq = rng.uniform(0.5, 3.5), rng.uniform(0.3, 3)
-        ex, pa = ntk_moments(widths, sw2, x0sq), ntk_moments(widths, sw2, x0sq, method="paper")
+        ex, pa = _moments(widths, sw2, x0sq), _moments(widths, sw2, x0sq, form="published")
         assert_allclose([ex.mean_w, ex.mean_b, ex.second_b], [pa.mean_w, pa.mean_b, pa.second_b], rtol=1e-12)
-    ex, pa = ntk_moments([20, 20, 20], 2.0), ntk_moments([20, 20, 20], 2.0, method="paper")
-    # sec. 2.2b: E||delta^1||^2||x^2||^2 carries the extra a^4 (n2/n0) 8/(n1 n2) that Thm 3.2 drops (x2 in E[Theta_W^2])
+    ex, pa = _moments([20, 20, 20], 2.0), _moments([20, 20, 20], 2.0, form="published")
+    # E||delta^1||^2||x^2||^2 carries the extra a^4 (n2/n0) 8/(n1 n2) that Thm. 3.2 drops (x2 in E[Theta_W^2])
     assert_allclose(ex.second_w - pa.second_w, 2 * 8 / 400, rtol=1e-12)
     assert_allclose(ex.cross_wb - pa.cross_wb, 8 / 400, rtol=1e-12)
 
 
+def test_printed_eq13_is_impossible_and_the_published_form_follows_its_proof():
+    """Thm. 3.2, eq. (13) as printed, ``X(1,L) [sum r_l^2 + sum_{l1<l2} r_l1 r_l2 C(l1,l2)]``, gives
+    ``E[Theta_W^2] < E[Theta_W]^2`` (impossible); form="published" takes the cross term from the proof of
+    Lemma A.5, ``2 sum_{l1<l2} r_l1 r_l2 X(1,l1) C(l1,l2) X(l2,L)``."""
+    M, L, a = 10_000, 100, 1.25  # lambda = 0.01, chaotic
+    d = np.arange(1, L)
+    printed = (1 + 5 / M) ** (L - 1) * (L + np.sum((L - d) * (1 + 1 / M) ** d))  # / a^(2(L-1)); r_l = 1
+    assert_allclose(printed / L**2, 0.532375304059618, rtol=1e-12)  # E[Theta_W^2] / E[Theta_W]^2 < 1
+    m = _moments([M] * L, 2 * a, form="published")
+    assert m.second_w > m.mean_w**2
+    # the full dispersion of eqs. (11), (12), (13) from its proof, (14), (15): literal mpmath sums, 30 digits
+    assert_allclose(m.dispersion, 1.03624234947701904632576393928, rtol=1e-12)
+
+
 def test_depth_one_network_is_deterministic():
-    m = ntk_moments([7], 2.3, x0_norm2=1.7)
+    m = ntk_moments(Network(1, "relu", 2.3, 0.0, "standard", width=()), 7, x0_norm2=1.7)
     assert_allclose([m.mean_w, m.mean_b, m.second, m.dispersion], [1.7, 1.0, 2.7**2, 1.0], rtol=1e-15)
 
 
 def test_moments_are_overflow_free_at_depth_1e5():
-    m = ntk_moments([10**5] * 10**5, 3.0)  # lambda = 1, moments ~ 1.5^(1e5)
+    m = _moments([10**5] * 10**5, 3.0)  # lambda = 1, moments ~ 1.5^(1e5)
     assert math.isinf(m.mean) and math.isinf(m.second)
     assert_allclose(m.log_mean_w, (10**5 - 1) * math.log(1.5) + math.log(10**5), rtol=1e-12)  # eq. (11)
     assert_allclose(m.dispersion, dispersion_limit("chaotic", 1.0), rtol=2e-3)
-    small = ntk_moments([10**3] * 10**4, 1.5)  # ordered: E[Theta_W] underflows, its log does not
+    small = _moments([10**3] * 10**4, 1.5)  # ordered: E[Theta_W] underflows, its log does not
     assert small.mean_w == 0.0 and math.isfinite(small.log_mean_w)
     assert_allclose(small.log_mean_w, (10**4 - 1) * math.log(0.75) + math.log(10**4), rtol=1e-12)
 
@@ -231,7 +258,7 @@ def test_moments_are_overflow_free_at_depth_1e5():
 # limits
 # ---------------------------------------------------------------------------------------------------------------
 
-LIMITS = [  # (phase, lam, alpha0, corrected, paper) from sec. 4.0 / 4.1
+LIMITS = [  # (phase, lam, alpha0, corrected, published), mpmath at 30 digits
     ("chaotic", 0.1, 1, 1.45827342266267, 1.44922694569463),
     ("chaotic", 0.25, 1, 2.65913491874051, 2.56805083337548),
     ("chaotic", 0.5, 1, 7.76031555447443, 6.91560761570180),
@@ -256,10 +283,10 @@ LIMITS = [  # (phase, lam, alpha0, corrected, paper) from sec. 4.0 / 4.1
 ]
 
 
-@pytest.mark.parametrize("phase, lam, a0, corrected, paper", LIMITS)
-def test_limits_reproduce_sheet_tables(phase, lam, a0, corrected, paper):
+@pytest.mark.parametrize("phase, lam, a0, corrected, published", LIMITS)
+def test_limits_reproduce_reference_tables(phase, lam, a0, corrected, published):
     assert_allclose(dispersion_limit(phase, lam, alpha0=a0), corrected, rtol=1e-12)
-    assert_allclose(dispersion_limit(phase, lam, alpha0=a0, form="paper"), paper, rtol=1e-12)
+    assert_allclose(dispersion_limit(phase, lam, alpha0=a0, form="published"), published, rtol=1e-12)
 
 
 def test_limit_is_vectorized_and_ordered_phase_is_one():
@@ -300,16 +327,16 @@ def test_symbolic_eq9_equals_eq41():
         + 2 * a * (4 - a) / (25 * l)
         - 2 * a * (1 + a) / 5
     ) / ((1 + a) ** 2 * l)
-    assert sp.simplify(dispersion_limit_expr("eoc", "paper") - eq41) == 0
+    assert sp.simplify(dispersion_limit_expr("eoc", "published") - eq41) == 0
 
 
 @pytest.mark.parametrize(
     "phase, form, coeffs",
     [
         ("chaotic", "corrected", [1, sp.Rational(11, 3), sp.Rational(47, 6)]),
-        ("chaotic", "paper", [1, sp.Rational(11, 3), sp.Rational(43, 6)]),
+        ("chaotic", "published", [1, sp.Rational(11, 3), sp.Rational(43, 6)]),
         ("eoc", "corrected", [1, (5 * A0**2 + 11 * A0 + 11) / (3 * (1 + A0) ** 2)]),
-        ("eoc", "paper", [1, (5 * A0**2 + 11 * A0 + 11) / (3 * (1 + A0) ** 2)]),
+        ("eoc", "published", [1, (5 * A0**2 + 11 * A0 + 11) / (3 * (1 + A0) ** 2)]),
     ],
 )
 def test_symbolic_series_at_small_lambda(phase, form, coeffs):
@@ -320,11 +347,11 @@ def test_symbolic_series_at_small_lambda(phase, form, coeffs):
 
 def test_symbolic_alpha0_limits_of_eoc():
     bias_only = 2 * (sp.exp(5 * LAM) - 1) / (25 * LAM**2) - sp.Rational(2, 5) / LAM  # eq. (34)
-    for form in ("corrected", "paper"):
+    for form in ("corrected", "published"):
         eoc = dispersion_limit_expr("eoc", form)
         assert sp.simplify(sp.limit(eoc, A0, 0) - dispersion_limit_expr("chaotic", form)) == 0  # Remark 1
         assert sp.simplify(sp.limit(eoc, A0, sp.oo) - bias_only) == 0
-    # bias-only EOC series 1 + 5 lam/3 + 25 lam^2/12 (sec. 3.3)
+    # bias-only EOC series 1 + 5 lam/3 + 25 lam^2/12
     assert sp.series(bias_only, LAM, 0, 3).removeO() == 1 + 5 * LAM / 3 + sp.Rational(25, 12) * LAM**2
 
 
@@ -333,7 +360,7 @@ def test_symbolic_large_lambda_asymptotics():
     eoc = dispersion_limit_expr("eoc")
     assert sp.limit(ch * sp.exp(-5 * LAM), LAM, sp.oo) == sp.Rational(1, 3)
     assert sp.simplify(sp.limit(eoc * sp.exp(-5 * LAM), LAM, sp.oo) - 1 / (3 * (1 + A0) ** 2)) == 0
-    assert sp.limit(dispersion_limit_expr("chaotic", "paper") * LAM * sp.exp(-5 * LAM), LAM, sp.oo) == sp.S.Half
+    assert sp.limit(dispersion_limit_expr("chaotic", "published") * LAM * sp.exp(-5 * LAM), LAM, sp.oo) == sp.S.Half
 
 
 @pytest.mark.parametrize(
@@ -344,19 +371,20 @@ def test_exact_moments_converge_to_corrected_limit_at_rate_one_over_m(sw2, lam, 
     limit = dispersion_limit(sw2, lam, alpha0=a0)
     errs = []
     for M in (1000, 10000):
-        D = ntk_moments([int(a0 * M)] + [M] * (int(lam * M) - 1), sw2).dispersion
+        D = _moments([int(a0 * M)] + [M] * (int(lam * M) - 1), sw2).dispersion
         errs.append(D - limit)
     assert abs(errs[1]) < 1e-2 * limit  # close at M = 1e4
     assert_allclose(errs[0] / errs[1], 10.0, rtol=0.03)  # O(1/M): the error drops by 10 per decade
 
 
-def test_paper_finite_width_converges_to_paper_limit_not_to_the_exact_moments():
+def test_published_finite_width_converges_to_published_limit_not_to_the_exact_moments():
     M, lam = 10000, 1.0
     widths = [M] * int(lam * M)
-    paper = ntk_moments(widths, 2.0, method="paper").dispersion
-    assert_allclose(paper / dispersion_limit("eoc", lam, form="paper") - 1, -1.34e-3, atol=2e-5)  # sheet sec. 3.4
-    exact = ntk_moments(widths, 2.0).dispersion
-    assert exact / paper - 1 > 0.3  # Thm 3.2 is off by ~32 % at lambda = 1 (erratum E0)
+    published = _moments(widths, 2.0, form="published").dispersion
+    # Thm. 3.2 (eq. (13) as its proof derives it) tends to Thm. 3.1 at rate 1/M: -1.34e-3 at M = 1e4
+    assert_allclose(published / dispersion_limit("eoc", lam, form="published") - 1, -1.34e-3, atol=2e-5)
+    exact = _moments(widths, 2.0).dispersion
+    assert exact / published - 1 > 0.3  # Thm. 3.2 is off by ~32 % at lambda = 1 (Lemma A.4's coupling)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -367,26 +395,29 @@ def test_paper_finite_width_converges_to_paper_limit_not_to_the_exact_moments():
 @pytest.mark.parametrize(
     "call, word",
     [
-        (lambda: ntk_moments([10, 10], 0.0), "sigma_w2"),
-        (lambda: ntk_moments([10, 10], -2.0), "sigma_w2"),
-        (lambda: ntk_moments([10, 0], 2.0), "widths"),
-        (lambda: ntk_moments([10, 2.5], 2.0), "widths"),
-        (lambda: ntk_moments([], 2.0), "widths"),
-        (lambda: ntk_moments([10, 10], 2.0, x0_norm2=0), "x0_norm2"),
-        (lambda: ntk_moments([10, 10], 2.0, method="thm"), "method"),
+        (lambda: _moments([10, 10], 0.0), "sigma_w2"),
+        (lambda: _moments([10, 10], -2.0), "sigma_w2"),
+        (lambda: _moments([10, 0], 2.0), "width"),
+        (lambda: _moments([10, 2.5], 2.0), "width"),
+        (lambda: _moments([], 2.0), "depth"),
+        (lambda: ntk_moments(Network(2, "relu", 2.0, 0.0, "standard", width=10), 0), "d"),
+        (lambda: ntk_moments(Network(2, "relu", 2.0, 0.0, "standard"), 10), "width"),
+        (lambda: ntk_moments(Network(2, "tanh", 2.0, 0.0, "standard", width=10), 10), "activation"),
+        (lambda: ntk_moments(Network(2, "relu", 2.0, 0.1, "standard", width=10), 10), "sigma_b2"),
+        (lambda: ntk_moments(Network(2, "relu", 2.0, 0.0, "ntk", width=10), 10), "parameterization"),
+        (lambda: ntk_moments([10, 10], 2.0), "net"),
+        (lambda: _moments([10, 10], 2.0, x0_norm2=0), "x0_norm2"),
+        (lambda: _moments([10, 10], 2.0, form="thm"), "form"),
         (lambda: dispersion_limit("eoc", 0.0), "lam"),
         (lambda: dispersion_limit("eoc", [0.5, -1.0]), "lam"),
         (lambda: dispersion_limit("eoc", 0.5, alpha0=0), "alpha0"),
         (lambda: dispersion_limit("critical", 0.5), "phase"),
         (lambda: dispersion_limit(-1.0, 0.5), "sigma_w2"),
         (lambda: dispersion_limit("eoc", 0.5, form="x"), "form"),
-        (lambda: offdiagonal_mean_ratio([10, 10], 2.0, 1.5), "rho0"),
-        (lambda: offdiagonal_eq18(0, 1.5, 0.5), "depth"),
-        (lambda: sample_ntk_diagonal([10, 10], 2.0, 0), "n_networks"),
-        (lambda: sample_ntk_diagonal([10, 10], 2.0, 10, method="x"), "method"),
-        (lambda: estimate([1.0, 2.0]), "thetas"),
-        (lambda: gd_step_change([10], 2.0, 0.1, 10), "widths"),
-        (lambda: gd_step_change([10, 10], 2.0, 0.0, 10), "lr"),
+        (lambda: offdiagonal_mean_ratio(*_sp([10, 10], 2.0), 1.5), "rho0"),
+        (lambda: offdiagonal_eq18(Network(0, "relu", 1.5, 0.0, "standard"), 0.5), "depth"),
+        (lambda: offdiagonal_eq18(Network(3, "erf", 1.5, 0.0, "standard"), 0.5), "activation"),
+        (lambda: offdiagonal_bounds(0.5), "diagonal_dispersion"),
     ],
 )
 def test_bad_input_names_the_parameter(call, word):
@@ -395,202 +426,35 @@ def test_bad_input_names_the_parameter(call, word):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# off-diagonal helpers, estimator
+# off-diagonal helpers
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_relu_maps_and_eq18_reproduce_sheet():
-    assert_allclose(dsp._relu_corr(0.5), 0.608997781044229, rtol=1e-14)
-    assert_allclose(dsp._relu_dcorr(0.5), 2 / 3, rtol=1e-15)
-    assert_allclose(offdiagonal_eq18(10, 1.5, 0.5), 0.683137044588, rtol=1e-11)
-    assert_allclose(offdiagonal_eq18(50, 1.5, 0.1), 0.861441509970, rtol=1e-11)
-    assert_allclose(offdiagonal_eq18(20, 1.8, 0.9), 0.634648586311, rtol=1e-11)
-    # the App. A.2 numerator for [50]x5, sigma_w2 = 1.5, rho0 = 0.5 (sheet sec. 3.9: 2.8114), over eqs. (11)+(12)
-    den = ntk_moments([50] * 5, 1.5).mean
-    assert_allclose(offdiagonal_mean_ratio([50] * 5, 1.5, 0.5) * den, 2.8114, atol=1e-4)
-    assert_allclose(offdiagonal_mean_ratio([30] * 5, 2.5, 0.1) * ntk_moments([30] * 5, 2.5).mean, 7.3481, atol=1e-4)
+def _eq18(depth, sw2, rho0):
+    return offdiagonal_eq18(Network(depth, "relu", sw2, 0.0, "standard"), rho0)
+
+
+def test_relu_maps_and_eq18_reproduce_reference():
+    # the ReLU correlation map r and its slope g of Thm. 3.3 are meanfield.gaussian's maps at sigma_w2 = 2
+    assert_allclose(correlation_map(0.5, "relu"), 0.608997781044229, rtol=1e-14)
+    assert_allclose(correlation_slope(0.5, "relu"), 2 / 3, rtol=1e-15)
+    assert_allclose(_eq18(10, 1.5, 0.5), 0.683137044588, rtol=1e-11)
+    assert_allclose(_eq18(50, 1.5, 0.1), 0.861441509970, rtol=1e-11)
+    assert_allclose(_eq18(20, 1.8, 0.9), 0.634648586311, rtol=1e-11)
+    # the App. A.2 numerator for [50]x5, sigma_w2 = 1.5, rho0 = 0.5 (2.8114), over eqs. (11)+(12)
+    den = _moments([50] * 5, 1.5).mean
+    assert_allclose(offdiagonal_mean_ratio(*_sp([50] * 5, 1.5), 0.5) * den, 2.8114, atol=1e-4)
+    assert_allclose(offdiagonal_mean_ratio(*_sp([30] * 5, 2.5), 0.1) * _moments([30] * 5, 2.5).mean, 7.3481, atol=1e-4)
 
 
 def test_offdiagonal_ratio_is_one_on_the_diagonal_and_within_eq16_bounds():
     rho = np.linspace(-1, 1, 9)
     for widths, sw2 in (([100] * 40, 1.5), ([100] * 40, 2.0), ([100] * 400, 3.0)):
-        r = offdiagonal_mean_ratio(widths, sw2, rho)
+        r = offdiagonal_mean_ratio(*_sp(widths, sw2), rho)
         assert_allclose(r[-1], 1.0, rtol=1e-12)
         assert np.all(np.diff(r) > 0)
         b = offdiagonal_bounds(1.0)
-        assert np.all(r[rho >= 0] >= b["mean_ratio_lower"]) and np.all(r <= b["mean_ratio_upper"] + 1e-12)
-
-
-def test_estimator_reproduces_sheet_values_and_prefactor_erratum():
-    e = estimate([1.0, 2.0, 3.0, 4.0], n_boot=50, seed=0)
-    assert_allclose(e.ratio, 1.75979283874021, rtol=1e-13)
-    assert e.naive == 1.2
-    t = np.random.default_rng(0).lognormal(size=50)
-    assert_allclose(estimate(t, n_boot=2, prefactor="paper").ratio, estimate(t, n_boot=2).ratio * 50 / 48, rtol=1e-13)
-
-
-def test_estimator_bootstrap_se_matches_delta_method():
-    t = np.random.default_rng(1).gamma(4.0, size=4000)  # D = E[t^2]/E[t]^2 = 1 + 1/4
-    e = estimate(t, n_boot=400, seed=2)
-    assert_allclose(e.se, e.se_delta, rtol=0.15)  # 400 replicates: the bootstrap SE has ~4 % relative noise
-    assert abs(e.ratio - 1.25) / e.se < 4
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Monte Carlo: finite networks vs the exact moments (z <= 4) and vs Thm 3.2
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _z_scores(sample, m):
-    tw, tb = sample.theta_w, sample.theta_b
-    N = tw.size
-    z = {}
-    for name, draws, exact in (
-        ("mean_w", tw, m.mean_w),
-        ("mean_b", tb, m.mean_b),
-        ("second_w", tw * tw, m.second_w),
-        ("second_b", tb * tb, m.second_b),
-        ("cross_wb", tw * tb, m.cross_wb),
-    ):
-        z[name] = (draws.mean() - exact) / (draws.std(ddof=1) / math.sqrt(N))
-    e = estimate(tw + tb, n_boot=2, seed=0)
-    z["dispersion"] = (e.naive - m.dispersion) / e.se_delta
-    return z
-
-
-# sec. 3.7 configurations, across the phases (widths, sigma_w2, ||x0||^2)
-MC_CONFIGS = [
-    ([30] * 4, 2.0, 1.0),
-    ([30] * 4, 2.0, 2.0),
-    ([20] * 6, 2.5, 1.0),
-    ([50] * 5, 1.5, 1.0),
-    ([25] + [50] * 4, 1.8, 1.0),
-    ([20, 30, 40, 50, 40], 2.0, 1.0),
-]
-
-
-@pytest.mark.parametrize("widths, sw2, x0sq", MC_CONFIGS)
-def test_projection_sampler_matches_exact_moments(widths, sw2, x0sq):
-    s = sample_ntk_diagonal(widths, sw2, 100_000, x0_norm2=x0sq, seed=11)
-    z = _z_scores(s, ntk_moments(widths, sw2, x0sq))
-    assert max(abs(v) for v in z.values()) <= 4, z
-
-
-@pytest.mark.parametrize("widths, sw2", [([20] * 4, 2.0), ([15, 25, 20], 2.6)])
-def test_matmul_sampler_matches_exact_moments(widths, sw2):
-    s = sample_ntk_diagonal(widths, sw2, 20_000, method="matmul", seed=3)
-    z = _z_scores(s, ntk_moments(widths, sw2))
-    assert max(abs(v) for v in z.values()) <= 4, z
-
-
-def test_law_sampler_matches_exact_moments():
-    s = sample_ntk_diagonal([20] * 8, 2.3, 200_000, method="law", seed=4)
-    z = _z_scores(s, ntk_moments([20] * 8, 2.3))
-    assert max(abs(v) for v in z.values()) <= 4, z
-
-
-def test_projection_and_matmul_samplers_agree_in_distribution():
-    widths, sw2 = [12, 16, 10, 14], 2.4
-    a = sample_ntk_diagonal(widths, sw2, 20_000, seed=21).theta
-    b = sample_ntk_diagonal(widths, sw2, 20_000, method="matmul", seed=22).theta
-    for f in (lambda t: t, lambda t: t * t, lambda t: (t < np.median(a)).astype(float)):
-        x, y = f(a), f(b)
-        z = (x.mean() - y.mean()) / math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
-        assert abs(z) <= 4
-
-
-def test_simulation_rejects_thm32_but_not_the_exact_moments():
-    """Seed 004 Thm 3.2 under-predicts the dispersion of [20]x5, sigma_w2 = 3 by 1.4 % (erratum E0/E6)."""
-    widths, sw2 = [20] * 5, 3.0
-    s = sample_ntk_diagonal(widths, sw2, 600_000, seed=2024)
-    e = estimate(s.theta, n_boot=2, seed=0)
-    z_exact = (e.naive - ntk_moments(widths, sw2).dispersion) / e.se_delta
-    z_paper = (e.naive - ntk_moments(widths, sw2, method="paper").dispersion) / e.se_delta
-    assert abs(z_exact) <= 4
-    assert z_paper > 4
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# off-diagonal Monte Carlo (Thm 3.3) and the first GD step (Thm 4.1)
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def test_offdiagonal_monte_carlo_respects_thm33_and_shows_eq18_is_not_a_lower_bound():
-    widths, sw2, rho0 = [50] * 5, 1.5, 0.5
-    p = sample_ntk_pair(widths, sw2, rho0, 20_000, seed=7)
-    N = p.off.size
-    # the diagonal entries of the pair sampler follow the exact law too
-    z_diag = (p.diag.mean() - ntk_moments(widths, sw2).mean) / (p.diag.std(ddof=1) / math.sqrt(N))
-    assert abs(z_diag) <= 4
-    ratio = p.off.mean() / p.diag.mean()
-    psi = p.off / p.diag.mean() - ratio * p.diag / p.diag.mean()
-    se = psi.std(ddof=1) / math.sqrt(N)
-    assert 0.25 < ratio < 1  # eq. (16)
-    # App. A.2 infinite-width mean lies below the finite-width mean (sheet sec. 3.9) ...
-    z_a2 = (p.off.mean() - offdiagonal_mean_ratio(widths, sw2, rho0) * ntk_moments(widths, sw2).mean) / (
-        p.off.std(ddof=1) / math.sqrt(N)
-    )
-    assert z_a2 > -4
-    # ... but eq. (18) overshoots the measured ratio (erratum E9: 0.616 vs 0.703)
-    assert (ratio - offdiagonal_eq18(len(widths), sw2, rho0)) / se < -4
-    d_off = np.mean(p.off**2) / p.off.mean() ** 2
-    assert d_off <= offdiagonal_bounds(ntk_moments(widths, sw2).dispersion)["dispersion_upper"]  # eq. (17)
-
-
-def _literal_theta(params, x):
-    """Theta(x, x) = ||grad_params f||^2 by central finite differences on an explicit parameter list."""
-
-    def f(ps):
-        h = x
-        for i in range(0, len(ps) - 2, 2):
-            h = np.maximum(ps[i] @ h + ps[i + 1], 0.0)
-        return float(ps[-2] @ h + ps[-1][0])
-
-    grads = []
-    for i, p in enumerate(params):
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            up = [q.copy() for q in params]
-            dn = [q.copy() for q in params]
-            up[i][idx] += 1e-6
-            dn[i][idx] -= 1e-6
-            g[idx] = (f(up) - f(dn)) / 2e-6
-        grads.append(g)
-    return sum(float(np.sum(g * g)) for g in grads), f(params), grads
-
-
-def test_gd_step_matches_literal_finite_difference_step():
-    rng = np.random.default_rng(8)
-    sizes = [3, 4, 5, 3]  # n_0..n_{L-1}, L = 4
-    x = rng.standard_normal(3)
-    Ws = [rng.standard_normal((sizes[l], sizes[l - 1])) * np.sqrt(2.2 / sizes[l - 1]) for l in range(1, 4)]
-    wL = rng.standard_normal(3) * np.sqrt(2.2 / 3)
-    params = []
-    for W in Ws:
-        params += [W, np.zeros(W.shape[0])]
-    params += [wL, np.zeros(1)]
-    lr, y = 0.05, 0.3
-    theta0, f0, grads = _literal_theta(params, x)
-    stepped = [p - lr * (f0 - y) * g for p, g in zip(params, grads, strict=True)]
-    theta1, _, _ = _literal_theta(stepped, x)
-    from meanfield import MLP, Network
-
-    net = Network(4, "relu", 2.2, 0.0, "standard", width=sizes[1:])
-    mlp = MLP(net, [*Ws, wL[None]], [np.zeros(W.shape[0]) for W in Ws] + [np.zeros(1)])
-    t0, t1 = dsp._gd_theta(mlp, x[None], lr, y)
-    assert_allclose([t0, t1], [theta0, theta1], rtol=1e-7)
-    assert abs(theta1 - theta0) > 1e-3 * theta0  # the step is not trivial
-
-
-def test_gd_step_change_grows_with_depth_in_chaos_and_is_negative():
-    """Thm 4.1: |E dTheta|/E Theta blows up in the chaotic phase; measured sign: the NTK decreases."""
-    lr = 2e-3
-    shallow = gd_step_change([30] * 3, 3.0, lr, 3000, seed=3)
-    deep = gd_step_change([30] * 12, 3.0, lr, 3000, seed=12)
-    assert (shallow.relative_change - deep.relative_change) / math.hypot(deep.se, shallow.se) > 4
-    assert deep.relative_change / deep.se < -4
-    ordered = gd_step_change([30] * 12, 1.0, lr, 3000, seed=13)
-    assert abs(ordered.relative_change) < 0.01 * abs(deep.relative_change)
+        assert np.all(r[rho >= 0] >= b.mean_ratio_lower) and np.all(r <= b.mean_ratio_upper + 1e-12)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -607,9 +471,9 @@ def cli():
 
 
 def test_cli_prints_moments_limit_and_simulation(cli, capsys):
-    assert cli(["dispersion", "--sigma-w2", "2.0", "--width", "100", "--depth", "50", "--paper"]) == 0
+    assert cli(["dispersion", "--sigma-w2", "2.0", "--width", "100", "--depth", "50", "--published"]) == 0
     out = capsys.readouterr().out
-    assert "3.93224" in out and "3.64138" in out  # exact and Thm 3.2 dispersion of [100]x50 (sheet sec. 4)
+    assert "3.93224" in out and "3.64138" in out  # exact and Thm. 3.2 dispersion of [100]x50
     assert "4.2528064" in out and "3.9119897" in out  # corrected / published limit at lambda = 0.5
     assert cli(["dispersion", "--sigma-w2", "2.5", "--width", "20", "--depth", "6", "--simulate", "20000"]) == 0
     out = capsys.readouterr().out
@@ -620,10 +484,10 @@ def test_cli_json_has_z_scores_within_four(cli, capsys):
     import json
 
     args = ["dispersion", "--sigma-w2", "1.8", "--width", "30", "--depth", "5", "--alpha0", "0.5"]
-    assert cli(args + ["--simulate", "30000", "--seed", "3", "--paper", "--json"]) == 0
+    assert cli(args + ["--simulate", "30000", "--seed", "3", "--published", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["widths"]["n0"] == 15
-    assert_allclose(data["exact"]["dispersion"], ntk_moments([15] + [30] * 4, 1.8).dispersion, rtol=1e-14)
+    assert_allclose(data["exact"]["dispersion"], _moments([15] + [30] * 4, 1.8).dispersion, rtol=1e-14)
     zs = [v["z_exact"] for k, v in data["simulation"].items() if isinstance(v, dict) and "z_exact" in v]
     assert len(zs) == 8 and max(abs(z) for z in zs) <= 4
 
@@ -648,43 +512,3 @@ def test_cli_bad_input_is_one_line_exit_2(cli, capsys, args, word):
     assert cli(["dispersion"] + args) == 2
     err = capsys.readouterr().err
     assert word in err and err.count("\n") == 1
-
-
-SHEET_37 = [  # sec. 3.5 / 3.7 configurations: widths, sigma_w2, ||x0||^2
-    ([30] * 4, 2.0, 1.0),
-    ([30] * 4, 2.0, 2.0),
-    ([30] * 6, 2.0, 1.0),
-    ([20] * 6, 2.0, 1.0),
-    ([40] + [20] * 4, 2.0, 1.0),
-    ([20] * 6, 2.5, 1.0),
-    ([50] * 5, 1.5, 1.0),
-    ([25] + [50] * 4, 1.8, 1.0),
-    ([20, 30, 40, 50, 40], 2.0, 1.0),
-    ([20] * 3, 2.0, 1.0),
-]
-
-
-@pytest.mark.slow
-def test_sheet_37_table_at_full_scale():
-    """10^6 networks per configuration: every moment of the exact form within |z| <= 4; prints Thm 3.2's z(D)."""
-    worst = 0.0
-    for i, (widths, sw2, x0sq) in enumerate(SHEET_37):
-        s = sample_ntk_diagonal(widths, sw2, 1_000_000, x0_norm2=x0sq, seed=37 + i)
-        z = _z_scores(s, ntk_moments(widths, sw2, x0sq))
-        zp = _z_scores(s, ntk_moments(widths, sw2, x0sq, method="paper"))
-        print(
-            widths,
-            sw2,
-            x0sq,
-            " ".join(f"{k}={v:+.2f}" for k, v in z.items()),
-            f"| Thm 3.2 z(D)={zp['dispersion']:+.2f}",
-        )
-        worst = max(worst, max(abs(v) for v in z.values()))
-    assert worst <= 4
-
-
-def test_estimator_rejects_samples_without_a_positive_mean_square_estimate():
-    with pytest.raises(ValueError, match="thetas"):
-        estimate([1.0, 0.0, 0.0])
-    with pytest.raises(ValueError, match="thetas"):
-        estimate([1.0, np.nan, 2.0])

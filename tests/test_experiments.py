@@ -1,27 +1,32 @@
-"""The Equilibrium Hypothesis experiment (seed 000 Fig. 3 on the CPU) and its data helpers."""
+"""The Equilibrium Hypothesis experiment (Lou et al. 2022, Fig. 3 on the CPU) and its data helpers."""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from meanfield.equilibrium import peak_layer, scaling_fit
-from meanfield.experiments import default_lr, digits, peak_layers_trained, standardize
+from meanfield.data import digits, to_sphere
+from meanfield.equilibrium import peak_layer
+from meanfield.experiments import default_lr, peak_layers_trained
+from meanfield.network import Network
+from meanfield.stats import scaling_fit
+
+RELU = Network(2)  # ReLU at the edge of chaos (2, 0); peak_layer(RELU, depths) evaluates any depths
 
 
-def test_standardize_puts_rows_on_the_sphere():
+def test_to_sphere_centers_and_puts_rows_on_the_sphere():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((20, 7)) + 3.0
-    Z = standardize(X)
+    Z = to_sphere(X, mean=X.mean(axis=0))
     assert_allclose(np.sum(Z**2, axis=1), 7.0, rtol=1e-14)
     mu = X.mean(axis=0)
     # direction of the centered row is kept
     assert_allclose(Z[3] / np.linalg.norm(Z[3]), (X[3] - mu) / np.linalg.norm(X[3] - mu), rtol=1e-14)
     # a given mean (the training set's) is used as is
-    assert_allclose(standardize(X[:2], mean=np.zeros(7)), X[:2] * np.sqrt(7) / np.linalg.norm(X[:2], axis=1)[:, None])
+    assert_allclose(to_sphere(X[:2], mean=np.zeros(7)), X[:2] * np.sqrt(7) / np.linalg.norm(X[:2], axis=1)[:, None])
     with pytest.raises(ValueError, match="feature mean"):
-        standardize(np.ones((3, 2)))
+        to_sphere(np.ones((3, 2)), mean=np.ones(2))
     with pytest.raises(ValueError, match="mean must have shape"):
-        standardize(X, mean=np.zeros(3))
+        to_sphere(X, mean=np.zeros(3))
 
 
 def test_digits_split_is_stratified_and_standardized():
@@ -46,8 +51,8 @@ def test_peak_layers_trained_small_run_reports_consistent_fields():
     depths = [3, 5, 8]
     res = peak_layers_trained(depths, data=data, width=32, epochs=3, lr=0.01, align_samples=12, repeats=2, seed=0)
     assert res.depths.tolist() == depths
-    assert res.predicted.tolist() == peak_layer(np.array(depths)).l_star.tolist()
-    assert res.predicted_data.tolist() == peak_layer(np.array(depths), pairs=data[0]).l_star.tolist()
+    assert res.predicted.tolist() == peak_layer(RELU, np.array(depths)).l_star.tolist()
+    assert res.predicted_data.tolist() == peak_layer(RELU, np.array(depths), pairs=data[0]).l_star.tolist()
     assert res.trained_each.shape == (3, 2) and res.test_acc.shape == (3, 2)
     for L, A, t, each in zip(depths, res.alignment, res.trained, res.trained_each, strict=True):
         assert A.shape == (2, L)
@@ -61,7 +66,8 @@ def test_peak_layers_trained_small_run_reports_consistent_fields():
 
 
 def test_peak_layers_trained_rejects_bad_arguments():
-    X = standardize(np.random.default_rng(0).standard_normal((10, 3)))
+    X0 = np.random.default_rng(0).standard_normal((10, 3))
+    X = to_sphere(X0, mean=X0.mean(axis=0))
     y = np.arange(10) % 2
     data = (X, y, X, y)
     with pytest.raises(ValueError, match="depths"):
@@ -75,7 +81,8 @@ def test_peak_layers_trained_rejects_bad_arguments():
 
 
 def test_single_depth_run_has_no_fits():
-    X = standardize(np.random.default_rng(0).standard_normal((20, 4)))
+    X0 = np.random.default_rng(0).standard_normal((20, 4))
+    X = to_sphere(X0, mean=X0.mean(axis=0))
     y = np.arange(20) % 2
     res = peak_layers_trained([3], data=(X, y, X, y), width=8, epochs=1, lr=0.01, align_samples=6)
     assert res.fit_trained is None and res.free_fit_trained is None

@@ -81,7 +81,7 @@ def test_traced_kernel_is_output_average_of_operator_kernel():
     mlp = _tiny("erf", "ntk", outputs=3)
     X = _inputs(n=5)
     K = mlp.layer_ntk(X, 2).reshape(5, 3, 5, 3)
-    assert_allclose(mlp.layer_ntk(X, 2, kind="traced"), np.einsum("iaja->ij", K) / 3, rtol=1e-13)
+    assert_allclose(mlp.layer_ntk(X, 2, layout="traced"), np.einsum("iaja->ij", K) / 3, rtol=1e-13)
 
 
 @pytest.mark.parametrize("loss", ["mse", "xent"])
@@ -125,7 +125,7 @@ def test_input_jacobian_equals_finite_differences_through_the_first_layer():
 
 
 def test_agop_equals_weight_sandwich_of_ptk_covariance():
-    """Seed 001 Prop. 2: G_l = W^T K^ptk W with the effective weights and K^ptk = (1/n) sum_a Delta^T Delta."""
+    """Beaglehole et al. 2024, Prop. 2: G_l = W^T K^ptk W (effective weights, K^ptk = (1/n) sum_a Delta^T Delta)."""
     mlp = _tiny("tanh", "ntk", depth=4, widths=(6, 9, 7), outputs=3)
     X = _inputs(n=7)
     for l in (2, 3, 4):
@@ -202,21 +202,21 @@ def test_ptk_covariance_gram_and_feature_kernel_match_their_definitions():
     assert_allclose(mlp.ptk_cov(X, 3, normalize=False), np.einsum("ain,aim->nm", D, D), rtol=1e-13)
     P = mlp.ptk_gram(X, 3)
     assert_allclose(P.reshape(5, 3, 5, 3), np.einsum("ain,bjn->iajb", D, D), rtol=1e-13)
-    assert_allclose(mlp.ptk_gram(X, 3, kind="traced"), np.einsum("ain,ajn->ij", D, D) / 3, rtol=1e-13)
-    # P_l and n K^ptk_l share their nonzero spectrum (feature_alignment.md sec. 2)
+    assert_allclose(mlp.ptk_gram(X, 3, layout="traced"), np.einsum("ain,ajn->ij", D, D) / 3, rtol=1e-13)
+    # P_l = D D^T and n K^ptk_l = D^T D share their nonzero spectrum
     ev_p = np.sort(np.linalg.eigvalsh(P))[-7:]
     ev_k = np.sort(np.linalg.eigvalsh(5 * mlp.ptk_cov(X, 3)))[-7:]
     assert_allclose(ev_p, ev_k, rtol=1e-10, atol=1e-12)
     H = np.tanh(mlp.forward(X).z[1])
-    assert_allclose(mlp.feature_kernel(X, 2), H @ H.T, rtol=1e-13)
-    assert_allclose(mlp.feature_kernel(X, 0), X @ X.T, rtol=1e-13)
+    assert_allclose(mlp.feature_kernel(X, 3), H @ H.T, rtol=1e-13)
+    assert_allclose(mlp.feature_kernel(X, 1), X @ X.T, rtol=1e-13)
     with pytest.raises(ValueError, match="hidden layer"):
-        mlp.feature_kernel(X, 4)
+        mlp.feature_kernel(X, 5)
 
 
 def test_operator_kernels_are_refused_above_the_memory_guard(monkeypatch):
-    # feature_alignment.md sec. 5.1: (n o)^2 entries above the limit need force=True; traced kernels are fine
-    import meanfield._validation as v
+    # the memory guard: (n o)^2 entries above the limit need force=True; traced kernels are fine
+    import meanfield._checks as v
     from meanfield.alignment import layer_alignment
 
     monkeypatch.setattr(v, "MAX_OPERATOR_ENTRIES", 100)
@@ -228,4 +228,4 @@ def test_operator_kernels_are_refused_above_the_memory_guard(monkeypatch):
         with pytest.raises(ValueError, match="force=True"):
             call()
         assert np.all(np.isfinite(call(force=True)))
-    assert mlp.ntk(X, kind="traced").shape == (5, 5)
+    assert mlp.ntk(X, layout="traced").shape == (5, 5)

@@ -105,8 +105,8 @@ def test_general_decorrelation_map_keeps_relative_precision(act, sw, sb, s):
 
 
 def test_relu_eoc_one_minus_c_matches_40_digit_recursion_at_depth_1e4():
-    # sheet sec. 5.1 / issue: l^2 (1 - c_l) for c_1 = 0 at l = 1e4 to 1e-6 relative
-    curve = mf.pair_curve(10**4)
+    # l^2 (1 - c_l) for c_1 = 0 at l = 1e4 to 1e-6 relative (asymptotics derived in meanfield.equilibrium)
+    curve = mf.pair_curve(mf.Network(10**4))
     ref = R.relu_eoc_one_minus_c(0.0, 10**4, dps=40)
     assert _rel(float(curve.s[-1]), ref) <= 1e-6
     assert abs(1e8 * curve.s[-1] - 44.261) < 5e-4
@@ -117,7 +117,7 @@ def test_edge_of_chaos_matches_mpmath(act, q0):
     # q0: starting point of the reference's Newton solve of the two EOC equations (sigmoid's q* is large)
     sw, q = (float(x) for x in R.ref_eoc_point(act, 0.05, q0=q0))
     assert_allclose(mf.edge_of_chaos(act, 0.05), sw, rtol=1e-10)
-    assert_allclose(mf.fixed_point_q(act, sw, 0.05), q, rtol=1e-9)
+    assert_allclose(mf.fixed_point_q(mf.Network(1, act, sw, 0.05)), q, rtol=1e-9)
 
 
 def test_gelu_with_bias_has_no_edge_of_chaos_on_its_stable_branch():
@@ -125,14 +125,14 @@ def test_gelu_with_bias_has_no_edge_of_chaos_on_its_stable_branch():
     # stable fixed point (q* = 0.186 there, chi_1 = 0.774) vanishes at sigma_w2 = 2.41595 before chi_1 reaches 1
     sw, q_unstable = (float(x) for x in R.ref_eoc_point("gelu", 0.05))
     assert abs(mf.variance_map(q_unstable, "gelu", sw, 0.05) - q_unstable) < 1e-8
-    p = mf.phase("gelu", sw, 0.05)
+    p = mf.phase(mf.Network(1, "gelu", sw, 0.05))
     assert p.q_star < 0.5 and p.phase == "ordered"
     with pytest.raises(ValueError, match="stable"):
         mf.edge_of_chaos("gelu", 0.05)
 
 
 def test_variance_moments_match_mpmath_for_the_general_path():
-    from meanfield.maps import single_moments
+    from meanfield.gaussian.maps import single_moments
 
     for act in ["tanh", "softplus", "silu"]:
         for q in [1e-6, 0.5, 10.0, 1e4]:

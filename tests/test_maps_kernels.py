@@ -5,9 +5,9 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from numba import njit
 
-from meanfield.maps import _acos1m, _leaky_pair
+from meanfield._jit import njit
+from meanfield.gaussian.closed import acos1m, leaky_pair
 
 mpmath.mp.dps = 50
 
@@ -15,7 +15,7 @@ mpmath.mp.dps = 50
 @njit(cache=True)
 def _acos1m_many(e, out):
     for i in range(e.shape[0]):
-        out[i] = _acos1m(e[i])
+        out[i] = acos1m(e[i])
 
 
 def _ulp_errors(e):
@@ -54,7 +54,7 @@ def test_relu_pair_matches_arccos_kernel_in_mpmath(c):
     th = mpmath.acos(cm)
     cov_ref = (mpmath.sin(th) + (mpmath.pi - th) * cm) / (2 * mpmath.pi)
     dcov_ref = (mpmath.pi - th) / (2 * mpmath.pi)
-    cov, gap, agap, dcov = _leaky_pair(0.0, 1.0, s, r)
+    cov, gap, agap, dcov = leaky_pair(0.0, 1.0, s, r)
     # cov = E[phi phi] cancels as c -> -1 (it is carried to full relative precision through agap instead), so it
     # is checked to rounding of its scale q / 2; dcov, gap and agap to full relative precision
     assert cov == pytest.approx(float(cov_ref), rel=4e-16, abs=2e-16)

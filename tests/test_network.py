@@ -6,7 +6,7 @@ import meanfield as mf
 
 def test_network_normalizes_fields():
     net = mf.Network(4, "tanh", sigma_w2=1, sigma_b2=0, width=8)
-    assert net.widths == (8, 8, 8)
+    assert net.width == (8, 8, 8)
     assert isinstance(net.sigma_w2, float)
     assert net.activation.name == "tanh"
     assert net.fan_ins(3) == (3, 8, 8, 8)

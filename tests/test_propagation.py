@@ -1,4 +1,4 @@
-"""Kernels over datasets: identities, sheet check values, precision near parallel inputs, bad input."""
+"""Kernels over datasets: identities, independent check values, precision near parallel inputs, bad input."""
 
 import warnings
 
@@ -38,15 +38,15 @@ def _unit_pair(rho, d=2):
         (0.5, 10, 3.7926943562),
     ],
 )
-def test_relu_eoc_ntk_matches_sheet_values(rho, depth, expected):
-    # signal_propagation.md sec. 7: Theta_L(x, x') / q at ReLU (2, 0)
+def test_relu_eoc_ntk_matches_check_values(rho, depth, expected):
+    # Theta_L(x, x') / q at ReLU (2, 0), computed independently (mpmath: tests/reference.py)
     k = mf.kernels(_unit_pair(rho), mf.Network(depth))
     assert_allclose(k.ntk[0, 1] / 2.0, expected, rtol=0, atol=6e-11)
     assert_allclose(np.diag(k.ntk), 2.0 * depth, rtol=1e-14)  # Theta_L(x, x) = L q
 
 
 @pytest.mark.parametrize("depth, expected", [(2, 0.5), (3, 0.3015576242), (10, 0.0407250335)])
-def test_relu_eoc_backward_first_layer_matches_sheet(depth, expected):
+def test_relu_eoc_backward_first_layer_matches_check_values(depth, expected):
     k = mf.kernels(_unit_pair(0.0), mf.Network(depth), layers=[1])
     assert_allclose(k.backward[0, 0, 1], expected, atol=6e-11)
 
@@ -54,7 +54,8 @@ def test_relu_eoc_backward_first_layer_matches_sheet(depth, expected):
 @pytest.mark.parametrize("sigma_w2", [1.0, 2.0])
 @pytest.mark.parametrize("rho", [-0.5, 0.0, 0.5, 0.9])
 def test_one_hidden_layer_relu_ntk_closed_form(rho, sigma_w2):
-    # sheet sec. 7: Theta_2 = sigma_w^4 (2 rho (pi - theta) + sin theta) / (2 pi) for ||x||^2 = d
+    # derived here from Jacot et al. 2018 with Cho & Saul 2009:
+    # Theta_2 = sigma_w^4 (2 rho (pi - theta) + sin theta) / (2 pi) for ||x||^2 = d
     theta = np.arccos(rho)
     expected = sigma_w2**2 * (2 * rho * (np.pi - theta) + np.sin(theta)) / (2 * np.pi)
     k = mf.kernels(_unit_pair(rho), mf.Network(2, sigma_w2=sigma_w2))
@@ -123,7 +124,7 @@ def test_near_parallel_inputs_track_one_minus_c_exactly(act):
     X = np.array([[1.0, 0.0], [np.cos(eps), np.sin(eps)]]) * np.sqrt(2)
     net = mf.Network(30, act, 1.8, 0.0 if act == "relu" else 0.1)
     k = mf.kernels(X, net, layers=True)
-    curve = mf.pair_curve(30, act, 1.8, net.sigma_b2, q1=net.sigma_w2 + net.sigma_b2, s=2 * np.sin(eps / 2) ** 2)
+    curve = mf.pair_curve(net, q1=net.sigma_w2 + net.sigma_b2, s=2 * np.sin(eps / 2) ** 2)
     # the curve starts from the same s as the kernels (up to the bias) only for relu at sigma_b2 = 0
     q = k.nngp_layers[:, 0, 0]
     s_kern = 1 - k.nngp_layers[:, 0, 1] / q
@@ -133,7 +134,7 @@ def test_near_parallel_inputs_track_one_minus_c_exactly(act):
 
 
 def test_relu_ntk_with_bias_matches_explicit_recursion():
-    # an independent float64 recursion written from sheet sec. 2.2 / 4.2 for well-separated inputs
+    # an independent float64 recursion (Cho & Saul 2009; Jacot et al. 2018) for well-separated inputs
     sw, sb, L = 1.7, 0.3, 6
     X = _data(4, 3, seed=6)
     S = sw / 3 * X @ X.T + sb

@@ -1,8 +1,10 @@
-"""The mpmath reference (tests/reference.py) against the sheet's published check values and its own closed forms.
+"""The mpmath reference (tests/reference.py) against printed check values and its own closed forms.
 
-Check values: signal_propagation.md sec. 2.2, 2.3, 3, 5.1 and 7. Tolerances: the sheet prints 10-12 digits for
-closed-form values (so 1e-10 / 1e-12 absolute), 5-6 digits for fixed points and the tanh edge of chaos; the
-quadratures are held to 1e-20 against the 50-digit closed forms.
+Check values: values of the closed forms (Cho & Saul 2009; Williams 1997; Lou et al. 2022, eq. (3)), the fixed
+points and edge of chaos of Poole et al. 2016 and Schoenholz et al. 2017, and the ReLU edge-of-chaos asymptotics
+derived here (meanfield.equilibrium), each computed independently to the printed digits. Tolerances: 10-12
+printed digits for closed-form values (so 1e-10 / 1e-12 absolute), 5-6 digits for fixed points and the tanh edge
+of chaos; the quadratures are held to 1e-20 against the 50-digit closed forms.
 """
 
 import numpy as np
@@ -32,7 +34,7 @@ def close(a, b, tol):
     "c, g, gp",
     [(0, 0.3183098862, 0.5), (0.5, 0.6089977810, 2 / 3), (-1, 0, 0), (1, 1, 1)],
 )
-def test_relu_g_matches_sheet_values(c, g, gp):
+def test_relu_g_matches_check_values(c, g, gp):
     assert close(R.relu_g(c), g, 1e-10)
     assert close(R.relu_gprime(c), gp, 1e-15)
 
@@ -56,7 +58,7 @@ def test_relu_cov_at_identity_half_matches_dblquad_value():
     "L, cov, dcov",
     [((1, 0.5, 1), 0.216346895939, 0.450158158079), ((1, 1, 4), 0.251528260250, 0.265488797625)],
 )
-def test_erf_closed_forms_match_sheet_values(L, cov, dcov):
+def test_erf_closed_forms_match_check_values(L, cov, dcov):
     assert close(R.closed_cov("erf", *L), cov, 1e-12)
     assert close(R.closed_dcov("erf", *L), dcov, 1e-12)
 
@@ -183,7 +185,7 @@ def test_invalid_covariance_is_rejected():
 # ----------------------------------------------------------------------------- ReLU at the edge of chaos
 
 
-def test_relu_eoc_sequences_match_sheet():
+def test_relu_eoc_sequences_match_check_values():
     for c1, l, c in [(0, 2, 0.3183098862), (0, 3, 0.4937310902), (0, 5, 0.6809535334), (0, 10, 0.8548092375)]:
         assert close(1 - R.relu_eoc_one_minus_c(c1, l), c, 1e-10)
     for c1, l, c in [(0.5, 2, 0.6089977810), (0.5, 3, 0.6839056509), (0.5, 10, 0.8860334783)]:
@@ -232,7 +234,7 @@ X_RHO_HALF = np.array([[2.0, 0.0], [1.0, np.sqrt(3.0)]])  # rho = 0.5 (up to rou
         (X_RHO_HALF, 10, 3.7926943562),
     ],
 )
-def test_relu_eoc_ntk_matches_sheet(X, depth, value):
+def test_relu_eoc_ntk_matches_check_values(X, depth, value):
     k = R.ref_kernels(X, depth, "relu", 2.0, 0.0)
     q0, q1 = k.sigma[0, 0, 0], k.sigma[0, 1, 1]
     assert all(close(k.sigma[l, i, i], k.sigma[0, i, i], 1e-25) for l in range(depth) for i in (0, 1))
@@ -241,7 +243,7 @@ def test_relu_eoc_ntk_matches_sheet(X, depth, value):
 
 
 @pytest.mark.parametrize("depth, value", [(2, 0.5), (3, 0.3015576242), (10, 0.0407250335)])
-def test_relu_eoc_backward_kernel_matches_sheet(depth, value):
+def test_relu_eoc_backward_kernel_matches_check_values(depth, value):
     k = R.ref_kernels(X_RHO0, depth, "relu", 2.0, 0.0)
     assert close(k.backward[0, 0, 1], value, 1e-10)
     assert close(k.backward[0, 0, 0], 1, 1e-25)
@@ -317,7 +319,7 @@ def test_erf_fixed_points(sw, sb, qstar, chi1):
 @pytest.mark.parametrize(
     "qstar, sw, sb", [(0.1, 0.929296, 9.363804e-4), (1, 1.756204, 0.1841397), (2, 2.356194, 0.6090572)]
 )
-def test_erf_eoc_curve_matches_sheet(qstar, sw, sb):
+def test_erf_eoc_curve_matches_check_values(qstar, sw, sb):
     w, b = R.erf_eoc_curve(qstar)
     assert close(w, sw, 1e-6)
     assert close(b, sb, 1e-7 * max(1, sb * 10) if sb > 1e-3 else 1e-9)

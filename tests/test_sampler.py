@@ -9,7 +9,9 @@ from test_finite import _fd_param_jacobian
 
 import meanfield as mf
 from meanfield.finite import MLP
-from meanfield.sampler import simulate
+from meanfield.finite.montecarlo import run, simulate
+from meanfield.finite.streams import generator, next_uint64, sfc64_states
+from meanfield.stats import bootstrap, stderr
 
 ALL = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
 
@@ -50,7 +52,7 @@ def test_layer_kernels_are_exact_per_network_identities(parameterization):
     assert_allclose(sim["outputs"], stack(X)[..., 0], rtol=1e-13)
     for l in range(1, 5):
         assert_allclose(sim["ntk_layers"][:, l - 1], stack.layer_ntk(X, l), rtol=1e-12)
-    if parameterization == "ntk":  # K_l = F_l * B_l (signal_propagation.md sec. 4.3)
+    if parameterization == "ntk":  # K_l = F_l * B_l (Lou et al. 2022, eq. (9))
         assert_allclose(sim["ntk_layers"], sim["nngp"] * sim["backward"], rtol=1e-12)
 
 
@@ -105,6 +107,49 @@ def test_bootstrap_of_the_mean_matches_the_analytic_standard_error():
     assert_allclose(boot.stderr, sim.stderr("ntk"), rtol=0.2)  # bootstrap noise ~ 1/sqrt(2 n_boot) = 3.5%
     ratio = sim.bootstrap(lambda s: (s["ntk"][:, 0, 0] ** 2).mean() / s["ntk"][:, 0, 0].mean() ** 2, n_boot=50)
     assert ratio.estimate > 1 and ratio.stderr > 0
+
+
+def _norms(batch, d):
+    """A task of the runner: per network, the norm of d normals from its generator and 3 raw bits of its stream."""
+    states = batch.sfc64_states()
+    raw = np.array([[next_uint64(s) for _ in range(3)] for s in states], dtype=np.uint64)
+    norms = np.array([np.linalg.norm(generator(q).standard_normal(d)) for q in batch.seeds])
+    return {"norm": norms, "raw": raw}
+
+
+def test_runner_is_bit_identical_across_batch_sizes_and_executors():
+    from concurrent.futures import ThreadPoolExecutor
+
+    ref = run(_norms, 11, seed=4, args=(3,), batch_size=11)
+    with ThreadPoolExecutor(2) as ex, ProcessPoolExecutor(2) as pex:
+        cases = ((1, None), (4, ex), (3, pex))
+        others = [run(_norms, 11, seed=4, args=(3,), batch_size=b, executor=e) for b, e in cases]
+    for other in others:
+        assert np.array_equal(ref["norm"], other["norm"]) and np.array_equal(ref["raw"], other["raw"])
+    fresh = run(_norms, 4, seed=None, args=(3,))
+    assert np.array_equal(fresh["norm"], run(_norms, 4, seed=fresh.seed, args=(3,))["norm"])  # the stored seed
+
+
+def test_numba_streams_are_the_sfc64_streams_of_the_spawned_seed_sequences():
+    for root in (np.random.SeedSequence(7), np.random.SeedSequence(None), np.random.SeedSequence(3, spawn_key=(5, 2))):
+        for start in (0, 2**32 - 1):
+            states = sfc64_states(root, start, start + 3)
+            for k in range(3):
+                seq = np.random.SeedSequence(root.entropy, spawn_key=tuple(root.spawn_key) + (start + k,))
+                expected = np.random.SFC64(seq).random_raw(5)
+                assert np.array_equal([next_uint64(states[k]) for _ in range(5)], expected)
+
+
+def test_one_bootstrap_and_stderr_for_arrays_and_dicts():
+    t = np.random.default_rng(0).standard_normal(400)
+    assert stderr(t) == pytest.approx(t.std(ddof=1) / 20, rel=1e-14)
+    b = bootstrap(lambda a: a.mean(), t, n_boot=400, seed=1)
+    assert b.estimate == pytest.approx(t.mean(), rel=1e-14)
+    assert_allclose(b.stderr, stderr(t), rtol=0.2)  # bootstrap noise ~ 1/sqrt(2 n_boot) = 3.5%
+    both = bootstrap(lambda s: s["a"].mean(), {"a": t}, n_boot=400, seed=1)
+    assert both.stderr == b.stderr  # the same resamples
+    with pytest.raises(ValueError, match="n_nets >= 2"):
+        stderr(t[:1])
 
 
 def test_zscore_treats_deterministic_entries_exactly():

@@ -1,4 +1,4 @@
-"""Tests for meanfield.silent (seed 003, feature_alignment.md sec. 4).
+"""Tests for meanfield.silent (Atanasov et al. 2022; Saxe et al. 2014).
 
 The training checks train linear networks with ``meanfield.train`` (full batch, momentum 0, loss
 ``|f - y|^2 / (2P)``, so that t = learning rate x steps is the theory's time) from the small initial weights drawn
@@ -6,6 +6,8 @@ here, and compare with scipy's ``solve_ivp`` for exact gradient flow; both are i
 test. Per-step observables (order parameters, kernel alignment, end-to-end weight) come from ``train``'s
 ``callback``; ``test_train_step_is_the_gradient_step_of_the_theory`` pins the step to a hand-written one.
 """
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from scipy import integrate, optimize
 import meanfield.silent as ms
 from meanfield import MLP, Network, train
 
-D, N, P = 30, 50, 200  # the sheet's set-up (feature_alignment.md sec. 4.1, 5.3)
+D, N, P = 30, 50, 200  # input dimension, hidden width, samples of the two-layer experiments
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -121,9 +123,10 @@ def _rel(A, B):
 # ------------------------------------------------------------------------------------------------------------------
 # two-layer closed forms: algebraic checks
 # ------------------------------------------------------------------------------------------------------------------
-def test_two_layer_qr_with_r0_zero_is_seed_eqs_27_28():
+def test_two_layer_qr_with_r0_zero_is_published_eqs_27_28():
     t, s, q0 = np.linspace(0, 8, 41), 1.3, 2e-4
-    q, r = ms.two_layer_qr(t, s, q0)
+    qr = ms.two_layer_qr(t, s, q0)
+    q, r = qr.q, qr.r
     den = np.exp(2 * s * t) - 1 + 2 * s / q0
     assert_allclose(r, s * 2 * np.sinh(2 * s * t) / den, rtol=1e-12, atol=1e-300)
     assert_allclose(q, s * 2 * np.cosh(2 * s * t) / den, rtol=1e-12)
@@ -131,22 +134,25 @@ def test_two_layer_qr_with_r0_zero_is_seed_eqs_27_28():
 
 def test_two_layer_qr_balanced_aligned_start_is_saxe_sigmoid():
     t, s, c0 = np.linspace(0, 10, 51), 2.0, 1e-3
-    q, r = ms.two_layer_qr(t, s, c0, c0)
+    qr = ms.two_layer_qr(t, s, c0, c0)
+    q, r = qr.q, qr.r
     e = np.exp(2 * s * t)
     assert_allclose(q, s * e / (e - 1 + s / c0), rtol=1e-12)
     assert_allclose(r, q, rtol=1e-12)
 
 
 def test_two_layer_qr_early_time_is_linearized_phase_one():
-    # seed 003 eq. (16): q + r = (q0 + r0) e^{2st}, q - r = (q0 - r0) e^{-2st}; error O(q e^{2st} / s)
+    # Atanasov et al. 2022, eq. (16): q + r = (q0 + r0) e^{2st}, q - r = (q0 - r0) e^{-2st}; error O(q e^{2st} / s)
     t, s, q0, r0 = np.linspace(0, 1.5, 16), 1.0, 1e-8, -3e-9
-    q, r = ms.two_layer_qr(t, s, q0, r0)
+    qr = ms.two_layer_qr(t, s, q0, r0)
+    q, r = qr.q, qr.r
     assert_allclose(q + r, (q0 + r0) * np.exp(2 * s * t), rtol=1e-5)
     assert_allclose(q - r, (q0 - r0) * np.exp(-2 * s * t), rtol=1e-5)
 
 
 def test_two_layer_qr_large_time_limit_and_no_overflow():
-    q, r = ms.two_layer_qr(np.array([1e3, 1e6]), 1.5, 1e-6, 2e-7)
+    qr = ms.two_layer_qr(np.array([1e3, 1e6]), 1.5, 1e-6, 2e-7)
+    q, r = qr.q, qr.r
     assert_allclose(q, 1.5, rtol=1e-14)
     assert_allclose(r, 1.5, rtol=1e-14)
 
@@ -163,8 +169,9 @@ def test_two_layer_ntk_matrix_and_order_parameters_match_the_parameter_jacobian(
     a, W = rng.standard_normal(N), rng.standard_normal((N, D))
     beta = _unit(rng.standard_normal(D))
     M = ms.two_layer_ntk_matrix(a, W)
-    assert_allclose(M, _ntk_matrix_jacobian([W, a[None, :]]), rtol=1e-12)  # seed 003 eq. (5)
-    q, r = ms.order_parameters(a, W, 3 * beta)
+    assert_allclose(M, _ntk_matrix_jacobian([W, a[None, :]]), rtol=1e-12)  # Atanasov et al. 2022, eq. (5)
+    o = ms.order_parameters(a, W, 3 * beta)
+    q, r = o.q, o.r
     assert_allclose([q, r], [0.5 * beta @ M @ beta, beta @ (W.T @ a)], rtol=1e-12)  # App. B.1
 
 
@@ -181,20 +188,22 @@ def test_alignment_curve_matches_explicit_kernel_matrix():
     beta = _unit(rng.standard_normal(D))
     a, W = _two_layer_init(rng, 1e-2)
     M0 = ms.two_layer_ntk_matrix(a, W)
-    q0, r0 = ms.order_parameters(a, W, beta)
+    o = ms.order_parameters(a, W, beta)
+    q0, r0 = o.q, o.r
     t = np.array([0.0, 0.7, 1.9, 5.0])
-    q, _ = ms.two_layer_qr(t, 1.0, q0, r0)
+    q = ms.two_layer_qr(t, 1.0, q0, r0).q
     explicit = [ms.matrix_alignment(M0 + (qi - q0) * (np.eye(D) + np.outer(beta, beta)), beta) for qi in q]
     assert_allclose(ms.alignment_curve(t, M0, beta, 1.0, q0, r0), explicit, rtol=1e-12)
 
 
 def test_isotropic_alignment_time_closed_form_matches_root_finding():
     for d, s, frac in [(30, 1.0, 0.9), (10, 2.5, 0.5), (200, 0.3, 0.99)]:
-        A0, Ainf = ms.alignment_limits(d)
+        lim = ms.alignment_limits(d)
+        A0, Ainf = lim.A0, lim.A_inf
         level = A0 + frac * (Ainf - A0)
         x = optimize.brentq(lambda x, d=d, level=level: ms.isotropic_alignment(x, d) - level, 0, 1e9, xtol=1e-14)
         assert_allclose(ms.alignment_time(d, s, frac), np.arccosh(1 + 2 * x) / (2 * s), rtol=1e-10)
-    assert_allclose(ms.alignment_time(30, 1.0), 1.7817, atol=5e-5)  # sheet sec. 4.1: 1.782 / s
+    assert_allclose(ms.alignment_time(30, 1.0), 1.7817, atol=5e-5)  # 1.782 / s
 
 
 def test_alignment_time_with_isotropic_M0_reduces_to_closed_form():
@@ -208,21 +217,23 @@ def test_alignment_limits_agree_with_final_kernels():
     beta = _unit(np.linspace(-1, 2, D))
     for L in (2, 3, 5):
         A_inf = ms.matrix_alignment(ms.final_ntk_linear(beta, 1.3, L), beta)
-        assert_allclose(ms.alignment_limits(D, L)[1], A_inf, rtol=1e-12)
+        assert_allclose(ms.alignment_limits(D, L).A_inf, A_inf, rtol=1e-12)
         assert_allclose(A_inf, L / np.sqrt(L**2 + D - 1), rtol=1e-12)
-    assert_allclose(ms.alignment_limits(D)[1], 2 / np.sqrt(33), rtol=1e-14)
-    assert_allclose(ms.alignment_limits(D, L=3, ratio=8.0)[1], 9 / np.sqrt(81 + D - 1), rtol=1e-14)
+    assert_allclose(ms.alignment_limits(D).A_inf, 2 / np.sqrt(33), rtol=1e-14)
+    assert_allclose(ms.alignment_limits(D, L=3, ratio=8.0).A_inf, 9 / np.sqrt(81 + D - 1), rtol=1e-14)
 
 
 def test_expected_q0_matches_monte_carlo():
     rng = np.random.default_rng(5)
     sigma, n, d, reps = 0.3, 20, 12, 4000
     beta = _unit(rng.standard_normal(d))
-    draws = np.array([ms.order_parameters(*_two_layer_init(rng, sigma, d, n), beta) for _ in range(reps)])
+    draws = np.array(
+        [dataclasses.astuple(ms.order_parameters(*_two_layer_init(rng, sigma, d, n), beta)) for _ in range(reps)]
+    )
     for value, expected in [(draws[:, 0], ms.expected_q0(sigma, n, d)), (draws[:, 1], 0.0)]:
         z = (value.mean() - expected) / (value.std(ddof=1) / np.sqrt(reps))
         assert abs(z) <= 4
-    r2 = draws[:, 1] ** 2  # seed 003 eq. (17): <r0^2> = sigma^4 / D
+    r2 = draws[:, 1] ** 2  # Atanasov et al. 2022, eq. (17): <r0^2> = sigma^4 / D
     assert abs((r2.mean() - sigma**4 / d) / (r2.std(ddof=1) / np.sqrt(reps))) <= 4
 
 
@@ -251,15 +262,18 @@ def test_whole_trajectory_closed_forms_match_gradient_flow_to_order_sigma_square
     for sigma in (1e-2, 1e-3):
         X, y, beta, rng = _task()
         a, W = _two_layer_init(rng, sigma)
-        q0, r0 = ms.order_parameters(a, W, beta)
-        q, r = np.array([ms.order_parameters(aa, WW, beta) for aa, WW in _flow_two_layer(X, y, a, W, t)]).T
-        q_pred, r_pred = ms.two_layer_qr(t, 1.0, q0, r0)
+        o = ms.order_parameters(a, W, beta)
+        q0, r0 = o.q, o.r
+        flow = _flow_two_layer(X, y, a, W, t)
+        q, r = np.array([dataclasses.astuple(ms.order_parameters(aa, WW, beta)) for aa, WW in flow]).T
+        pred = ms.two_layer_qr(t, 1.0, q0, r0)
+        q_pred, r_pred = pred.q, pred.r
         err = max(np.max(np.abs(q - q_pred) / q_pred), np.max(np.abs(r - r_pred)))
         assert err < 5 * q0  # neglected terms are O(q0 / s)
         errors.append(err)
-        # the seed's r0 = 0 forms (eqs. (27)-(28)) miss by ~|r0|/q0 (-0.17 in this draw)
-        q_seed, _ = ms.two_layer_qr(t, 1.0, q0)
-        assert np.max(np.abs(q - q_seed) / q_seed) > 0.05
+        # the published r0 = 0 forms (eqs. (27)-(28)) miss by ~|r0|/q0 (-0.17 in this draw)
+        q_published = ms.two_layer_qr(t, 1.0, q0).q
+        assert np.max(np.abs(q - q_published) / q_published) > 0.05
     assert 50 < errors[0] / errors[1] < 200  # sigma^2 scaling: factor 100 per decade
 
 
@@ -283,12 +297,13 @@ def test_train_step_is_the_gradient_step_of_the_theory(dims, rho):
 
 @pytest.fixture(scope="module")
 def gd_runs():
-    """Two-layer GD runs of the sheet (D=30, N=50, P=200, lr 0.005), s = 1 at sigma = 1e-2, 1e-3 and s = 2."""
+    """Two-layer GD runs (D=30, N=50, P=200, lr 0.005), s = 1 at sigma = 1e-2, 1e-3 and s = 2."""
     runs = {}
     for s, sigma, lr, T in [(1.0, 1e-2, 0.005, 10.0), (1.0, 1e-3, 0.005, 12.0), (2.0, 1e-3, 0.0025, 6.0)]:
         X, y, beta, rng = _task(s=s)
         a, W = _two_layer_init(rng, sigma)
-        q0, r0 = ms.order_parameters(a, W, beta)
+        o = ms.order_parameters(a, W, beta)
+        q0, r0 = o.q, o.r
         run = _gd_two_layer(X, y, beta, a, W, lr, int(round(T / lr)))
         run.update(q0=q0, r0=r0, M0=ms.two_layer_ntk_matrix(a, W), beta=beta, s=s, lr=lr)
         runs[s, sigma] = run
@@ -306,9 +321,9 @@ def test_half_loss_time_matches_gd(gd_runs):
     for run in gd_runs.values():
         t_half, _ = _measured_times(run)
         predicted = ms.half_loss_time(run["s"], run["q0"], run["r0"])
-        assert abs(t_half - predicted) < 0.05  # sheet sec. 5.3
-        # the seed's onset log(s/u0^2)/s (lines 97, 135) is about twice too late
-        assert ms.half_loss_time(run["s"], run["q0"], form="seed") - t_half > 0.8 * t_half
+        assert abs(t_half - predicted) < 0.05
+        # the published onset log(s/u0^2)/s (Atanasov et al. 2022, secs. 3.1, 3.1.2) is about twice too late
+        assert ms.half_loss_time(run["s"], run["q0"], form="published") - t_half > 0.8 * t_half
 
 
 def test_half_loss_time_step_per_decade_of_sigma_is_ln10_over_s(gd_runs):
@@ -325,15 +340,15 @@ def test_alignment_time_is_independent_of_sigma_and_matches_prediction(gd_runs):
         assert abs(t_align - predicted) < 0.05 / run["s"]
         times[key] = t_align
     assert abs(times[1.0, 1e-2] - times[1.0, 1e-3]) < 0.01
-    assert abs(times[1.0, 1e-3] - 1.83) < 0.05  # sheet sec. 5.3
+    assert abs(times[1.0, 1e-3] - 1.83) < 0.05
     assert abs(2 * times[2.0, 1e-3] - times[1.0, 1e-3]) < 0.01  # t_A proportional to 1/s
 
 
 def test_alignment_is_complete_before_the_loss_drops(gd_runs):
     """Silent alignment: at the half-loss time the NTK alignment already sits at 2/sqrt(D+3)."""
     run = gd_runs[1.0, 1e-3]
-    A_inf = ms.alignment_limits(D)[1]
-    assert abs(run["A"][-1] - A_inf) < 1e-3  # sheet sec. 5.3
+    A_inf = ms.alignment_limits(D).A_inf
+    assert abs(run["A"][-1] - A_inf) < 1e-3
     t_half, t_align = _measured_times(run)
     assert abs(np.interp(t_half, run["t"], run["A"]) - A_inf) < 1e-3
     assert t_align < 0.3 * t_half
@@ -342,15 +357,15 @@ def test_alignment_is_complete_before_the_loss_drops(gd_runs):
 def test_alignment_curve_tracks_gd(gd_runs):
     for run in gd_runs.values():
         predicted = ms.alignment_curve(run["t"], run["M0"], run["beta"], run["s"], run["q0"], run["r0"])
-        assert np.max(np.abs(run["A"] - predicted)) < 3e-3  # sheet sec. 5.3
+        assert np.max(np.abs(run["A"] - predicted)) < 3e-3
 
 
 def test_final_two_layer_kernel_is_s_times_identity_plus_spike():
     X, y, beta, rng = _task(s=1.5)
     a, W = _two_layer_init(rng, 1e-3)
-    q0, _ = ms.order_parameters(a, W, beta)
+    q0 = ms.order_parameters(a, W, beta).q
     ((a_end, W_end),) = _flow_two_layer(X, y, a, W, np.array([40.0]))  # converged to float precision
-    target = ms.final_ntk_linear(beta, 1.5, 2)  # seed 003 line 148: s x^T (beta beta^T + I) x'
+    target = ms.final_ntk_linear(beta, 1.5, 2)  # Atanasov et al. 2022, sec. 3.2: s x^T (beta beta^T + I) x'
     assert _rel(ms.two_layer_ntk_matrix(a_end, W_end), target) < 10 * q0
 
 
@@ -369,7 +384,7 @@ def test_unwhitened_matrix_is_the_linearized_flow():
     S = B @ B.T / d + 0.2 * np.eye(d)
     b = _unit(rng.standard_normal(d))
     a, W = rng.standard_normal(n), rng.standard_normal((n, d))
-    da, dW = s * W @ S @ b, s * np.outer(a, S @ b)  # seed 003 eqs. (20)-(21)
+    da, dW = s * W @ S @ b, s * np.outer(a, S @ b)  # Atanasov et al. 2022, eqs. (20)-(21)
     h = 1e-5
     fd = (_r_vector(a + h * da, W + h * dW, S, b) - _r_vector(a - h * da, W - h * dW, S, b)) / (2 * h)
     assert_allclose(fd, s * ms.unwhitened_phase1_matrix(S, b) @ _r_vector(a, W, S, b), rtol=1e-7)
@@ -384,7 +399,7 @@ def test_unwhitened_spectrum_and_growing_mode():
     a_, b_ = b @ S @ b, b @ S @ S @ b
     root = np.sqrt(b_)
     assert_allclose(np.sort(np.linalg.eigvals(T).real), [-2 * root, -root, 0, root, 2 * root], atol=1e-9 * b_)
-    v = np.array([a_, root, a_ * root, b_, b_ * root])  # seed 003 eq. (24)
+    v = np.array([a_, root, a_ * root, b_, b_ * root])  # Atanasov et al. 2022, eq. (24)
     assert_allclose(T @ v, 2 * root * v, rtol=1e-12)
 
 
@@ -404,7 +419,7 @@ def test_unwhitened_early_spike_along_sigma_beta_then_rotates_to_beta():
     top = np.linalg.eigh(ms.two_layer_ntk_matrix(a_e, W_e) - M0)[1][:, -1]
     assert abs(top @ spike) > 0.999
     assert_allclose(ms.unwhitened_spike(S, beta) @ spike, (1 + np.linalg.norm(S @ beta)) * spike, rtol=1e-12)
-    # late: the kernel has rotated to the whitened-case shape s (beta beta^T + I) (seed 003 sec. 3.2)
+    # late: the kernel has rotated to the whitened-case shape s (beta beta^T + I) (Atanasov et al. 2022, sec. 3.2)
     assert _rel(ms.two_layer_ntk_matrix(a_end, W_end), ms.final_ntk_linear(beta, 1.0, 2)) < 1e-3
 
 
@@ -428,7 +443,7 @@ def test_deep_linear_scale_L2_is_saxe_sigmoid():
     assert_allclose(ms.deep_linear_scale(t, 2, s, w0, kappa), s * e / (e - 1 + s / w0), rtol=1e-8)
 
 
-@pytest.mark.parametrize("L, kappa, form", [(3, 1.0, "corrected"), (4, 2.0, "corrected"), (3, 1.0, "seed")])
+@pytest.mark.parametrize("L, kappa, form", [(3, 1.0, "corrected"), (4, 2.0, "corrected"), (3, 1.0, "published")])
 def test_deep_linear_scale_and_time_are_inverse(L, kappa, form):
     s, w0 = 1.0, 1e-3
     levels = np.array([0.01, 0.2, 0.5, 0.9, 0.999])
@@ -442,9 +457,9 @@ def test_deep_linear_scale_accepts_unsorted_times_with_repeats():
     assert_allclose(ms.deep_linear_scale(t, 3, 1.0, 1e-3), expected, rtol=1e-9)
 
 
-def test_seed_form_of_scale_ode_is_L_times_slower():
+def test_published_scale_ode_is_L_times_slower():
     assert_allclose(
-        ms.deep_linear_time(0.5, 3, 1.0, 1e-3, form="seed"), 3 * ms.deep_linear_time(0.5, 3, 1.0, 1e-3), rtol=1e-10
+        ms.deep_linear_time(0.5, 3, 1.0, 1e-3, form="published"), 3 * ms.deep_linear_time(0.5, 3, 1.0, 1e-3), rtol=1e-10
     )
 
 
@@ -470,7 +485,7 @@ def _balanced(rng, L, u0, rho, beta, n=N):
 
 @pytest.mark.parametrize(
     "L, eta1, expected",
-    [(3, 1.0, 9.145), (3, 2.0, 6.391)],  # sheet sec. 4.3: GD 9.148 and 6.394
+    [(3, 1.0, 9.145), (3, 2.0, 6.391)],  # GD: 9.148 and 6.394
 )
 def test_balanced_deep_linear_gd_follows_corrected_scale_ode(L, eta1, expected):
     X, y, beta, rng = _task()
@@ -482,8 +497,9 @@ def test_balanced_deep_linear_gd_follows_corrected_scale_ode(L, eta1, expected):
     assert abs(predicted - expected) < 1e-3
     _, t, w = _gd_deep(X, y, _balanced(rng, L, u0, rho, beta), lr, int(1.1 * predicted / lr), rho, beta)
     t_half = _crossing(t, w, 0.5)
-    assert abs(t_half - predicted) < 0.01  # sheet sec. 5.3: 9.145 +- 0.01
-    assert ms.deep_linear_time(0.5, L, 1.0, w0, kappa, form="seed") > 2.5 * t_half  # seed eq. (39) refuted
+    assert abs(t_half - predicted) < 0.01  # 9.145 +- 0.01
+    # Atanasov et al. 2022, eq. (39) (no factor L) refuted
+    assert ms.deep_linear_time(0.5, L, 1.0, w0, kappa, form="published") > 2.5 * t_half
 
 
 @pytest.mark.parametrize("L, rho", [(2, [3.0, 1.0]), (3, [1.0, 1.0, 1.0]), (4, [2.0, 0.5, 3.0, 1.5])])
@@ -495,10 +511,11 @@ def test_deep_linear_ntk_coeffs_match_balanced_jacobian_kernel(L, rho, lr_weight
     u = 0.7
     Ws = _balanced(rng, L, u, rho, r1, n=6)
     M = _ntk_matrix_jacobian(Ws, rho if lr_weighted else None)
-    A, B = ms.deep_linear_ntk_coeffs(L, rho * 2.5, lr_weighted)  # only the ratios matter
+    c = ms.deep_linear_ntk_coeffs(L, rho * 2.5, lr_weighted)  # only the ratios matter
+    A, B = c.A, c.B
     assert_allclose(M, u ** (2 * L - 2) * (A * np.outer(r1, r1) + B * np.eye(8)), rtol=1e-12, atol=1e-14)
     if not lr_weighted and np.all(rho[1:] == 1):
-        assert_allclose(A / B, (L - 1) * rho[0], rtol=1e-14)  # seed 003 eq. (37)
+        assert_allclose(A / B, (L - 1) * rho[0], rtol=1e-14)  # Atanasov et al. 2022, eq. (37)
     if lr_weighted:
         assert_allclose(A / B, L - 1, rtol=1e-14)
 
@@ -530,9 +547,9 @@ def test_final_ntk_after_training_matches_corrected_formula(deep_runs, rates, lr
         errs.append(_rel(M, ms.final_ntk_linear(beta, 2.0, 3, rates, lr_weighted)))
     assert errs[1] < 0.01
     assert 3 < errs[0] / errs[1] < 5  # the O(sigma^2) initialization remainder
-    if rates == (1.0, 1.0, 1.0) and not lr_weighted:  # the seed's s^{2L-2} = 16 for the isotropic part
-        seed_M = 2.0**4 * (2 * np.outer(beta, beta) + np.eye(D))
-        assert _rel(seed_M, M) > 5  # seed / true ~ 2^{4 - 4/3} = 6.3
+    if rates == (1.0, 1.0, 1.0) and not lr_weighted:  # the published s^{2L-2} = 16 for the isotropic part (eq. (42))
+        published_M = 2.0**4 * (2 * np.outer(beta, beta) + np.eye(D))
+        assert _rel(published_M, M) > 5  # published / true ~ 2^{4 - 4/3} = 6.3
 
 
 def test_final_nngp_after_training_matches_matrix_power(deep_runs):
@@ -552,7 +569,8 @@ def test_final_nngp_on_training_set_is_scaled_target_kernel():
     for l in range(1, L + 1):
         K = X @ ms.final_nngp_linear(1.7 * beta, L, l) @ X.T
         assert_allclose(K, 1.7 ** (2 * l / L - 2) * np.outer(y, y), rtol=1e-10, atol=1e-10)
-    # the seed's (y y^T)^{l/L} (line 472), read as a matrix power, is |y|^{2l/L-2} y y^T: a different scale
+    # the published (y y^T)^{l/L} (Atanasov et al. 2022, App. D.3), read as a matrix power, is |y|^{2l/L-2} y y^T:
+    # a different scale
     assert not np.isclose(np.linalg.norm(y) ** (2 / L - 2), 1.7 ** (2 / L - 2))
     assert_allclose(ms.final_nngp_linear(np.eye(3)[:2] * [[2.0], [3.0]], 2, 0), np.eye(3))
     assert_allclose(ms.final_nngp_linear(np.eye(3)[:2] * [[2.0], [3.0]], 2, 1), np.diag([2.0, 3.0, 0.0]), atol=1e-14)
@@ -561,11 +579,12 @@ def test_final_nngp_on_training_set_is_scaled_target_kernel():
 def test_final_alignment_grows_with_depth_in_training(deep_runs):
     Wf, beta = deep_runs[(1.0, 1.0, 1.0), 0.05]
     A = ms.matrix_alignment(_ntk_matrix_jacobian(Wf), beta)
-    assert abs(A - ms.alignment_limits(D, 3)[1]) < 1e-3  # 0.4867 > 0.3482 at L = 2
+    assert abs(A - ms.alignment_limits(D, 3).A_inf) < 1e-3  # 0.4867 > 0.3482 at L = 2
 
 
 def test_random_init_deep_half_time_scales_as_sigma_to_minus_L_plus_2_and_alignment_comes_first():
-    """Seed 003, Fig. 4 (L = 3): t_1/2 ~ sigma^{-(L-2)}, and cos(W1^T W1, beta beta^T) reaches 1/2 before t_1/2."""
+    """Atanasov et al. 2022, Fig. 4 (L = 3): t_1/2 ~ sigma^{-(L-2)}, and cos(W1^T W1, beta beta^T) reaches 1/2
+    before t_1/2."""
     X, y, beta, _ = _task()
     lr, L, dims = 0.02, 3, [D, N, N, 1]
     half, cos_half = [], []
@@ -587,12 +606,12 @@ def test_random_init_deep_half_time_scales_as_sigma_to_minus_L_plus_2_and_alignm
     slope = np.log(half[1] / half[0]) / np.log(0.5)
     assert abs(slope + (L - 2)) < 0.1
     assert all(c < 0.8 * h for c, h in zip(cos_half, half, strict=True))
-    # the seed's prefactor L/((L-2) s) sigma^{-(L-2)} (line 172) overestimates t_1/2 by more than 2x
+    # the published prefactor L/((L-2) s) sigma^{-(L-2)} (sec. 4.1.1, Fig. 4) overestimates t_1/2 by more than 2x
     assert L / 0.025 > 2 * half[1]
 
 
 def test_final_layer_kernels_align_monotonically_with_depth_for_multiple_outputs():
-    """Seed 003 G.1 / sheet sec. 3.2 item 3: K_l = X (beta^T beta)^{l/L} X^T goes from X X^T to Y Y^T."""
+    """Atanasov et al. 2022, App. G.1: K_l = X (beta^T beta)^{l/L} X^T goes from X X^T to Y Y^T."""
     X, _, _, rng = _task(seed=15)
     B = rng.standard_normal((4, D)) * [[3.0], [1.5], [1.0], [0.3]]  # C = 4 outputs
     Y = X @ B.T
@@ -609,7 +628,7 @@ def test_saxe_mode_times_are_half_crossings_of_the_sigmoid():
     sv, c0 = np.array([0.5, 1.0, 3.0]), 1e-4
     expected = [ms.deep_linear_time(s / 2, 2, s, c0) for s in sv]
     assert_allclose(ms.saxe_mode_times(sv, c0), expected, rtol=1e-9)
-    assert np.all(ms.saxe_mode_times(sv, c0, form="seed") > 1.9 * ms.saxe_mode_times(sv, c0))
+    assert np.all(ms.saxe_mode_times(sv, c0, form="published") > 1.9 * ms.saxe_mode_times(sv, c0))
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -638,10 +657,10 @@ def test_transfer_Eg_matches_kernel_ridge_simulation(A, alpha, p):
     mean, se = _ridge_population_error(A * np.outer(beta, beta) + np.eye(d), w, p, ridge, 100, rng)
     lc = ms.transfer_Eg(A, alpha, d, p, ridge=ridge)
     assert abs(mean - lc.Eg) <= 3 * se
-    # the seed's App. E formula (no kappa^2 in the numerator) is orders of magnitude off
+    # the published App. E.1 formula (no kappa^2 in the numerator) is orders of magnitude off
     lam = np.array([1 + A, 1.0])
-    seed = (alpha**2 / (lam[0] * p + lc.kappa) ** 2 + (1 - alpha**2) / (p + lc.kappa) ** 2) / (1 - lc.gamma)
-    assert abs(mean - seed) > 10 * se
+    published = (alpha**2 / (lam[0] * p + lc.kappa) ** 2 + (1 - alpha**2) / (p + lc.kappa) ** 2) / (1 - lc.gamma)
+    assert abs(mean - published) > 10 * se
 
 
 def test_transfer_Eg_decreases_with_A_for_the_learned_task():

@@ -6,8 +6,8 @@ from numpy.testing import assert_allclose
 
 from meanfield.alignment import layer_alignment
 from meanfield.finite import MLP
+from meanfield.finite.training import accuracy, train
 from meanfield.network import Network
-from meanfield.training import accuracy, train
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_records_at_chosen_epochs_and_alignment_matches_layer_alignment(tiny):
 
 
 def test_small_mlp_learns_digits_fast():
-    from meanfield.experiments import digits
+    from meanfield.data import digits
 
     X, y, Xt, yt = digits(seed=0)
     mlp = MLP.sample(Network(3, "relu", parameterization="standard", width=64), d=64, seed=0, outputs=10)
@@ -170,8 +170,8 @@ def test_bad_targets(tiny):
 
 
 def test_train_with_layer_rates_matches_nfa_gd_steps():
-    # plain GD (momentum 0, full batch) with per-layer rates equals repeated meanfield.nfa.gd_step
-    from meanfield.nfa import gd_step
+    # plain GD (momentum 0, full batch) with per-layer rates equals repeated meanfield.finite.gd_step
+    from meanfield.finite import gd_step
 
     rng = np.random.default_rng(3)
     X = rng.standard_normal((12, 4))
@@ -188,7 +188,7 @@ def test_train_with_layer_rates_matches_nfa_gd_steps():
 
 
 def test_train_with_speeds_matches_nfa_slo_steps():
-    from meanfield.nfa import slo_step
+    from meanfield.finite import slo_step
 
     rng = np.random.default_rng(4)
     X = rng.standard_normal((10, 3))
@@ -222,7 +222,7 @@ def test_callback_sees_every_epoch_with_the_parameters_of_that_epoch(tiny):
 
 
 def test_train_records_feature_kernel_target_alignment_per_layer():
-    # seed 002's layer-wise alignment: CKA(H_l H_l^T, Y Y^T) at every record, equal to a direct computation
+    # Canatar & Pehlevan 2022's layer-wise alignment: CKA(H_l H_l^T, Y Y^T) at every record, as computed directly
     from meanfield.alignment import cka, target_kernel
 
     rng = np.random.default_rng(7)
@@ -232,7 +232,7 @@ def test_train_records_feature_kernel_target_alignment_per_layer():
     h = train(mlp, X, y, epochs=4, lr=0.05, batch_size=10, seed=1, align_samples=20, record_every=2)
     assert h.feature_alignment.shape == (3, 4)
     Y1 = np.eye(2)[y[h.align_index]]
-    last = [cka(h.mlp.feature_kernel(X[h.align_index], l), target_kernel(Y1)) for l in range(4)]
+    last = [cka(h.mlp.feature_kernel(X[h.align_index], l), target_kernel(Y1)) for l in range(1, 5)]
     assert_allclose(h.feature_alignment[-1], last, rtol=1e-12)
     # layer 0 is the input kernel: it does not train
     assert_allclose(h.feature_alignment[:, 0], h.feature_alignment[0, 0], rtol=1e-12)

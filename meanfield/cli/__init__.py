@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 
@@ -59,6 +60,31 @@ def format_table(header, rows) -> str:
     lines = ["  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(lines)
+
+
+def finite_float(name: str):
+    """An argparse ``type`` that parses a finite float and names the option ``--name`` in its error."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"--{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"--{name} must be finite, got {text!r}")
+        return value
+
+    parse.__name__ = name  # argparse names the type in its error message
+    return parse
+
+
+def add_network_arguments(parser: argparse.ArgumentParser, activation: str = "relu", sigma_w2: float = 2.0) -> None:
+    """The options every command that builds a :class:`meanfield.Network` shares: activation and both variances."""
+    parser.add_argument("--activation", default=activation, help=f"activation name (default {activation})")
+    parser.add_argument(
+        "--sigma-w2", type=finite_float("sigma-w2"), default=sigma_w2, help=f"weight variance (default {sigma_w2:g})"
+    )
+    parser.add_argument("--sigma-b2", type=finite_float("sigma-b2"), default=0.0, help="bias variance (default 0)")
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,8 @@
-"""``meanfield dispersion``: NTK moments and dispersion of a finite SP ReLU network (seed 004, ntk_dispersion.md).
+"""``meanfield dispersion``: NTK moments and dispersion of a finite SP ReLU network (Seleznova & Kutyniok 2022).
 
 Example::
 
-    meanfield dispersion --sigma-w2 2.0 --width 100 --depth 50 --simulate 20000 --paper
+    meanfield dispersion --sigma-w2 2.0 --width 100 --depth 50 --simulate 20000 --published
 """
 
 from __future__ import annotations
@@ -27,15 +27,19 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "dispersion",
         help="NTK moments and dispersion E[Theta^2]/E[Theta]^2 of a finite ReLU network (SP, sigma_b = 0)",
-        description="Exact finite-width moments of the diagonal NTK (ntk_dispersion.md sec. 2.2b), the "
-        "infinite-depth-and-width limit at lambda = L/M, and optionally a Monte Carlo estimate.",
+        description="Exact finite-width moments of the diagonal NTK (derived in meanfield.dispersion.ntk_moments), "
+        "the infinite-depth-and-width limit at lambda = L/M, and optionally a Monte Carlo estimate.",
     )
     p.add_argument("--sigma-w2", type=float, required=True, help="weight variance sigma_w^2 > 0")
     p.add_argument("--width", type=int, required=True, help="hidden width M >= 1")
     p.add_argument("--depth", type=int, required=True, help="depth L >= 1 (number of weight layers)")
     p.add_argument("--alpha0", type=float, default=1.0, help="input dimension n_0 = round(alpha0 * M) (default 1)")
     p.add_argument("--x0-norm2", type=float, default=1.0, help="squared input norm ||x||^2 (default 1)")
-    p.add_argument("--paper", action="store_true", help="also show seed 004 Thm 3.2 / Thm 3.1 as published")
+    p.add_argument(
+        "--published",
+        action="store_true",
+        help="also show Seleznova & Kutyniok 2022, Thm 3.2 / Thm 3.1 as published",
+    )
     p.add_argument("--simulate", type=int, default=0, metavar="N", help="Monte Carlo over N random networks")
     p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo (default 0)")
     add_json_flag(p)
@@ -69,52 +73,59 @@ def _draws(sample, key):
 
 def run(args) -> Result:
     from .. import dispersion as dsp
+    from ..network import Network
 
     n0 = _check(args)
-    widths = [n0] + [args.width] * (args.depth - 1)
+    net = Network(args.depth, "relu", args.sigma_w2, 0.0, "standard", width=args.width)
     lam = args.depth / args.width
-    alpha0_eff = n0 / (args.width * args.x0_norm2)  # erratum E8: the EOC limit sees n_0 / (M ||x||^2)
-    exact = dsp.ntk_moments(widths, args.sigma_w2, args.x0_norm2)
-    paper = dsp.ntk_moments(widths, args.sigma_w2, args.x0_norm2, method="paper") if args.paper else None
+    alpha0_eff = n0 / (args.width * args.x0_norm2)  # the EOC limit sees n_0 / (M ||x||^2) (dispersion_limit)
+    exact = dsp.ntk_moments(net, n0, args.x0_norm2)
+    published = dsp.ntk_moments(net, n0, args.x0_norm2, form="published") if args.published else None
     limit = dsp.dispersion_limit(args.sigma_w2, lam, alpha0=alpha0_eff)
-    limit_paper = dsp.dispersion_limit(args.sigma_w2, lam, alpha0=alpha0_eff, form="paper") if args.paper else None
+    limit_published = (
+        dsp.dispersion_limit(args.sigma_w2, lam, alpha0=alpha0_eff, form="published") if args.published else None
+    )
 
-    header = ["quantity", "exact"] + (["paper (Thm 3.2)"] if args.paper else [])
+    header = ["quantity", "exact"] + (["published (Thm 3.2)"] if args.published else [])
     sim = None
     if args.simulate:
-        sample = dsp.sample_ntk_diagonal(widths, args.sigma_w2, args.simulate, x0_norm2=args.x0_norm2, seed=args.seed)
+        sample = dsp.sample_ntk_diagonal(net, n0, args.simulate, x0_norm2=args.x0_norm2, seed=args.seed)
         est = dsp.estimate(sample.theta, n_boot=200, seed=args.seed)
         sim = {}
         for _label, field, key in _ROWS:
             if key is None:
-                value, se = est.naive, est.se_delta
+                value, stderr = est.naive, est.naive_stderr
             else:
                 draws = _draws(sample, key)
-                value, se = float(draws.mean()), float(draws.std(ddof=1) / math.sqrt(draws.size))
-            entry = {"value": value, "se": se, "z_exact": (value - getattr(exact, field)) / se if se > 0 else None}
-            if paper is not None:
-                entry["z_paper"] = (value - getattr(paper, field)) / se if se > 0 else None
+                value, stderr = float(draws.mean()), float(draws.std(ddof=1) / math.sqrt(draws.size))
+            entry = {
+                "value": value,
+                "stderr": stderr,
+                "z_exact": (value - getattr(exact, field)) / stderr if stderr > 0 else None,
+            }
+            if published is not None:
+                entry["z_published"] = (value - getattr(published, field)) / stderr if stderr > 0 else None
             sim[field] = entry
-        sim["loo_ratio"] = {"value": est.ratio, "bootstrap_se": est.se}
-        header += ["MC", "+- SE", "z(exact)"] + (["z(paper)"] if args.paper else [])
+        sim["loo_ratio"] = {"value": est.ratio, "bootstrap_stderr": est.stderr}
+        header += ["MC", "+- stderr", "z(exact)"] + (["z(published)"] if args.published else [])
 
     rows = []
     for label, field, _ in _ROWS:
         row = [label, getattr(exact, field)]
-        if paper is not None:
-            row.append(getattr(paper, field))
+        if published is not None:
+            row.append(getattr(published, field))
         if sim is not None:
             e = sim[field]
-            row += [e["value"], e["se"], _z(e["z_exact"])]
-            if paper is not None:
-                row.append(_z(e["z_paper"]))
+            row += [e["value"], e["stderr"], _z(e["z_exact"])]
+            if published is not None:
+                row.append(_z(e["z_published"]))
         rows.append(row)
 
     notes = [
         f"widths n_0..n_(L-1) = [{n0}] + [{args.width}] x {args.depth - 1}, sigma_w2 = {args.sigma_w2:g}, "
         f"||x||^2 = {args.x0_norm2:g}, lambda = L/M = {lam:.6g}",
-        f"limit M, L -> inf at lambda = {lam:.6g} (corrected, ntk_dispersion.md sec. 2.3): {limit:.8g}"
-        + (f"; Thm 3.1 as published: {limit_paper:.8g}" if args.paper else ""),
+        f"limit M, L -> inf at lambda = {lam:.6g} (corrected): {limit:.8g}"
+        + (f"; Thm 3.1 as published: {limit_published:.8g}" if args.published else ""),
     ]
     if math.isinf(exact.mean):
         notes.append(
@@ -123,7 +134,8 @@ def run(args) -> Result:
     if sim is not None:
         notes.append(
             f"Monte Carlo: {args.simulate} networks (projection sampler, seed {args.seed}); App. C.3 estimator "
-            f"(1/N prefactor) {sim['loo_ratio']['value']:.6g} +- {sim['loo_ratio']['bootstrap_se']:.2g} (bootstrap)"
+            f"(1/N prefactor) {sim['loo_ratio']['value']:.6g} +- {sim['loo_ratio']['bootstrap_stderr']:.2g} "
+            "(bootstrap)"
         )
     data = {
         "widths": {"n0": n0, "width": args.width, "depth": args.depth},
@@ -133,11 +145,11 @@ def run(args) -> Result:
         "exact": exact.as_dict(),
         "limit": {"corrected": limit},
     }
-    if args.paper:
-        data["paper"] = paper.as_dict()
-        data["limit"]["paper"] = limit_paper
+    if args.published:
+        data["published"] = published.as_dict()
+        data["limit"]["published"] = limit_published
     if sim is not None:
-        data["simulation"] = {"n_networks": args.simulate, "seed": args.seed, **sim}
+        data["simulation"] = {"n_nets": args.simulate, "seed": args.seed, **sim}
     return Result(data=data, header=header, rows=rows, notes=notes)
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Result, UsageError, add_json_flag
-from .phase import _float
+from . import Result, UsageError, add_json_flag, add_network_arguments
 
 
 def _load(path: str) -> np.ndarray:
@@ -52,9 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--input", required=True, help="inputs X, an (n, d) .npy array")
     p.add_argument("--input2", help="optional second inputs X2 (m, d) for a cross kernel")
     p.add_argument("--depth", type=int, required=True, help="number of weight matrices L")
-    p.add_argument("--activation", default="relu")
-    p.add_argument("--sigma-w2", type=_float("sigma-w2"), default=2.0)
-    p.add_argument("--sigma-b2", type=_float("sigma-b2"), default=0.0)
+    add_network_arguments(p)
     p.add_argument("--parameterization", default="ntk", choices=["ntk", "standard"])
     p.add_argument("--width", type=int, default=None, help="hidden width (needed for --parameterization standard)")
     p.add_argument("--layers", action="store_true", help="also per-layer NNGP, backward and NTK kernels")

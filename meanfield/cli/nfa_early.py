@@ -1,15 +1,16 @@
-"""``meanfield nfa-early``: the infinite-width early-time centered NFC of every layer (seed 001, sheet sec. 2.1)."""
+"""``meanfield nfa-early``: the infinite-width early-time centered NFC of every layer (Beaglehole et al. 2024)."""
 
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .. import nfa
 from ..activations import get_activation
-from ..finite import MLP
+from ..data import to_sphere
+from ..finite.mlp import MLP
 from ..network import Network
-from ..sampler import _blas_limit
-from . import Result, UsageError, add_json_flag
+from . import Result, UsageError, add_json_flag, add_network_arguments
 
 TASKS = ("sign", "chain")
 
@@ -17,24 +18,23 @@ TASKS = ("sign", "chain")
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "nfa-early",
-        help="infinite-width early-time centered NFC per layer (seed 001), optionally vs finite networks",
+        help="infinite-width early-time centered NFC per layer (Beaglehole et al. 2024), optionally vs finite networks",
         description=(
             "Predicted centered neural feature correlation at t -> 0+ of every layer of an infinitely wide network "
-            "(feature_alignment.md sec. 2.1, from the NNGP and backward kernel recursions) on a synthetic task; "
+            "(Beaglehole et al. 2024, eq. (6), in the limit derived from the NNGP and backward kernel recursions) on a "
+            "synthetic task; "
             "with --width and --nets, also the Monte Carlo mean of the exact finite-width value with a z-score."
         ),
     )
     p.add_argument("--depth", type=int, default=3, help="number of weight matrices L >= 2 (default 3)")
-    p.add_argument("--activation", default="relu", help="activation (default relu)")
-    p.add_argument("--sigma-w2", type=float, default=2.0, help="weight variance sigma_w^2 (default 2)")
-    p.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance sigma_b^2 (default 0)")
+    add_network_arguments(p)
     p.add_argument("--dim", type=int, default=8, help="input dimension d (default 8)")
     p.add_argument("--samples", type=int, default=40, help="number of inputs n (default 40)")
     p.add_argument(
         "--task",
         choices=TASKS,
         default="sign",
-        help="'sign': y = sign(x1 x2) + x3 (sheet sec. 6.3, default); 'chain': chain monomial of rank min(5, d)",
+        help="'sign': y = sign(x1 x2) + x3 (default); 'chain': chain monomial of rank min(5, d)",
     )
     p.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     p.add_argument("--width", type=int, default=None, help="finite width N for a Monte Carlo comparison")
@@ -45,8 +45,7 @@ def add_parser(subparsers) -> None:
 
 def _task(args):
     rng = np.random.default_rng(args.seed)
-    X = rng.standard_normal((args.samples, args.dim))
-    X *= np.sqrt(args.dim) / np.linalg.norm(X, axis=1, keepdims=True)  # inputs on sqrt(d) S^{d-1}
+    X = to_sphere(rng.standard_normal((args.samples, args.dim)))  # inputs on sqrt(d) S^{d-1}
     if args.task == "sign":
         if args.dim < 3:
             raise UsageError(f"--task sign needs --dim >= 3, got {args.dim}")
@@ -75,7 +74,7 @@ def run(args) -> Result:
         raise UsageError(str(exc)) from None
     X, y = _task(args)
     layers = list(range(1, args.depth + 1))
-    pred = nfa.cnfc_early_infinite(X, y, layers, net)
+    pred = nfa.cnfc_early_infinite(net, X, y, layers)
     data = {
         "depth": args.depth,
         "activation": act.name,
@@ -92,23 +91,24 @@ def run(args) -> Result:
     rows = [[l, pred[l - 1]] for l in layers]
     notes = [
         "exact t -> 0+ limit of rho(Wbar^T Wbar, Wbar^T K Wbar) under gradient flow at infinite width, f_0 = 0 "
-        "(feature_alignment.md sec. 2.1; seed 001 eq. (6))",
+        "(Beaglehole et al. 2024, eq. (6))",
         f"layer {args.depth} is the scalar readout: trivially 1",
     ]
     if args.width is not None:
         finite = Network(args.depth, act, args.sigma_w2, args.sigma_b2, "standard", width=args.width)
         vals = np.empty((args.nets, args.depth))
-        with _blas_limit(1):  # thin matmuls: extra BLAS threads only contend with numba's pool
+        # thin matmuls: extra BLAS threads only contend with numba's pool
+        with threadpool_limits(limits=1, user_api="blas"):
             for s in range(args.nets):
                 mlp = MLP.sample(finite, args.dim, seed=s, bias=args.sigma_b2 > 0)
                 mlp.weights[-1] *= 1e-3  # small readout: f_0 ~ 0, as the limit assumes (the scale cancels)
                 vals[s] = nfa.cnfc_early(mlp, X, y, layers)
         mean = vals.mean(axis=0)
-        se = vals.std(axis=0, ddof=1) / np.sqrt(args.nets)
-        ok = se > 1e-12  # the readout is exactly 1 for every network: no z-score
-        z = np.where(ok, (mean - pred) / np.where(ok, se, 1.0), np.nan)
-        data.update(width=args.width, nets=args.nets, mc_mean=mean, mc_se=se, z=z)
-        header += [f"MC mean (N={args.width})", "SE", "z"]
-        rows = [row + [mean[i], se[i], z[i]] for i, row in enumerate(rows)]
+        stderr = vals.std(axis=0, ddof=1) / np.sqrt(args.nets)
+        ok = stderr > 1e-12  # the readout is exactly 1 for every network: no z-score
+        z = np.where(ok, (mean - pred) / np.where(ok, stderr, 1.0), np.nan)
+        data.update(width=args.width, nets=args.nets, mc_mean=mean, mc_stderr=stderr, z=z)
+        header += [f"MC mean (N={args.width})", "stderr", "z"]
+        rows = [row + [mean[i], stderr[i], z[i]] for i, row in enumerate(rows)]
         notes.append(f"Monte Carlo: {args.nets} SP networks of width {args.width}, readout scaled by 1e-3")
     return Result(data=data, header=header, rows=rows, notes=notes)

@@ -1,4 +1,4 @@
-"""``meanfield peak-layer``: the predicted equilibrium layer l*(L) of seed 000 (Corollary 1) for given depths."""
+"""``meanfield peak-layer``: the predicted equilibrium layer l*(L) of Lou et al. 2022 (Cor. 1) for given depths."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import warnings
 
 import numpy as np
 
-from ..equilibrium import MAX_DEPTH, NORMS, SCORES, peak_layer, peak_layer_constant, scaling_fit
-from . import Result, UsageError, add_json_flag
+from ..equilibrium import peak_layer, peak_layer_constant
+from ..equilibrium.asymptotics import SCORES
+from ..equilibrium.information import FORMS, MAX_DEPTH
+from ..network import Network
+from ..stats import scaling_fit
+from . import Result, UsageError, add_json_flag, add_network_arguments
 
 
 def parse_depths(tokens) -> np.ndarray:
@@ -41,8 +45,8 @@ def _plot(path, res, fit):
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     ax.loglog(L, res.l_star, "o" if L.size <= 60 else "-", ms=4, label=r"$l^*(L)$")
     grid = np.geomspace(L.min(), L.max(), 200)
-    ax.loglog(grid, peak_layer_constant(res.norm, res.score) * grid**0.6, "k--", lw=1,
-              label=rf"${peak_layer_constant(res.norm, res.score):.4g}\,L^{{3/5}}$")  # fmt: skip
+    ax.loglog(grid, peak_layer_constant(res.form, res.score) * grid**0.6, "k--", lw=1,
+              label=rf"${peak_layer_constant(res.form, res.score):.4g}\,L^{{3/5}}$")  # fmt: skip
     if fit is not None:
         ax.loglog(grid, fit.prefactor * grid**fit.slope, ":", lw=1, label=f"fit: slope {fit.slope:.3f}")
     ax.set_xlabel("depth L")
@@ -57,15 +61,13 @@ def run(args) -> Result:
     depths = parse_depths(args.depth)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = peak_layer(
-            depths, activation=args.activation, sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2, eps=args.eps,
-            norm=args.norm, score=args.score,
-        )  # fmt: skip
+        net = Network(int(depths.max()), args.activation, args.sigma_w2, args.sigma_b2)
+        res = peak_layer(net, depths, eps=args.eps, form=args.form, score=args.score)
     notes = [f"warning: {w.message}" for w in caught if issubclass(w.category, UserWarning)]
     fit = scaling_fit(res.depth, res.l_star) if res.depth.size >= 3 else None
     if fit is not None:
         fixed = scaling_fit(res.depth, res.l_star, slope=0.6)
-        notes.insert(0, f"log-log fit of l*: slope {fit.slope:.4f} +- {fit.slope_se:.4f}; with slope 3/5 fixed, "
+        notes.insert(0, f"log-log fit of l*: slope {fit.slope:.4f} +- {fit.slope_stderr:.4f}; with slope 3/5 fixed, "
                         f"C = {fixed.intercept:.4f} (l* ~ {fixed.prefactor:.4f} L^(3/5))")  # fmt: skip
     if args.plot:
         _plot(args.plot, res, fit)
@@ -81,9 +83,9 @@ def run(args) -> Result:
         "sigma_w2": args.sigma_w2,
         "sigma_b2": args.sigma_b2,
         "eps": args.eps,
-        "norm": args.norm,
+        "form": args.form,
         "score": args.score,
-        "constant": peak_layer_constant(args.norm, args.score),
+        "constant": peak_layer_constant(args.form, args.score),
         "depth": res.depth,
         "l_star": res.l_star,
         "l_cont": res.l_cont,
@@ -94,9 +96,9 @@ def run(args) -> Result:
         if fit is None
         else {
             "slope": fit.slope,
-            "slope_se": fit.slope_se,
+            "slope_stderr": fit.slope_stderr,
             "intercept": fit.intercept,
-            "intercept_se": fit.intercept_se,
+            "intercept_stderr": fit.intercept_stderr,
         },  # fmt: skip
         "warnings": [str(w.message) for w in caught if issubclass(w.category, UserWarning)],
     }
@@ -108,16 +110,14 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "peak-layer",
         help="predicted layer of best kernel alignment, l*(L) ~ C L^(3/5) (Equilibrium Hypothesis)",
-        description="Where forward and backward information loss balance (seed 000, Thm 1-2, Cor. 1): "
+        description="Where forward and backward information loss balance (Lou et al. 2022, Thms. 1-2, Cor. 1): "
         "l*(L) = argmin_l |log F_l - log B_{l,L}| with F_l = sup(1 - c_l), B_{l,L} = sup prod g'(c_k).",
     )
     p.add_argument("--depth", nargs="+", required=True, metavar="L",
                    help="depths: integers and/or inclusive ranges a:b[:step], e.g. 10 20 50 or 10:1000")  # fmt: skip
-    p.add_argument("--activation", default="relu", help="activation (default relu)")
-    p.add_argument("--sigma-w2", type=float, default=2.0, help="weight variance (default 2, the ReLU EOC)")
-    p.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (default 0)")
+    add_network_arguments(p)
     p.add_argument("--eps", type=float, default=0.5, help="pairs with x.x'/d <= 1 - eps, eps in (0, 2)")
-    p.add_argument("--norm", choices=NORMS, default="relative", help="forward normalization")
+    p.add_argument("--form", choices=FORMS, default="corrected", help="relative F (corrected) or Thm. 1's (published)")
     p.add_argument("--score", choices=SCORES, default="crossing", help="crossing of log F and log B, or harmonic")
     p.add_argument("--plot", metavar="PNG", help="write a log-log figure of l*(L) and C L^(3/5)")
     add_json_flag(p)

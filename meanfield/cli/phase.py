@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
-from . import Result, add_json_flag
+from . import Result, add_json_flag, add_network_arguments, finite_float
 
 
 def _phase(args) -> Result:
+    from ..network import Network
     from ..phase import phase
 
-    p = phase(args.activation, args.sigma_w2, args.sigma_b2)
+    p = phase(Network(1, args.activation, args.sigma_w2, args.sigma_b2))
     data = {
         "activation": args.activation,
         "sigma_w2": args.sigma_w2,
@@ -29,38 +28,23 @@ def _phase(args) -> Result:
 
 
 def _eoc(args) -> Result:
+    from ..network import Network
     from ..phase import edge_of_chaos, fixed_point_q
 
     sw = edge_of_chaos(args.activation, args.sigma_b2)
-    q = fixed_point_q(args.activation, sw, args.sigma_b2)
+    q = fixed_point_q(Network(1, args.activation, sw, args.sigma_b2))
     data = {"activation": args.activation, "sigma_b2": args.sigma_b2, "sigma_w2": sw, "q_star": q}
     return Result(data, ["quantity", "value"], [[k, v] for k, v in data.items()])
 
 
-def _float(name):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"--{name} must be a number, got {text!r}") from None
-        if not math.isfinite(value):
-            raise ValueError(f"--{name} must be finite, got {text!r}")
-        return value
-
-    parse.__name__ = name  # argparse names the type in its error message
-    return parse
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("phase", help="fixed points, chi_1, depth scales and the phase of an initialization")
-    p.add_argument("--activation", default="relu", help="activation name (default relu)")
-    p.add_argument("--sigma-w2", type=_float("sigma-w2"), default=2.0, help="weight variance (default 2)")
-    p.add_argument("--sigma-b2", type=_float("sigma-b2"), default=0.0, help="bias variance (default 0)")
+    add_network_arguments(p)
     add_json_flag(p)
     p.set_defaults(run=_phase)
 
     e = sub.add_parser("eoc", help="the weight variance on the edge of chaos for a bias variance")
     e.add_argument("--activation", default="tanh", help="activation name (default tanh)")
-    e.add_argument("--sigma-b2", type=_float("sigma-b2"), default=0.0, help="bias variance (default 0)")
+    e.add_argument("--sigma-b2", type=finite_float("sigma-b2"), default=0.0, help="bias variance (default 0)")
     add_json_flag(e)
     e.set_defaults(run=_eoc)

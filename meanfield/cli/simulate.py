@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Result, UsageError, add_json_flag
+from ..data import to_sphere
+from . import Result, UsageError, add_json_flag, add_network_arguments
 
 THEORY_QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk")
 MAX_ENTRY_ROWS = 60
@@ -29,9 +30,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--depth", type=int, required=True, help="number of weight matrices L")
     p.add_argument("--width", type=int, required=True, help="hidden width N")
     p.add_argument("--nets", type=int, required=True, help="number of networks M")
-    p.add_argument("--activation", default="relu", help="activation name (default relu)")
-    p.add_argument("--sigma-w2", type=float, default=2.0, help="weight variance (default 2)")
-    p.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (default 0)")
+    add_network_arguments(p)
     p.add_argument("--parameterization", default="ntk", choices=("ntk", "standard"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -61,14 +60,13 @@ def _inputs(args) -> np.ndarray:
         raise UsageError(f"--random must be N,D (two integers), got {args.random!r}") from None
     if n < 1 or d < 1:
         raise UsageError(f"--random N,D needs N >= 1 and D >= 1, got {args.random!r}")
-    X = np.random.default_rng(args.seed).standard_normal((n, d))
-    return X * np.sqrt(d) / np.linalg.norm(X, axis=1, keepdims=True)
+    return to_sphere(np.random.default_rng(args.seed).standard_normal((n, d)))
 
 
 def run(args) -> Result:
+    from ..finite.montecarlo import simulate
     from ..network import Network
-    from ..propagation import kernels
-    from ..sampler import simulate
+    from ..propagation.dataset import kernels
 
     quantities = tuple(q.strip() for q in args.quantities.split(",") if q.strip())
     bad = [q for q in quantities if q not in THEORY_QUANTITIES]

@@ -1,12 +1,13 @@
 """Ready-made experiments that test the theory on trained finite networks.
 
-* :func:`peak_layers_trained`: seed 000's Fig. 3 on the CPU. For each depth, train an MLP and compare the layer of
-  best tangent-kernel alignment, :math:`\\arg\\max_l A_l`, with the predicted equilibrium layer :math:`l^*(L)`.
-* :func:`digits`: scikit-learn's bundled handwritten digits (no download), standardized to :math:`\\|x\\|^2 = d`.
+* :func:`peak_layers_trained`: Lou et al. 2022, Fig. 3 on the CPU. For each depth, train an MLP and compare the layer
+  of best tangent-kernel alignment, :math:`\\arg\\max_l A_l`, with the predicted equilibrium layer :math:`l^*(L)`.
+* :func:`default_lr`: its learning rate per depth.
 
-Needs the optional extra ``experiments`` (scikit-learn) only for :func:`digits`.
+The default data set is :func:`meanfield.data.digits`, which needs the optional extra ``experiments``
+(scikit-learn).
 """
 
-from .equilibrium import TrainedPeaks, default_lr, digits, peak_layers_trained, standardize
+from .equilibrium import TrainedPeaks, default_lr, peak_layers_trained
 
-__all__ = ["TrainedPeaks", "default_lr", "digits", "peak_layers_trained", "standardize"]
+__all__ = ["TrainedPeaks", "default_lr", "peak_layers_trained"]

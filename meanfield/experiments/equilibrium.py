@@ -1,101 +1,32 @@
-r"""Seed 000, Fig. 3 on the CPU: trained peak layers :math:`\arg\max_l A_l` against the predicted :math:`l^*(L)`."""
+r"""Lou et al. 2022, Fig. 3 on the CPU: trained peak layers :math:`\arg\max_l A_l` against the predicted
+:math:`l^*(L)`."""
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..equilibrium import ScalingFit, peak_layer, scaling_fit
-from ..finite import MLP
+from ..data import digits
+from ..equilibrium import peak_layer
+from ..finite.mlp import MLP
+from ..finite.training import History, train
 from ..network import Network
-from ..training import History, train
+from ..stats import ScalingFit, scaling_fit
 
-__all__ = ["TrainedPeaks", "default_lr", "digits", "peak_layers_trained", "standardize"]
-
-
-def standardize(X, mean=None):
-    r"""Center the features and put every row on the sphere :math:`\|x\|^2 = d` (seed 000, sec. 3).
-
-    Parameters
-    ----------
-    X : array_like (n, d)
-    mean : array_like (d,), optional
-        Feature means to subtract (use the training set's for test data). Default: the means of ``X``.
-
-    Returns
-    -------
-    ndarray (n, d)
-        :math:`\sqrt d\,(x - \mu)/\|x - \mu\|` per row.
-
-    Notes
-    -----
-    The theory's inputs lie on :math:`\sqrt d\,\mathbb S^{d-1}` (signal_propagation.md sec. 5, erratum 11), so that
-    :math:`q_1 = \sigma_w^2` for every input under He initialization. Centering first spreads the pair correlations
-    (raw pixel vectors are all positively correlated); rows that are exactly the mean are rejected.
-
-    Examples
-    --------
-    >>> Z = standardize(np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [0.0, 5.0, 1.0]]))
-    >>> np.round(np.sum(Z**2, axis=1), 12).tolist()
-    [3.0, 3.0, 3.0]
-    """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.size == 0 or not np.all(np.isfinite(X)):
-        raise ValueError(f"X must be a finite non-empty 2-D array, got shape {X.shape}")
-    mu = X.mean(axis=0) if mean is None else np.asarray(mean, dtype=np.float64)
-    if mu.shape != (X.shape[1],):
-        raise ValueError(f"mean must have shape ({X.shape[1]},), got {mu.shape}")
-    Z = X - mu
-    norms = np.linalg.norm(Z, axis=1, keepdims=True)
-    if np.any(norms == 0):
-        raise ValueError("a row equals the feature mean (zero after centering); it has no direction")
-    return Z * (math.sqrt(X.shape[1]) / norms)
-
-
-def digits(test_size=0.2, seed=0):
-    """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes), split and standardized.
-
-    Parameters
-    ----------
-    test_size : float
-        Fraction held out, in (0, 1) (stratified split).
-    seed : int
-        Seed of the split.
-
-    Returns
-    -------
-    X_train, y_train, X_test, y_test : ndarray
-        Inputs standardized with the training means (:func:`standardize`, :math:`\\|x\\|^2 = 64`) and integer
-        labels 0..9.
-
-    Notes
-    -----
-    Ships with scikit-learn (no network access); install the optional extra ``meanfield[experiments]``.
-    """
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise ImportError("digits() needs scikit-learn: pip install 'meanfield[experiments]'") from exc
-    if not 0.0 < float(test_size) < 1.0:
-        raise ValueError(f"test_size must be in (0, 1), got {test_size!r}")
-    X, y = load_digits(return_X_y=True)
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
-    mu = Xtr.mean(axis=0)
-    return standardize(Xtr, mu), ytr.astype(np.int64), standardize(Xte, mu), yte.astype(np.int64)
+__all__ = ["TrainedPeaks", "default_lr", "peak_layers_trained"]
 
 
 def default_lr(depth):
     """Default learning rate of :func:`peak_layers_trained`: ``min(0.01, 0.02 / L)`` (batch 32).
 
-    Deeper He-initialized networks need smaller steps, as in seed 000's Tables 1-3 (lr from 0.003 at L = 10 down to
-    1e-4 at L = 100 with batch 128 on MNIST). Tuned on the digits with batch 32, momentum 0.9, 40 epochs (seed 0):
-    L = 10 trains stably at 0.003 (test accuracy 0.956), L = 20 at 0.001 (0.944), L = 50 at 2.5e-4 (0.875) but not
-    at 1e-3 or 3e-3 (loss oscillates); L = 100 reaches only 0.27 at 1e-4 and oscillates at 5e-4 within 40 epochs.
-    The seed's Fig. 8 shows that the learning rate moves the intercept of the peak layers.
+    Deeper He-initialized networks need smaller steps, as in Lou et al. 2022, Tables 1-3 (lr from 0.003 at L = 10
+    down to 1e-4 at L = 100 with batch 128 on MNIST). Tuned on the digits with batch 32, momentum 0.9, 40 epochs
+    (``seed=0``): L = 10 trains stably at 0.003 (test accuracy 0.956), L = 20 at 0.001 (0.944), L = 50 at 2.5e-4
+    (0.875) but not at 1e-3 or 3e-3 (loss oscillates); L = 100 reaches only 0.27 at 1e-4 and oscillates at 5e-4
+    within 40 epochs.
+    Lou et al. 2022, Fig. 8 shows that the learning rate moves the intercept of the peak layers.
     """
     return min(0.01, 0.02 / float(depth))
 
@@ -112,7 +43,7 @@ class TrainedPeaks:
     trained_each : ndarray of int, shape (depths, repeats)
         The same for every trained network.
     predicted : ndarray of int
-        :math:`l^*(L)` (:func:`meanfield.peak_layer`, ReLU at (2, 0), eps = 0.5).
+        :math:`l^*(L)` (:func:`meanfield.peak_layer` of ``Network(L)``: ReLU at (2, 0), eps = 0.5).
     predicted_data : ndarray of int
         :math:`l^*(L)` with the correlation range of the training inputs (``pairs=X_train``).
     alignment : tuple of ndarray
@@ -121,7 +52,8 @@ class TrainedPeaks:
     lr : ndarray
         Learning rate used at each depth.
     fit_trained, fit_predicted : ScalingFit or None
-        Slope-3/5 fits :math:`\\log l = \\frac35\\log L + C` (the seed's Fig. 3 procedure; None for one depth).
+        Slope-3/5 fits :math:`\\log l = \\frac35\\log L + C` (the procedure of Lou et al. 2022, Fig. 3; None for
+        one depth).
     free_fit_trained, free_fit_predicted : ScalingFit or None
         Free-slope fits (None with fewer than 3 depths).
     histories : tuple of History
@@ -187,12 +119,14 @@ def peak_layers_trained(
     Parameters
     ----------
     depths : sequence of int
-        Depths L >= 2 (seed 000: 10, 20, ..., 100).
+        Depths L >= 2 (Lou et al. 2022, Fig. 3: 10, 20, ..., 100).
     data : tuple, optional
-        ``(X_train, y_train, X_test, y_test)`` with integer labels (or one-hot rows); default :func:`digits`.
-        Inputs are used as given (standardize them with :func:`standardize` for the theory's sphere).
+        ``(X_train, y_train, X_test, y_test)`` with integer labels (or one-hot rows); default
+        :func:`meanfield.data.digits`. Inputs are used as given (:func:`meanfield.data.to_sphere` puts them on the
+        theory's sphere).
     width : int
-        Hidden width (seed 000: 100 for MNIST/FMNIST, 256 for CIFAR10).
+        Hidden width (Lou et al. 2022: 100 for MNIST/FMNIST in Tables 2-3, 256 for CIFAR10 in Table 1; the text
+        says 256 for all).
     epochs, lr, batch_size, momentum, weight_decay, loss :
         As in :func:`meanfield.train`; ``lr`` is a number, one per depth, or None for :func:`default_lr`.
     align_samples : int
@@ -203,8 +137,8 @@ def peak_layers_trained(
         Seeds the initializations (network ``r`` of depth ``L`` uses seed ``(seed, L)``, stack index ``r``) and the
         batch order.
     parameterization : {"standard", "ntk"}
-        Seed 000 trains in the standard parameterization with He initialization (sigma_w2 = 2, sigma_b2 = 0,
-        a bias in every layer).
+        Lou et al. 2022 train in the standard parameterization with He initialization (sigma_w2 = 2,
+        sigma_b2 = 0); here every layer has a bias.
 
     Returns
     -------
@@ -212,17 +146,19 @@ def peak_layers_trained(
 
     Notes
     -----
-    Seed 000 sec. 3.4 and Fig. 3: after training, the layer-wise tangent kernels :math:`K_l` are aligned with the
-    labels, :math:`A_l = \mathrm{CKA}(K_l, YY^\top)` (eq. (7); :func:`meanfield.alignment.layer_alignment`,
+    Lou et al. 2022, sec. 3.4 and Fig. 3: after training, the layer-wise tangent kernels :math:`K_l` are aligned
+    with the labels, :math:`A_l = \mathrm{CKA}(K_l, YY^\top)` (eq. (7); :func:`meanfield.alignment.layer_alignment`,
     operator kernel with :math:`o = 10`), and the arg-max layer is compared with the Equilibrium Hypothesis.
-    The prediction is :func:`meanfield.peak_layer` (signal_propagation.md sec. 5.2); the sheet's sec. 4.3 notes
-    that the *initial* layer kernels do not show the hierarchy, so only the trained arg-max is meaningful.
-    Both are fitted with :func:`meanfield.scaling_fit`, slope fixed at 3/5 and free.
+    The prediction is :func:`meanfield.peak_layer`. The *initial* infinite-width layer kernels do not show the
+    hierarchy (derived here: in a balanced two-cluster model their alignment peaks at the last layer for every
+    depth), so only the trained arg-max is meaningful. Both are fitted with :func:`meanfield.scaling_fit`, slope
+    fixed at 3/5 and free.
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
-    >>> X = standardize(rng.standard_normal((60, 6))); y = (X[:, 0] > 0).astype(int)
+    >>> from meanfield.data import to_sphere
+    >>> X0 = rng.standard_normal((60, 6)); X = to_sphere(X0, mean=X0.mean(axis=0)); y = (X[:, 0] > 0).astype(int)
     >>> res = peak_layers_trained([3, 4], data=(X, y, X, y), width=16, epochs=2, lr=0.01, align_samples=10)
     >>> res.predicted.tolist(), res.trained.shape
     ([2, 3], (2,))
@@ -256,11 +192,12 @@ def peak_layers_trained(
         A = hist.alignment[-1]  # (repeats, L)
         histories.append(hist)
         aligns.append(A)
-        trained_each.append(np.argmax(A, axis=-1) + 1)
+        trained_each.append(hist.peak_layer)
         accs.append(hist.test_acc[-1])
     trained = np.array([int(np.argmax(A.mean(axis=0))) + 1 for A in aligns])
-    predicted = peak_layer(depths).l_star
-    predicted_data = peak_layer(depths, pairs=X_tr).l_star
+    theory = Network(int(depths.max()))  # ReLU at the edge of chaos (2, 0), infinite width
+    predicted = peak_layer(theory, depths).l_star
+    predicted_data = peak_layer(theory, depths, pairs=X_tr).l_star
     fixed = np.unique(depths).size >= 2
     free = depths.size >= 3 and fixed
     return TrainedPeaks(

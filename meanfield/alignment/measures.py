@@ -1,9 +1,9 @@
 """Kernel alignment: matrix cosine, HSIC, (debiased) CKA, kernel-target alignment and layer-wise tangent-kernel CKA.
 
-Pure functions over arrays (feature_alignment.md sec. 1; seed 000 eqs. (6)-(7)). Kernel arguments are symmetric
-``(..., n, n)`` arrays: any leading axes are batch axes (a stack of networks, of layers, ...), and the result
-has those leading axes. :func:`layer_alignment` gives the seed-000 layer alignments ``A_l`` of a finite network
-from the per-layer factorization of its tangent kernel, without forming the parameter Jacobian.
+Pure functions over arrays. Kernel arguments are symmetric ``(..., n, n)`` arrays: any leading axes are batch axes
+(a stack of networks, of layers, ...), and the result has those leading axes. :func:`layer_alignment` gives the
+layer alignments ``A_l`` of Lou et al. 2022, eq. (7) for a finite network from the per-layer factorization of its
+tangent kernel, without forming the parameter Jacobian.
 """
 
 from __future__ import annotations
@@ -12,18 +12,9 @@ import warnings
 
 import numpy as np
 
-__all__ = [
-    "cosine",
-    "center",
-    "u_center",
-    "hsic",
-    "cka",
-    "kta",
-    "linear_cka",
-    "target_kernel",
-    "layer_alignment",
-    "AlignmentWarning",
-]
+from .._checks import check_choice
+
+LAYOUTS = ("operator", "traced")
 
 
 class AlignmentWarning(UserWarning):
@@ -60,6 +51,15 @@ def _ratio(num, den):
     return out if out.ndim else float(out)
 
 
+def psd_power(B, power: float = 1.0):
+    """The PSD matrix power ``B^power`` over the last two axes (negative eigenvalues clipped to 0); ``B`` itself
+    when ``power == 1``."""
+    if power == 1.0:
+        return B
+    w, V = np.linalg.eigh(B)
+    return np.matmul(V * np.clip(w, 0.0, None)[..., None, :] ** power, np.swapaxes(V, -1, -2))
+
+
 def cosine(A, B, power: float = 1.0):
     """Matrix cosine ``<A, B>_F / (||A||_F ||B||_F)``.
 
@@ -68,7 +68,7 @@ def cosine(A, B, power: float = 1.0):
     A, B : array_like, shape (..., p, q)
         Same-shape matrices.
     power : float
-        Compare ``A`` with the PSD matrix power ``B^power`` (``B`` symmetric PSD; seed 001 uses 1).
+        Compare ``A`` with the PSD matrix power ``B^power`` (``B`` symmetric PSD; Beaglehole et al. 2024 use 1).
 
     Returns
     -------
@@ -77,8 +77,8 @@ def cosine(A, B, power: float = 1.0):
 
     Notes
     -----
-    Seed 001 line 54 (the neural feature correlation); feature_alignment.md sec. 1.1. Invariant to positive
-    rescaling of either argument, not to adding a multiple of ``I`` or ``11^T``.
+    The neural feature correlation of Beaglehole et al. 2024, sec. 2.1 (their definition (NFC)). Invariant to
+    positive rescaling of either argument, not to adding a multiple of ``I`` or ``11^T``.
 
     Examples
     --------
@@ -91,16 +91,14 @@ def cosine(A, B, power: float = 1.0):
         raise ValueError(f"A and B must be matrices of the same shape, got {A.shape} and {B.shape}")
     if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
         raise ValueError("A and B must contain only finite numbers")
-    if power != 1.0:
-        if B.shape[-1] != B.shape[-2]:
-            raise ValueError("power != 1 needs a square symmetric PSD B")
-        w, V = np.linalg.eigh(B)
-        B = np.matmul(V * np.clip(w, 0.0, None)[..., None, :] ** power, np.swapaxes(V, -1, -2))
+    if power != 1.0 and B.shape[-1] != B.shape[-2]:
+        raise ValueError("power != 1 needs a square symmetric PSD B")
+    B = psd_power(B, power)
     return _ratio(_inner(A, B), np.sqrt(_inner(A, A) * _inner(B, B)))
 
 
 def center(K):
-    """Double centering ``H K H`` with ``H = I - 11^T/n`` (feature_alignment.md sec. 1.3).
+    """Double centering ``H K H`` with ``H = I - 11^T/n`` (Kornblith et al. 2019; Canatar & Pehlevan 2022, sec. III).
 
     Examples
     --------
@@ -118,7 +116,7 @@ def u_center(K):
     -----
     With ``K~ = K`` with its diagonal set to zero, ``S_i = sum_k K~_ik`` and ``T = sum_kl K~_kl``:
     ``K^u_ij = K~_ij - (S_i + S_j)/(n-2) + T/((n-1)(n-2))`` for ``i != j`` and ``K^u_ii = 0``
-    (feature_alignment.md sec. 1.3). Then ``HSIC_u(K, L) = <K^u, L^u>_F / (n(n-3))``.
+    Then ``HSIC_u(K, L) = <K^u, L^u>_F / (n(n-3))``, the U-statistic of Song et al. 2012, eq. (5).
     """
     K = _square(K, "K")
     n = K.shape[-1]
@@ -148,7 +146,8 @@ def hsic(K, L, unbiased: bool = False):
 
     Notes
     -----
-    feature_alignment.md sec. 1.3. The normalization ``(n-1)^2`` (some authors use ``n^2``) cancels in CKA.
+    Gretton et al. 2005 (biased) and Song et al. 2012 (unbiased). The normalization ``(n-1)^2`` (some authors use
+    ``n^2``) cancels in CKA.
 
     Examples
     --------
@@ -179,12 +178,12 @@ def cka(K, L, unbiased: bool = False):
     Returns
     -------
     float or ndarray
-        The biased CKA is seed 000 eq. (6), ``<K_c, L_c>_F / (||K_c||_F ||L_c||_F)``, in ``[0, 1]`` for PSD
+        The biased CKA is Lou et al. 2022, eq. (6), ``<K_c, L_c>_F / (||K_c||_F ||L_c||_F)``, in ``[0, 1]`` for PSD
         arguments; ``nan`` when a centered kernel vanishes.
 
     Notes
     -----
-    Gretton et al. (2005); Kornblith et al. (2019); feature_alignment.md sec. 1.3. Invariant to
+    Gretton et al. 2005; Cortes et al. 2012; Kornblith et al. 2019; Canatar & Pehlevan 2022, sec. III. Invariant to
     ``K -> a K + b 11^T`` (``a > 0``); the debiased form also to any change of the diagonal.
 
     Examples
@@ -210,8 +209,10 @@ def kta(K, L):
 
     Notes
     -----
-    Seed 002 eq. (4) read as in feature_alignment.md sec. 1.2; seed 003's alignment
-    ``y^T K y / (||K||_F ||y||^2)`` is ``kta(K, y y^T)``. Not invariant to ``K -> K + c 11^T``.
+    Canatar & Pehlevan 2022, sec. III, eq. (4) in the finite form printed below it (eq. (4) itself writes
+    ``||K_1 K_2||^2_HS`` for the inner product ``<K_1, K_2>_HS``). The alignment of Atanasov et al. 2022, sec. 2,
+    ``y^T K y / (||K||_F ||y||^2)``, is ``kta(K, y y^T)`` (uncentered, although they cite Cortes et al. 2012, who
+    center). Not invariant to ``K -> K + c 11^T``.
 
     Examples
     --------
@@ -244,7 +245,7 @@ def linear_cka(A, B, unbiased: bool = False):
     -----
     With column-centered features, biased: ``||A^T B||_F^2 / (||A^T A||_F ||B^T B||_F)`` at cost ``O(n (p+q)^2)``.
     Debiased: each ``||X^T Y||_F^2`` becomes ``||X^T Y||_F^2 - n/(n-2) sum_i ||x_i||^2 ||y_i||^2 +
-    ||X||_F^2 ||Y||_F^2 / ((n-1)(n-2))`` (``= n(n-3) HSIC_u``; feature_alignment.md sec. 1.3).
+    ||X||_F^2 ||Y||_F^2 / ((n-1)(n-2))`` (``= n(n-3) HSIC_u``; Kornblith et al. 2019).
 
     Examples
     --------
@@ -278,16 +279,17 @@ def linear_cka(A, B, unbiased: bool = False):
     return _ratio(ab, np.sqrt(np.where((aa > 0) & (bb > 0), aa * bb, 0.0)))
 
 
-def target_kernel(Y, kind: str = "scalar"):
+def target_kernel(Y, layout: str = "traced"):
     """Target kernel of labels ``Y``.
 
     Parameters
     ----------
     Y : array_like, shape (n,) or (n, o)
         Targets (one-hot rows for classification).
-    kind : {"scalar", "operator"}
-        ``"scalar"``: ``Y Y^T`` of shape ``(n, n)`` (seed 002, seed 003). ``"operator"``: ``vec(Y) vec(Y)^T`` of
-        shape ``(n o, n o)`` in sample-major order (index ``i o + a``), the target of seed 000 eq. (7).
+    layout : {"traced", "operator"}
+        ``"traced"``: ``Y Y^T`` of shape ``(n, n)``, the target of Canatar & Pehlevan 2022 (sec. III) and
+        Atanasov et al. 2022. ``"operator"``: ``vec(Y) vec(Y)^T`` of shape ``(n o, n o)`` in sample-major order
+        (index ``i o + a``), the target of Lou et al. 2022, eq. (7).
 
     Returns
     -------
@@ -295,9 +297,10 @@ def target_kernel(Y, kind: str = "scalar"):
 
     Examples
     --------
-    >>> target_kernel([[1.0, 0.0], [0.0, 1.0]], kind="operator").shape
+    >>> target_kernel([[1.0, 0.0], [0.0, 1.0]], layout="operator").shape
     (4, 4)
     """
+    check_choice(layout, LAYOUTS, "layout")
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim == 1:
         Y = Y[:, None]
@@ -305,16 +308,14 @@ def target_kernel(Y, kind: str = "scalar"):
         raise ValueError(f"Y must have shape (n,) or (n, o), got {Y.shape}")
     if not np.all(np.isfinite(Y)):
         raise ValueError("Y must contain only finite numbers")
-    if kind == "scalar":
+    if layout == "traced":
         return Y @ Y.T
-    if kind == "operator":
-        v = Y.ravel()
-        return np.outer(v, v)
-    raise ValueError(f"kind must be 'scalar' or 'operator', got {kind!r}")
+    v = Y.ravel()
+    return np.outer(v, v)
 
 
-def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, unbiased: bool = False, force=False):
-    """Alignment ``A_l`` of every layer's tangent kernel with the target (seed 000 eq. (7)).
+def layer_alignment(mlp, X, Y, layout: str = "operator", centered: bool = True, unbiased: bool = False, force=False):
+    """Alignment ``A_l`` of every layer's tangent kernel with the target (Lou et al. 2022, eq. (7)).
 
     Parameters
     ----------
@@ -323,9 +324,10 @@ def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, un
     X : array_like, shape (n, d)
     Y : array_like, shape (n, o) (or (n,) when o = 1)
         Targets, e.g. one-hot labels; integer class labels ``(n,)`` are one-hot encoded when ``o > 1``.
-    kind : {"operator", "scalar"}
-        ``"operator"`` (default, seed 000): the ``(n o, n o)`` layer kernel ``K_l`` against ``vec(Y) vec(Y)^T``.
-        ``"scalar"``: the class-traced kernel (seed 002 eq. (8)) against ``Y Y^T``. Identical when ``o = 1``.
+    layout : {"operator", "traced"}
+        ``"operator"`` (default, Lou et al. 2022): the ``(n o, n o)`` layer kernel ``K_l`` against
+        ``vec(Y) vec(Y)^T``. ``"traced"``: the class-traced kernel (Canatar & Pehlevan 2022, eq. (8)) against
+        ``Y Y^T``. Identical when ``o = 1``.
     centered : bool
         CKA (default) or the uncentered alignment :func:`kta`.
     unbiased : bool
@@ -343,8 +345,8 @@ def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, un
     ``A_l = CKA(K_l, Y Y^T)`` with ``K_l = Psi_l^T Psi_l`` the tangent kernel of layer ``l``'s parameters
     (weights and biases, as the network has them). ``K_l`` comes from the exact factorization
     ``K_l[(i,a),(j,b)] = (omega_W h_{l-1}(x_i).h_{l-1}(x_j) + omega_b) delta^a_l(x_i).delta^b_l(x_j)``
-    (signal_propagation.md sec. 4.3 and 6): one forward pass, one backward pass for all outputs, and no
-    ``P_l x n o`` Jacobian.
+    (Lou et al. 2022, eq. (9)): one forward pass, one backward pass for all outputs, and no ``P_l x n o``
+    Jacobian.
 
     Examples
     --------
@@ -357,19 +359,18 @@ def layer_alignment(mlp, X, Y, kind: str = "operator", centered: bool = True, un
     >>> A.shape, bool(np.all((A >= 0) & (A <= 1)))
     ((3,), True)
     """
-    if kind not in ("operator", "scalar"):
-        raise ValueError(f"kind must be 'operator' or 'scalar', got {kind!r}")
-    X = mlp._check_X(X)
+    kind = check_choice(layout, LAYOUTS, "layout")  # the MLP's kernel layout
+    X = mlp.check_inputs(X)
     n = X.shape[0]
-    mlp._guard(X, "operator" if kind == "operator" else "traced", force)
+    mlp.check_kernel_size(X, "operator" if kind == "operator" else "traced", force)
     Y = np.asarray(Y)
-    Yt = mlp._targets(Y, n, "mse")  # integer class labels -> one-hot rows when o > 1
+    Yt = mlp.targets(Y, n, "mse")  # integer class labels -> one-hot rows when o > 1
     T = target_kernel(Yt, kind)
-    zs, hs = mlp._fwd(X)
-    deltas = mlp._deltas(X, zs)
-    traced = "traced" if kind == "scalar" else "operator"
+    zs, hs = mlp.forward_pass(X)
+    deltas = mlp.backward_pass(X, zs)
+    traced = kind
     K = np.stack(
-        [mlp._layer_kernel(hs, deltas, l, "both", traced) for l in range(1, mlp.net.depth + 1)], axis=1
+        [mlp.layer_kernel(hs, deltas, l, "both", traced) for l in range(1, mlp.net.depth + 1)], axis=1
     )  # (S, L, m, m)
     out = cka(K, T, unbiased=unbiased) if centered else kta(K, np.broadcast_to(T, K.shape))
-    return mlp._out(out)
+    return mlp.unstack(out)

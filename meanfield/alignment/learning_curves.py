@@ -1,39 +1,46 @@
-"""Task-model alignment theory: cumulative power and kernel-regression learning curves.
+"""Task-model alignment theory: cumulative power, kernel-regression learning curves, layer alignment at init.
 
-Seed 002 (Canatar & Pehlevan) measures how well a layer's feature kernel suits a task by the *cumulative power*
-of the target in the kernel's eigenbasis (its eq. (3)), and motivates it by the spectral learning-curve theory of
-kernel regression (Bordelon et al. 2020; Canatar et al. 2021), which seed 003 quotes as its eq. (46).
-Both are implemented here as pure functions over arrays, with the corrections of ``feature_alignment.md`` sec. 7:
+Canatar & Pehlevan 2022 measure how well a layer's feature kernel suits a task by the *cumulative power* of the
+target in the kernel's eigenbasis (their eq. (3)), and motivate it by the spectral learning-curve theory of kernel
+regression (Bordelon et al. 2020; Canatar et al. 2021), which Atanasov et al. 2022 quote as their eq. (46). Both
+are implemented here as pure functions over arrays, with two corrections of the published formulas (see the
+functions' Notes): the cumulative sum of eq. (3) runs over ``gamma <= rho``, and the learning-curve numerator
+carries ``kappa^2``.
 
-* erratum 15: the cumulative sum runs over ``gamma <= rho`` (1-based), not ``gamma < rho``;
-* erratum 26: the learning-curve numerator carries ``kappa^2``.
-
-It also has the one first-principles layer-alignment prediction of seed 002's set-up: the target alignment of every
-layer's feature kernel at initialization and infinite width (feature_alignment.md sec. 3.2, item 1).
+It also has the one first-principles layer-alignment prediction of Canatar & Pehlevan's set-up: the target
+alignment of every layer's feature kernel at initialization and infinite width (:func:`init_layer_alignment`,
+derived here).
 """
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import finite_array
-from .network import Network
-from .propagation import kernels
+from .._checks import check_real, finite_array
+from ..network import Network
+from ..propagation.dataset import kernels
+from .measures import cka, kta
 
-__all__ = ["LearningCurve", "cumulative_power", "init_layer_alignment", "learning_curve"]
+
+@dataclass(frozen=True)
+class CumulativePower:
+    """Result of :func:`cumulative_power`: the eigenvalues of the Gram matrix in decreasing order (all ``n``,
+    including the null space) and ``C[rho - 1]``, the fraction of the target's power in the first ``rho`` modes."""
+
+    eigvals: np.ndarray
+    C: np.ndarray
 
 
-def cumulative_power(K, Y, center=False):
+def cumulative_power(K, Y, center=False) -> CumulativePower:
     """Cumulative power of a target in the eigenbasis of a Gram matrix (task-model alignment).
 
     Parameters
     ----------
     K : array_like, shape (n, n)
-        Symmetric Gram matrix of the kernel on ``n`` samples (for seed 002, a layer feature kernel
-        ``H_l H_l^T``).
+        Symmetric Gram matrix of the kernel on ``n`` samples (for Canatar & Pehlevan 2022, a layer feature
+        kernel ``H_l H_l^T``).
     Y : array_like, shape (n,) or (n, o)
         Targets (one column per output).
     center : bool
@@ -41,10 +48,9 @@ def cumulative_power(K, Y, center=False):
 
     Returns
     -------
-    eigvals : ndarray, shape (n,)
-        Eigenvalues of ``K`` in decreasing order (all ``n`` of them, including the null space).
-    C : ndarray, shape (n,)
-        ``C[rho - 1]`` is the fraction of the target's power in the first ``rho`` eigenmodes.
+    CumulativePower
+        ``eigvals`` (n,): eigenvalues of ``K`` in decreasing order (all ``n`` of them, including the null space);
+        ``C`` (n,): ``C[rho - 1]`` is the fraction of the target's power in the first ``rho`` eigenmodes.
 
     Notes
     -----
@@ -53,10 +59,10 @@ def cumulative_power(K, Y, center=False):
 
     ``C(rho) = sum_{gamma <= rho} |a_gamma|^2 / |Y|_F^2``,  rho = 1..n.
 
-    Source: seed 002, eq. (3) (lines 77-81) and feature_alignment.md sec. 1.5. The seed prints
-    ``sum_{gamma < rho}``; "the power placed in the first rho eigenmodes" needs ``<=`` with 1-based ``rho``
-    (erratum 15). The denominator includes the null-space modes, so ``C(rank K) < 1`` exactly when part of the
-    target is unlearnable by the kernel (seed 002, lines 83-85). Within a block of tied eigenvalues the
+    Canatar & Pehlevan 2022, sec. III, eq. (3). The published eq. (3) sums over ``gamma < rho``; "the amount of
+    power placed in the first rho eigenmodes", as the text below it says, needs ``<=`` with 1-based ``rho``
+    (with ``<``, ``C(1) = 0`` always). The denominator includes the null-space modes, so ``C(rank K) < 1`` exactly
+    when part of the target is unlearnable by the kernel (sec. III). Within a block of tied eigenvalues the
     eigenvectors are not unique, so only ``C`` at the block boundaries is basis-independent.
     ``C`` is ``nan`` if ``Y`` is zero (after centering).
 
@@ -64,8 +70,8 @@ def cumulative_power(K, Y, center=False):
     --------
     >>> import numpy as np
     >>> K = np.diag([3.0, 2.0, 0.0])
-    >>> lam, C = cumulative_power(K, np.array([1.0, 1.0, 1.0]))
-    >>> lam.tolist(), np.round(C, 4).tolist()
+    >>> cp = cumulative_power(K, np.array([1.0, 1.0, 1.0]))
+    >>> cp.eigvals.tolist(), np.round(cp.C, 4).tolist()
     ([3.0, 2.0, 0.0], [0.3333, 0.6667, 1.0])
     """
     K = finite_array(K, "K", ndim=(2,))
@@ -88,7 +94,7 @@ def cumulative_power(K, Y, center=False):
     total = np.sum(Y**2)
     with np.errstate(invalid="ignore", divide="ignore"):
         C = np.cumsum(power) / total if total > 0 else np.full(n, np.nan)
-    return lam, np.minimum(C, 1.0)
+    return CumulativePower(eigvals=lam, C=np.minimum(C, 1.0))
 
 
 @dataclass(frozen=True)
@@ -123,15 +129,14 @@ def learning_curve(eigs, abar2, P, ridge=0.0, noise=0.0):
 
     Notes
     -----
-    Replica-symmetric theory (Bordelon et al. 2020; Canatar et al. 2021), as corrected in
-    feature_alignment.md sec. 1.6: solve for ``kappa > 0``
+    Replica-symmetric theory (Bordelon et al. 2020; Canatar et al. 2021): solve for ``kappa > 0``
 
     ``kappa = lambda + kappa sum_k lambda_k / (P lambda_k + kappa)``,
     ``gamma = P sum_k lambda_k^2 / (P lambda_k + kappa)^2``,
     ``E_g = [sum_k kappa^2 abar_k^2 / (P lambda_k + kappa)^2 + gamma epsilon^2] / (1 - gamma)``.
 
-    Seed 003, eq. (46) and App. E.1 (and the transfer formula of seed 003, line 512) omit the ``kappa^2`` in the
-    numerator (erratum 26); without it ``E_g(P = 0) = sum abar^2 / kappa^2`` instead of ``sum abar^2``.
+    Atanasov et al. 2022, eq. (46) (App. E.1, and their transfer-learning formula after eq. (48)) omit the
+    ``kappa^2`` in the numerator; without it ``E_g(P = 0) = sum abar^2 / kappa^2`` instead of ``sum abar^2``.
 
     Numerics: the equation is rewritten as ``F(kappa) = 1 - lambda/kappa - sum_k lambda_k/(P lambda_k + kappa) = 0``;
     ``F`` increases with ``kappa`` and ``F(lambda + sum lambda_k) >= 0``, so the root is bracketed and found by a
@@ -141,7 +146,7 @@ def learning_curve(eigs, abar2, P, ridge=0.0, noise=0.0):
     power in zero modes (and the noise) survives, amplified by ``1/(1 - gamma)``; at ``P = n_+`` exactly this is
     ``inf`` unless that numerator vanishes (then 0, the limit from ``P < n_+``).
     The theory is asymptotic (large ``P`` and many modes); at small ``P`` and few dimensions expect
-    finite-size deviations of a few percent (feature_alignment.md sec. 4.7).
+    finite-size deviations of a few percent.
 
     Examples
     --------
@@ -161,10 +166,7 @@ def learning_curve(eigs, abar2, P, ridge=0.0, noise=0.0):
     P_arr = finite_array(P, "P")
     if np.any(P_arr < 0):
         raise ValueError("P must be >= 0")
-    for value, name in ((ridge, "ridge"), (noise, "noise")):
-        if not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    ridge, noise = float(ridge), float(noise)
+    ridge, noise = check_real(ridge, "ridge", low=0.0), check_real(noise, "noise", low=0.0)
     shape = P_arr.shape
     Pv = P_arr.reshape(-1, 1)
     lam_pos = lam_k[lam_k > 0]
@@ -202,59 +204,45 @@ def learning_curve(eigs, abar2, P, ridge=0.0, noise=0.0):
     return LearningCurve(Eg=Eg.reshape(shape), kappa=kappa.reshape(shape), gamma=gamma.reshape(shape))
 
 
-def _alignment(K, T, center):
-    """Biased CKA (``center=True``) or uncentred KTA of two Gram matrices: rho(H K H, H T H) or rho(K, T).
-
-    Kept private and minimal until ``meanfield.align`` (its ``cka`` / ``kta``) is merged; feature_alignment.md
-    sec. 1.2-1.3.
-    """
-    if center:
-        K = K - K.mean(axis=0, keepdims=True)
-        K = K - K.mean(axis=1, keepdims=True)
-        T = T - T.mean(axis=0, keepdims=True)
-        T = T - T.mean(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return float(np.sum(K * T) / (np.linalg.norm(K) * np.linalg.norm(T)))
-
-
-def init_layer_alignment(X, Y, net, center=True):
+def init_layer_alignment(net: Network, X, Y, center=True):
     """Target alignment of each layer's feature kernel at initialization, in the infinite-width limit.
 
     Parameters
     ----------
+    net : Network
+        The network (its depth ``L``, activation and ``sigma_w2``, ``sigma_b2``; the width is ignored).
     X : array_like, shape (n, d)
         Inputs (rows).
     Y : array_like, shape (n,) or (n, o)
-        Targets; the target kernel is ``Y Y^T`` (seed 002's ``K_fbar``, class-traced for ``o > 1``).
-    net : Network
-        The network (its depth ``L``, activation and ``sigma_w2``, ``sigma_b2``; the width is ignored).
+        Targets; the target kernel is ``Y Y^T`` (Canatar & Pehlevan 2022's ``K_fbar``, class-traced for ``o > 1``).
     center : bool
-        True (default): centred kernel alignment (biased CKA, seed 002 line 103). False: uncentred KTA (seed 002
-        eq. (4)), applied to ``Sigma_{l+1} - sigma_b^2``.
+        True (default): centered kernel alignment (biased :func:`cka`, Canatar & Pehlevan 2022, sec. III). False:
+        uncentered :func:`kta` (their eq. (4)), applied to ``Sigma_l - sigma_b^2``.
 
     Returns
     -------
     ndarray, shape (L,)
-        Entry ``l`` (0-based) is the alignment of the layer-``l`` feature kernel ``K^(l) = H_l H_l^T`` with
-        ``Y Y^T``: ``l = 0`` is the input kernel ``X X^T``, ``l = 1..L-1`` the hidden layers.
+        Entry ``l - 1`` is the alignment of the input kernel of weight layer ``l = 1..L``,
+        ``H_{l-1} H_{l-1}^T``, with ``Y Y^T``: ``l = 1`` is the data kernel ``X X^T``, ``l = 2..L`` the hidden
+        layers' post-activations (Canatar & Pehlevan's layer ``l - 1``).
 
     Notes
     -----
-    Seed 002's layer feature kernel (its ``K^(l)``, post-activations of hidden layer ``l``) is, in our indexing,
-    ``H_l H_l^T = N_l / sigma_w^2 (F_{l+1} - sigma_b^2)``, which at initialization and infinite width is
-    proportional to ``Sigma_{l+1} - sigma_b^2`` (feature_alignment.md sec. 0). Centred alignment ignores the scale
-    and the constant, so ``A_l^init = CKA(Sigma_{l+1}, Y Y^T)`` exactly in that limit (sheet sec. 3.2, item 1),
-    with ``Sigma_l`` from :func:`meanfield.kernels`. At the ReLU edge of chaos it decreases with depth towards
-    the identity-kernel value ``sqrt((o - 1)/(n - 1))`` for balanced one-hot labels: at initialization the
-    hierarchy is *input*-aligned, so the end-of-training increase with depth that seed 002 reports (its Fig. 2)
-    is a training effect. Finite networks are biased downward by ``O(l/N)`` (sheet sec. 6.4).
+    Derived here. Canatar & Pehlevan's layer feature kernel ``K^(l-1)`` (post-activations of hidden layer
+    ``l - 1``) is ``H_{l-1} H_{l-1}^T = N_{l-1} / sigma_w^2 (F_l - sigma_b^2)`` with ``F_l`` the forward kernel of
+    layer ``l``, which at initialization and infinite width is proportional to ``Sigma_l - sigma_b^2``. Centered
+    alignment ignores the scale and the constant, so ``A_l^init = CKA(Sigma_l, Y Y^T)`` exactly in that limit,
+    with ``Sigma_l`` from :func:`meanfield.kernels`. At the ReLU edge of chaos it decreases with depth towards the
+    identity-kernel value ``sqrt((o - 1)/(n - 1))`` for balanced one-hot labels: at initialization the hierarchy is
+    *input*-aligned, so the end-of-training increase with depth that Canatar & Pehlevan 2022 report (their Fig. 2)
+    is a training effect. Finite networks are biased downward by ``O(l/N)``.
 
     Examples
     --------
     >>> import numpy as np
     >>> from meanfield import Network
     >>> X = np.random.default_rng(0).standard_normal((12, 4))
-    >>> A = init_layer_alignment(X, X[:, 0], Network(4, "linear", sigma_w2=1.0))
+    >>> A = init_layer_alignment(Network(4, "linear", sigma_w2=1.0), X, X[:, 0])
     >>> bool(np.allclose(A, A[0]))  # a linear network keeps the input geometry
     True
     """
@@ -266,5 +254,6 @@ def init_layer_alignment(X, Y, net, center=True):
         raise ValueError(f"Y must have n = {X.shape[0]} rows to match X, got shape {Y.shape}")
     Y = Y.reshape(X.shape[0], -1)
     T = Y @ Y.T
+    align = cka if center else kta
     k = kernels(X, net, layers=True)
-    return np.array([_alignment(S - net.sigma_b2, T, center) for S in k.nngp_layers])
+    return np.array([align(S - net.sigma_b2, T) for S in k.nngp_layers])

@@ -2,12 +2,14 @@
 
 A concrete fully connected network drawn from a :class:`~meanfield.Network` spec, in the standard (SP) or NTK
 (NTP) parameterization, with or without biases and with ``o >= 1`` outputs. Everything is exact numpy linear
-algebra (no autodiff framework). The private functions :func:`_forward` and :func:`_backward` work on a *stack*
-of networks (a leading batch axis, one BLAS call per layer for the whole stack); :class:`MLP`, the sampler
-(:func:`meanfield.simulate`), the alignment metrics and the training code all go through them.
+algebra (no autodiff framework). The functions of :mod:`meanfield.finite.stack` work on a *stack* of networks (a
+leading batch axis, one BLAS call per layer for the whole stack), and :func:`kernel_factors` /
+:func:`tangent_kernel` are the one computation of a layer's tangent kernel; :class:`MLP`, the Monte Carlo runner
+(:func:`meanfield.simulate`, the dispersion samplers), the alignment metrics and the training code all go through
+them.
 
-Parameterizations (signal_propagation.md, sec. 1) are one table of multipliers: every layer computes
-``z_l = m_w,l * W_l h_{l-1} + m_b,l * b_l`` from stored (trainable) parameters ``W_l, b_l``:
+Parameterizations are one table of multipliers: every layer computes ``z_l = m_w,l * W_l h_{l-1} + m_b,l * b_l``
+from stored (trainable) parameters ``W_l, b_l``:
 
 ==========  ==========================  ==========  =============================  =====================
 param.      ``m_w,l``                   ``m_b,l``   stored ``W_l`` ~               stored ``b_l`` ~
@@ -16,8 +18,10 @@ NTP         ``sigma_w / sqrt(N_{l-1})``  ``sigma_b``  ``N(0, 1)``               
 SP          1                           1           ``N(0, sigma_w^2 / N_{l-1})``  ``N(0, sigma_b^2)``
 ==========  ==========================  ==========  =============================  =====================
 
-Both draw the same unit normals from the same seed, so an SP and an NTP network with the same seed compute the
-same function; only the parameter gradients (and so the tangent kernels) differ, by the factors ``m_w, m_b``.
+NTP is the parameterization of Jacot et al. 2018 (sec. 2, with their ``beta = sigma_b``); SP is the standard
+initialization of Lou et al. 2022, eq. (8) and Seleznova & Kutyniok 2022, eqs. (3) and (6). Both draw the same unit
+normals from the same seed, so an SP and an NTP network with the same seed compute the same function; only the
+parameter gradients (and so the tangent kernels) differ, by the factors ``m_w, m_b``.
 """
 
 from __future__ import annotations
@@ -27,122 +31,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_operator_size
-from .network import Network
+from .._checks import check_choice, check_int, check_operator_size
+from ..network import Network
+from .stack import backward_stack, draw_stack, forward_stack, multipliers
+from .streams import seed_sequences
 
 __all__ = ["MLP", "Forward"]
 
 _LOSSES = ("mse", "xent")
 _PARTS = ("both", "weight", "bias")
-_KINDS = ("operator", "traced")
+LAYOUTS = ("operator", "traced")
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # the one forward / backward implementation (stacks of networks, leading axis S)
 # ----------------------------------------------------------------------------------------------------------------
-def _multipliers(net: Network, fan_ins) -> tuple[np.ndarray, np.ndarray]:
-    """Per-layer multipliers ``(m_w, m_b)`` of the forward pass (module docstring table)."""
-    fan = np.asarray(fan_ins, dtype=np.float64)
-    if net.parameterization == "ntk":
-        return np.sqrt(net.sigma_w2 / fan), np.full(fan.size, np.sqrt(net.sigma_b2))
-    return np.ones(fan.size), np.ones(fan.size)
-
-
-def _init_std(net: Network, fan_ins) -> tuple[np.ndarray, np.ndarray]:
-    """Standard deviations of the stored parameters ``(W_l, b_l)`` at initialization."""
-    fan = np.asarray(fan_ins, dtype=np.float64)
-    if net.parameterization == "ntk":
-        return np.ones(fan.size), np.ones(fan.size)
-    return np.sqrt(net.sigma_w2 / fan), np.full(fan.size, np.sqrt(net.sigma_b2))
-
-
-def _seed_sequences(seed, n_nets, start=0):
-    """Per-network seed sequences: network ``i`` of ``seed`` is ``SeedSequence(seed, spawn_key=(i,))``.
-
-    ``n_nets=None`` gives the single sequence ``seed`` itself (used by ``MLP.sample`` without a stack).
-    """
-    if isinstance(seed, np.random.SeedSequence):
-        entropy, key = seed.entropy, tuple(seed.spawn_key)
-    else:
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
-            raise ValueError(f"seed must be None, an integer >= 0 or a numpy SeedSequence, got {seed!r}")
-        entropy, key = np.random.SeedSequence(seed).entropy, ()
-    if n_nets is None:
-        return [np.random.SeedSequence(entropy, spawn_key=key)]
-    return [np.random.SeedSequence(entropy, spawn_key=key + (i,)) for i in range(start, start + n_nets)]
-
-
-def _draw(net: Network, d: int, outputs: int, bias: bool, seqs) -> tuple[list, list | None]:
-    """Draw a stack of networks, one independent SFC64 stream per network.
-
-    SFC64 is the fastest numpy bit generator for normals here (10.4 vs 13.3 ns per normal for PCG64).
-
-    Within a network the draw order is ``W_1, b_1, W_2, b_2, ...`` (unit normals, then scaled), so a network
-    depends only on its own seed sequence, never on which stack it is drawn in.
-    """
-    fan = net.fan_ins(d)
-    outs = net.widths + (outputs,)
-    S = len(seqs)
-    Ws = [np.empty((S, o, f)) for o, f in zip(outs, fan, strict=True)]
-    bs = [np.empty((S, o)) for o in outs] if bias else None
-    for s, seq in enumerate(seqs):
-        rng = np.random.Generator(np.random.SFC64(seq))
-        for l in range(net.depth):
-            rng.standard_normal(out=Ws[l][s])
-            if bias:
-                rng.standard_normal(out=bs[l][s])
-    std_w, std_b = _init_std(net, fan)
-    for l in range(net.depth):
-        if std_w[l] != 1.0:
-            Ws[l] *= std_w[l]
-        if bias and std_b[l] != 1.0:
-            bs[l] *= std_b[l]
-    return Ws, bs
-
-
-def _forward(X, Ws, bs, mw, mb, act):
-    """Pre-activations ``z_1..z_L`` (each ``(S, n, N_l)``) and layer inputs ``h_0 = X, h_1..h_{L-1}``."""
-    h = X
-    zs, hs = [], [X]
-    L = len(Ws)
-    for l in range(L):
-        z = np.matmul(h, np.swapaxes(Ws[l], -1, -2))
-        if mw[l] != 1.0:
-            z *= mw[l]
-        if bs is not None and mb[l] != 0.0:
-            z += mb[l] * bs[l][:, None, :]
-        zs.append(z)
-        if l < L - 1:
-            h = act.fn(z)
-            hs.append(h)
-    return zs, hs
-
-
-def _backward(zs, Ws, mw, act, seed):
-    """Backward vectors for ``k`` output directions at once (signal_propagation.md, sec. 4.1).
-
-    ``seed`` has shape ``(S or 1, k, n, o)`` and is ``dF/dz_L`` for ``k`` scalar functions ``F`` of the outputs
-    (``e_a`` for the per-output deltas, the loss residual for parameter gradients). Returns the list
-    ``delta_1..delta_L`` with ``delta_l = phi'(z_l) * (m_w,l+1 * delta_{l+1} @ W_{l+1})`` of shape
-    ``(S, k, n, N_l)`` (``delta_L`` is ``seed`` itself).
-    """
-    L = len(Ws)
-    deltas = [None] * L
-    d = seed
-    deltas[L - 1] = d
-    for l in range(L - 2, -1, -1):
-        S0, k, n, _ = d.shape
-        g = np.matmul(d.reshape(S0, k * n, -1), Ws[l + 1])
-        if mw[l + 1] != 1.0:
-            g *= mw[l + 1]
-        S = g.shape[0]
-        d = g.reshape(S, k, n, -1)
-        d *= act.derivative(zs[l])[:, None]
-        deltas[l] = d
-    return deltas
-
-
-def _gram(A):
+def gram(A):
     """``A @ A^T`` over the last two axes."""
     return np.matmul(A, np.swapaxes(A, -1, -2))
 
@@ -151,6 +55,60 @@ def _output_major(delta):
     """``(S, k, n, N)`` -> ``(S, n * k, N)`` in sample-major order (row ``i * k + a``)."""
     S, k, n, N = delta.shape
     return np.swapaxes(delta, 1, 2).reshape(S, n * k, N)
+
+
+def kernel_factors(h, delta, layout: str = "operator"):
+    """The two Gram factors of a layer's tangent kernel: ``G = h_{l-1}.h'_{l-1}`` and ``B = delta_l.delta'_l``.
+
+    Parameters
+    ----------
+    h : ndarray, shape (S, n, N_{l-1})
+        The layer's input ``h_{l-1}`` on the ``n`` inputs (``h_0 = X`` may have no stack axis).
+    delta : ndarray, shape (S, o, n, N_l)
+        Its backward vectors ``delta^a_l(x_i) = df_a(x_i)/dz_l`` (backpropagation seeded with ``e_a``).
+    layout : {"operator", "traced"}
+        ``"operator"``: ``(S, n o, n o)`` in sample-major order (row ``i o + a``; ``G`` repeated over outputs).
+        ``"traced"``: ``B`` is the class-traced ``(1/o) sum_a delta^a_l(x_i).delta^a_l(x_j)``, ``(S, n, n)``.
+
+    Returns
+    -------
+    G, B : ndarray
+        ``G`` of shape ``([S,] m, m)`` and ``B`` of shape ``(S, m, m)``, ``m = n o`` or ``n``. For ``o = 1``
+        both layouts agree: ``B`` is the backward kernel and ``G`` the (unnormalized) forward kernel of
+        Lou et al. 2022, eq. (9).
+    """
+    o = delta.shape[1]
+    G = gram(h)
+    if layout == "operator" and o > 1:
+        G = np.repeat(np.repeat(G, o, axis=-2), o, axis=-1)
+    return G, backward_factor(delta, layout)
+
+
+def backward_factor(delta, layout: str = "operator"):
+    """``B = delta_l.delta'_l`` of :func:`kernel_factors` alone: ``(S, n o, n o)`` or traced ``(S, n, n)``."""
+    if layout == "traced":
+        return gram(delta).sum(axis=1) / delta.shape[1]
+    return gram(_output_major(delta))
+
+
+def tangent_kernel(G, B, omega_w, omega_b):
+    """Tangent kernel of one layer's parameters from its factors (:func:`kernel_factors`): ``(omega_w G + omega_b) B``.
+
+    ``K_l[(i,a),(j,b)] = (omega_w h_{l-1}(x_i).h_{l-1}(x_j) + omega_b) delta^a_l(x_i).delta^b_l(x_j)`` with
+    ``(omega_w, omega_b) = (m_w,l^2, m_b,l^2)`` for the weights and biases of layer ``l`` (``omega_w = 0`` gives
+    the bias part alone, ``omega_b = 0`` the weight part or a network without biases). This is the factorization
+    of Lou et al. 2022, eq. (9), with biases and ``o`` outputs: in NTP ``(omega_w, omega_b) = (sigma_w^2/N_{l-1},
+    sigma_b^2)``, so ``K_l = F_l * B_l``; in SP ``(1, 1)``. Exact at any width; the parameter Jacobian is never
+    formed.
+    """
+    return (omega_w * G + omega_b) * B
+
+
+def check_mlp(mlp, name: str = "mlp"):
+    """``mlp`` if it is an :class:`MLP`, else a ValueError naming ``name``."""
+    if not isinstance(mlp, MLP):
+        raise ValueError(f"{name} must be a meanfield.MLP, got {type(mlp).__name__}")
+    return mlp
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -195,11 +153,15 @@ class MLP:
     Notes
     -----
     Layer ``l`` computes ``z_l = m_w,l W_l h_{l-1} + m_b,l b_l`` with ``(m_w, m_b) = (sigma_w / sqrt(N_{l-1}),
-    sigma_b)`` in NTP and ``(1, 1)`` in SP (signal_propagation.md, sec. 1); ``h_0 = x`` and ``h_l = phi(z_l)``.
+    sigma_b)`` in NTP and ``(1, 1)`` in SP (module docstring); ``h_0 = x`` and ``h_l = phi(z_l)``.
     Every method accepts ``X`` of shape ``(n, d)``; for a stack, every result gains a leading axis ``S``.
     The per-layer tangent kernel is computed without the parameter Jacobian from the exact factorization
     ``K_l[(i,a),(j,b)] = (m_w^2 h_{l-1}(x_i).h_{l-1}(x_j) + m_b^2) delta^a_l(x_i).delta^b_l(x_j)``
-    (signal_propagation.md, sec. 4.3 and 6), which is ``F_l * B_l`` in NTP.
+    (:func:`tangent_kernel`; Lou et al. 2022, eq. (9)), which is ``F_l * B_l`` in NTP.
+
+    The building blocks other modules combine (one forward pass, one backward pass, the layer kernel of that pass)
+    are public: :meth:`check_inputs`, :meth:`check_layer`, :meth:`check_kernel_size`, :meth:`targets`,
+    :meth:`forward_pass`, :meth:`backward_pass`, :meth:`layer_kernel` and :meth:`unstack`.
 
     Examples
     --------
@@ -229,7 +191,7 @@ class MLP:
         stack = weights[0].shape[0] if nd == 3 else None
         d = weights[0].shape[-1]
         fan = net.fan_ins(d)
-        outs = net.widths + (weights[-1].shape[-2],)
+        outs = net.width + (weights[-1].shape[-2],)
         for l, w in enumerate(weights):
             want = (outs[l], fan[l]) if stack is None else (stack, outs[l], fan[l])
             if w.shape != want:
@@ -253,7 +215,7 @@ class MLP:
         self.d = d
         self.outputs = outs[-1]
         self.fan_ins = fan
-        self.multipliers = _multipliers(net, fan)
+        self.multipliers = multipliers(net, fan)
 
     # -- construction -------------------------------------------------------------------------------------------
     @classmethod
@@ -282,12 +244,11 @@ class MLP:
         """
         if net.width is None:
             raise ValueError("net.width is None; MLP.sample needs Network(width=...) (int or hidden widths)")
-        d = _count(d, "d")
-        outputs = _count(outputs, "outputs")
+        d = check_int(d, "d")
+        outputs = check_int(outputs, "outputs")
         if n_nets is not None:
-            n_nets = _count(n_nets, "n_nets")
-        seqs = _seed_sequences(seed, n_nets)
-        Ws, bs = _draw(net, d, outputs, bool(bias), seqs)
+            n_nets = check_int(n_nets, "n_nets")
+        Ws, bs = draw_stack(net, d, outputs, bool(bias), seed_sequences(seed, n_nets))
         if n_nets is None:
             Ws = [w[0] for w in Ws]
             bs = None if bs is None else [b[0] for b in bs]
@@ -306,16 +267,18 @@ class MLP:
             return list(self.weights)
         return [p for pair in zip(self.weights, self.biases, strict=True) for p in pair]
 
-    # -- internal helpers ---------------------------------------------------------------------------------------
+    # -- building blocks (used by alignment, nfa and training) --------------------------------------------------
     def _stacked(self):
         if self.stack is None:
             return [w[None] for w in self.weights], None if self.biases is None else [b[None] for b in self.biases]
         return self.weights, self.biases
 
-    def _out(self, a):
+    def unstack(self, a):
+        """``a`` without its leading stack axis for a single network (``a`` itself for a stack)."""
         return a if self.stack is not None else a[0]
 
-    def _check_X(self, X) -> np.ndarray:
+    def check_inputs(self, X) -> np.ndarray:
+        """``X`` as a finite float64 array of shape ``(n, d)`` with ``n >= 1`` (ValueError naming ``X`` otherwise)."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.d:
             raise ValueError(f"X must have shape (n, d={self.d}), got {X.shape}")
@@ -323,23 +286,59 @@ class MLP:
             raise ValueError("X must be a non-empty array of finite numbers")
         return X
 
-    def _check_layer(self, l) -> int:
-        if isinstance(l, bool) or not isinstance(l, numbers.Integral) or not 1 <= l <= self.net.depth:
-            raise ValueError(f"layer l must be an integer in [1, {self.net.depth}], got {l!r}")
-        return int(l)
+    def check_layer(self, l) -> int:
+        """``l`` as a layer index in ``1..L``."""
+        return check_int(l, "layer l", 1, self.net.depth)
 
-    def _fwd(self, X):
+    def check_kernel_size(self, X, layout: str, force: bool = False) -> str:
+        """Validate ``layout`` and apply the memory guard of operator-valued ``(n o, n o)`` kernels.
+
+        Returns ``layout``; raises a ValueError above :data:`meanfield._checks.MAX_OPERATOR_ENTRIES` entries
+        unless ``force`` (:func:`meanfield._checks.check_operator_size`).
+        """
+        check_choice(layout, LAYOUTS, "layout")
+        if layout == "operator" and self.outputs > 1:
+            check_operator_size(X.shape[0], self.outputs, force)
+        return layout
+
+    def forward_pass(self, X):
+        """The stacked forward pass (:func:`meanfield.finite.stack.forward_stack`): lists ``zs`` and ``hs``.
+
+        ``X`` must already be checked (:meth:`check_inputs`); ``S = 1`` for a single network.
+        """
         Ws, bs = self._stacked()
         mw, mb = self.multipliers
-        return _forward(X, Ws, bs, mw, mb, self.net.activation)
+        return forward_stack(X, Ws, bs, mw, mb, self.net.activation)
 
-    def _deltas(self, X, zs=None):
+    def backward_pass(self, X, zs=None):
+        """The stacked backward vectors of every output (:func:`meanfield.finite.stack.backward_stack`, seed ``e_a``).
+
+        Returns the list ``delta_1..delta_L``, each ``(S or 1, o, n, N_l)``; ``zs`` from :meth:`forward_pass`
+        (computed when omitted).
+        """
         if zs is None:
-            zs, _ = self._fwd(X)
+            zs, _ = self.forward_pass(X)
         o, n = self.outputs, X.shape[0]
         seed = np.broadcast_to(np.eye(o)[None, :, None, :], (1, o, n, o))
         Ws, _ = self._stacked()
-        return _backward(zs, Ws, self.multipliers[0], self.net.activation, seed)
+        return backward_stack(zs, Ws, self.multipliers[0], self.net.activation, seed)
+
+    def layer_kernel(self, hs, deltas, l: int, part: str = "both", layout: str = "operator"):
+        """Tangent kernel of layer ``l`` from one :meth:`forward_pass` / :meth:`backward_pass` (stacked).
+
+        ``part`` and ``layout`` as in :meth:`layer_ntk`; the result keeps the stack axis.
+        """
+        omega_w, omega_b = self.kernel_weights(part)
+        G, B = kernel_factors(hs[l - 1], deltas[l - 1], layout)
+        return tangent_kernel(G, B, omega_w[l - 1], omega_b[l - 1])
+
+    def kernel_weights(self, part: str = "both") -> tuple[np.ndarray, np.ndarray]:
+        """Per-layer ``(omega_w, omega_b) = (m_w^2, m_b^2)`` of :func:`tangent_kernel` for the parameters of
+        ``part`` (``omega_b = 0`` without biases)."""
+        mw, mb = self.multipliers
+        omega_w = mw**2 if part in ("both", "weight") else np.zeros_like(mw)
+        omega_b = mb**2 if (part in ("both", "bias") and self.biases is not None) else np.zeros_like(mb)
+        return omega_w, omega_b
 
     # -- forward / backward -------------------------------------------------------------------------------------
     def forward(self, X) -> Forward:
@@ -354,10 +353,10 @@ class MLP:
         Forward
             ``z[l-1]`` = ``z_l`` of shape ``([S,] n, N_l)`` and ``h[l-1]`` = ``h_{l-1}`` (``h[0]`` is ``X``).
         """
-        X = self._check_X(X)
-        zs, hs = self._fwd(X)
-        h = (hs[0],) + tuple(self._out(v) for v in hs[1:])
-        return Forward(tuple(self._out(z) for z in zs), h)
+        X = self.check_inputs(X)
+        zs, hs = self.forward_pass(X)
+        h = (hs[0],) + tuple(self.unstack(v) for v in hs[1:])
+        return Forward(tuple(self.unstack(z) for z in zs), h)
 
     def __call__(self, X) -> np.ndarray:
         """The outputs ``f(X)``, shape ``([S,] n, o)``."""
@@ -373,17 +372,17 @@ class MLP:
 
         Notes
         -----
-        ``delta_l = phi'(z_l) * (m_w,l+1 W_{l+1}^T delta_{l+1})`` (signal_propagation.md, sec. 4.1 and 6),
-        one backward pass per output, all outputs in one matmul per layer.
+        ``delta_l = phi'(z_l) * (m_w,l+1 W_{l+1}^T delta_{l+1})`` (backpropagation), one backward pass per output,
+        all outputs in one matmul per layer.
         """
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         return [
-            self._out(np.broadcast_to(d, (d.shape[0] if self.stack is None else self.stack,) + d.shape[1:]))
-            for d in self._deltas(X)
+            self.unstack(np.broadcast_to(d, (d.shape[0] if self.stack is None else self.stack,) + d.shape[1:]))
+            for d in self.backward_pass(X)
         ]
 
     # -- tangent kernels ----------------------------------------------------------------------------------------
-    def layer_ntk(self, X, l: int, part: str = "both", kind: str = "operator", force: bool = False) -> np.ndarray:
+    def layer_ntk(self, X, l: int, part: str = "both", layout: str = "operator", force: bool = False) -> np.ndarray:
         """Tangent kernel of the parameters of layer ``l``, ``K_l = Psi_l^T Psi_l``.
 
         Parameters
@@ -393,12 +392,13 @@ class MLP:
             Layer, ``1..L``.
         part : {"both", "weight", "bias"}
             Contribution of ``W_l``, of ``b_l``, or of both.
-        kind : {"operator", "traced"}
-            ``"operator"``: the ``(n o, n o)`` kernel in sample-major order (row ``i o + a``), seed 000 eq. (7).
-            ``"traced"``: the ``(n, n)`` class-traced kernel ``(1/o) sum_a K[(i,a),(j,a)]`` (seed 002 eq. (8)).
+        layout : {"operator", "traced"}
+            ``"operator"``: the ``(n o, n o)`` kernel in sample-major order (row ``i o + a``), the layer kernel
+            ``Psi_l^T Psi_l`` of Lou et al. 2022, sec. 2.2 (eq. (7)). ``"traced"``: the ``(n, n)`` class-traced
+            kernel ``(1/o) sum_a K[(i,a),(j,a)]`` (Canatar & Pehlevan 2022, eq. (8)).
         force : bool
-            Form an operator kernel above :data:`meanfield._validation.MAX_OPERATOR_ENTRIES` entries anyway
-            (feature_alignment.md sec. 5.1; otherwise ValueError).
+            Form an operator kernel above :data:`meanfield._checks.MAX_OPERATOR_ENTRIES` entries anyway
+            (otherwise ValueError).
 
         Returns
         -------
@@ -408,65 +408,40 @@ class MLP:
         -----
         ``K_l[(i,a),(j,b)] = (omega_W h_{l-1}(x_i).h_{l-1}(x_j) + omega_b) delta^a_l(x_i).delta^b_l(x_j)`` with
         ``(omega_W, omega_b) = (m_w^2, m_b^2)``: ``(sigma_w^2/N_{l-1}, sigma_b^2)`` in NTP (so ``K_l = F_l * B_l``)
-        and ``(1, 1)`` in SP (signal_propagation.md, sec. 1, 4.3, 6). ``omega_b = 0`` without biases. Exact at
-        any width; the Jacobian ``Psi_l`` is never formed.
+        and ``(1, 1)`` in SP (:func:`tangent_kernel`; Lou et al. 2022, eq. (9)). ``omega_b = 0`` without biases.
+        Exact at any width; the Jacobian ``Psi_l`` is never formed.
         """
-        X = self._check_X(X)
-        l = self._check_layer(l)
-        if part not in _PARTS:
-            raise ValueError(f"part must be one of {_PARTS}, got {part!r}")
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-        self._guard(X, kind, force)
-        zs, hs = self._fwd(X)
-        deltas = self._deltas(X, zs)
-        return self._out(self._layer_kernel(hs, deltas, l, part, kind))
+        X = self.check_inputs(X)
+        l = self.check_layer(l)
+        check_choice(part, _PARTS, "part")
+        self.check_kernel_size(X, layout, force)
+        zs, hs = self.forward_pass(X)
+        deltas = self.backward_pass(X, zs)
+        return self.unstack(self.layer_kernel(hs, deltas, l, part, layout))
 
-    def _guard(self, X, kind, force):
-        """The memory guard for operator-valued (n o x n o) kernels."""
-        if kind == "operator" and self.outputs > 1:
-            check_operator_size(X.shape[0], self.outputs, force)
-
-    def _layer_kernel(self, hs, deltas, l, part, kind):
-        mw, mb = self.multipliers
-        omega_w = mw[l - 1] ** 2 if part in ("both", "weight") else 0.0
-        omega_b = mb[l - 1] ** 2 if (part in ("both", "bias") and self.biases is not None) else 0.0
-        o = self.outputs
-        G = omega_w * _gram(hs[l - 1]) + omega_b
-        if kind == "traced":
-            D = deltas[l - 1]
-            B = np.matmul(D, np.swapaxes(D, -1, -2)).sum(axis=1) / o
-            return G * B
-        D = _output_major(deltas[l - 1])
-        B = _gram(D)
-        if o > 1:
-            G = np.repeat(np.repeat(G, o, axis=-2), o, axis=-1)
-        return G * B
-
-    def ntk(self, X, kind: str = "operator", force: bool = False) -> np.ndarray:
+    def ntk(self, X, layout: str = "operator", force: bool = False) -> np.ndarray:
         """The empirical NTK ``sum_l K_l`` (see :meth:`layer_ntk`), shape ``([S,] n o, n o)`` or traced."""
-        X = self._check_X(X)
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-        self._guard(X, kind, force)
-        zs, hs = self._fwd(X)
-        deltas = self._deltas(X, zs)
-        out = sum(self._layer_kernel(hs, deltas, l, "both", kind) for l in range(1, self.net.depth + 1))
-        return self._out(out)
+        X = self.check_inputs(X)
+        self.check_kernel_size(X, layout, force)
+        zs, hs = self.forward_pass(X)
+        deltas = self.backward_pass(X, zs)
+        out = sum(self.layer_kernel(hs, deltas, l, "both", layout) for l in range(1, self.net.depth + 1))
+        return self.unstack(out)
 
-    # -- feature-learning diagnostics (feature_alignment.md, sec. 2) --------------------------------------------
+    # -- feature-learning diagnostics (Beaglehole et al. 2024, sec. 2) ------------------------------------------
     def input_jacobian(self, X, l: int) -> np.ndarray:
         """``J^a_l(x_i) = df_a(x_i)/dh_{l-1} = m_w,l W_l^T delta^a_l(x_i)``, shape ``([S,] o, n, N_{l-1})``.
 
-        ``l = 1`` gives the Jacobian with respect to the input ``x`` (feature_alignment.md, sec. 2).
+        ``l = 1`` gives the Jacobian with respect to the input ``x`` (the gradient in the AGOP of
+        Beaglehole et al. 2024, sec. 2).
         """
-        X = self._check_X(X)
-        l = self._check_layer(l)
+        X = self.check_inputs(X)
+        l = self.check_layer(l)
         Ws, _ = self._stacked()
-        D = self._deltas(X)[l - 1]
+        D = self.backward_pass(X)[l - 1]
         S0, o, n, N = D.shape
         J = np.matmul(D.reshape(S0, o * n, N), Ws[l - 1]) * self.multipliers[0][l - 1]
-        return self._out(J.reshape(J.shape[0], o, n, -1))
+        return self.unstack(J.reshape(J.shape[0], o, n, -1))
 
     def agop(self, X, l: int) -> np.ndarray:
         """Average gradient outer product ``G_l = (1/n) sum_{i,a} J^a_l(x_i) J^a_l(x_i)^T``.
@@ -475,78 +450,77 @@ class MLP:
 
         Notes
         -----
-        Seed 001, line 45; summed over outputs (line 62). Equals ``W_l^T K^ptk_l W_l`` (seed 001 Prop. 2) with the
-        effective weights ``m_w W_l`` and ``K^ptk_l = (1/n) sum_a Delta^aT Delta^a``.
+        The AGOP of Beaglehole et al. 2024, sec. 2, summed over outputs (their remark on ``c >= 1`` outputs in
+        the same section). Equals ``W_l^T K^ptk_l W_l`` (their Prop. 2) with the effective weights ``m_w W_l``
+        and ``K^ptk_l = (1/n) sum_a Delta^aT Delta^a``.
         """
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         J = self.input_jacobian(X, l)
         J = J if self.stack is not None else J[None]
         S, o, n, N = J.shape
         Jm = J.reshape(S, o * n, N)
-        return self._out(np.matmul(np.swapaxes(Jm, -1, -2), Jm) / n)
+        return self.unstack(np.matmul(np.swapaxes(Jm, -1, -2), Jm) / n)
 
     def nfm(self, l: int) -> np.ndarray:
         """Neural feature matrix ``W_l^T W_l`` of the stored (trainable) weights, ``([S,] N_{l-1}, N_{l-1})``.
 
-        Seed 001, line 43. In NTP the effective weight is ``m_w W_l``; the constant factor does not change any
-        cosine (feature_alignment.md, sec. 1.1).
+        The NFM of Beaglehole et al. 2024, sec. 2. In NTP the effective weight is ``m_w W_l``; the constant factor
+        does not change any cosine.
         """
-        l = self._check_layer(l)
+        l = self.check_layer(l)
         W = self.weights[l - 1]
         return np.matmul(np.swapaxes(W, -1, -2), W)
 
-    def ptk_gram(self, X, l: int, kind: str = "operator", force: bool = False) -> np.ndarray:
+    def ptk_gram(self, X, l: int, layout: str = "operator", force: bool = False) -> np.ndarray:
         """Backward (PTK) Gram matrix ``P_l[(i,a),(j,b)] = delta^a_l(x_i).delta^b_l(x_j)``.
 
-        ``kind="operator"`` gives ``([S,] n o, n o)`` in sample-major order; ``"traced"`` gives
+        ``layout="operator"`` gives ``([S,] n o, n o)`` in sample-major order; ``"traced"`` gives
         ``(1/o) sum_a Delta^a_l Delta^a_l^T`` of shape ``([S,] n, n)`` (the same trace as :meth:`layer_ntk`).
-        For ``o = 1`` this is the sampler's backward kernel ``B_l`` (seed 001's ``K^(l)``; feature_alignment.md
-        sec. 0 and 2).
+        For ``o = 1`` this is the backward kernel ``B_l`` of :func:`meanfield.simulate` and the PTK of
+        Beaglehole et al. 2024, sec. 2.
         """
-        X = self._check_X(X)
-        l = self._check_layer(l)
-        if kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
-        self._guard(X, kind, force)
-        D = self._deltas(X)[l - 1]
-        if kind == "traced":
-            out = np.matmul(D, np.swapaxes(D, -1, -2)).sum(axis=1) / self.outputs
-        else:
-            out = _gram(_output_major(D))
+        X = self.check_inputs(X)
+        l = self.check_layer(l)
+        self.check_kernel_size(X, layout, force)
+        B = backward_factor(self.backward_pass(X)[l - 1], layout)
         S = self.stack or 1
-        return self._out(np.broadcast_to(out, (S,) + out.shape[1:]).copy())
+        return self.unstack(np.broadcast_to(B, (S,) + B.shape[1:]).copy())
 
     def ptk_cov(self, X, l: int, normalize: bool = True) -> np.ndarray:
         """PTK feature covariance ``K^ptk_l = (1/n) sum_a Delta^a_l^T Delta^a_l``, shape ``([S,] N_l, N_l)``.
 
-        ``normalize=False`` drops the ``1/n`` (seed 001 line 93 vs line 107). With the ``1/n``,
-        ``agop(X, l) = (m_w W_l)^T K^ptk_l (m_w W_l)`` exactly (seed 001 Prop. 2).
+        ``normalize=False`` drops the ``1/n``: Beaglehole et al. 2024, sec. 2 define the PTK feature covariance
+        without it and then write it as the AGOP of the pre-activations, with it. With the ``1/n``,
+        ``agop(X, l) = (m_w W_l)^T K^ptk_l (m_w W_l)`` exactly (their Prop. 2).
         """
-        X = self._check_X(X)
-        l = self._check_layer(l)
-        D = self._deltas(X)[l - 1]
+        X = self.check_inputs(X)
+        l = self.check_layer(l)
+        D = self.backward_pass(X)[l - 1]
         S0, o, n, N = D.shape
         Dm = D.reshape(S0, o * n, N)
         out = np.matmul(np.swapaxes(Dm, -1, -2), Dm) / (n if normalize else 1.0)
-        return self._out(np.broadcast_to(out, (self.stack or 1, N, N)).copy())
+        return self.unstack(np.broadcast_to(out, (self.stack or 1, N, N)).copy())
 
     def feature_kernel(self, X, l: int) -> np.ndarray:
-        """Post-activation feature kernel ``H_l H_l^T`` of hidden layer ``l = 0..L-1`` (``l = 0``: ``X X^T``).
+        """Feature kernel ``h_{l-1} h_{l-1}^T`` of the input of layer ``l = 1..L`` (``l = 1``: ``X X^T``).
 
-        Seed 002's layer kernel ``K^(l)``; equals ``N_l / sigma_w^2 (F_{l+1} - sigma_b^2)`` (feature_alignment.md
-        sec. 0). Shape ``([S,] n, n)``.
+        The layer kernel ``K^(l-1)`` of Canatar & Pehlevan 2022 (post-activations of hidden layer ``l - 1``);
+        equals ``N_{l-1} / sigma_w^2 (F_l - sigma_b^2)`` for the forward kernel ``F_l`` of
+        :func:`meanfield.simulate`. Shape ``([S,] n, n)``.
         """
-        X = self._check_X(X)
-        if isinstance(l, bool) or not isinstance(l, numbers.Integral) or not 0 <= l <= self.net.depth - 1:
-            raise ValueError(f"hidden layer l must be an integer in [0, {self.net.depth - 1}], got {l!r}")
-        _, hs = self._fwd(X)
-        G = _gram(hs[l])
-        return self._out(np.broadcast_to(G, (self.stack or 1,) + G.shape[-2:]).copy())
+        X = self.check_inputs(X)
+        L = self.net.depth
+        if isinstance(l, bool) or not isinstance(l, numbers.Integral) or not 1 <= l <= L:
+            raise ValueError(f"layer l must be an integer in [1, {L}] (the input of layer l: X for l = 1, "
+                             f"hidden layer l - 1 otherwise), got {l!r}")  # fmt: skip
+        _, hs = self.forward_pass(X)
+        G = gram(hs[l - 1])
+        return self.unstack(np.broadcast_to(G, (self.stack or 1,) + G.shape[-2:]).copy())
 
     # -- losses and gradients -----------------------------------------------------------------------------------
-    def _targets(self, Y, n, loss, name="Y"):
-        """Targets of shape (n, o). Integer labels (n,) become one-hot rows for cross-entropy, and for any loss
-        when o > 1 (the one label convention of the package: sampler, training and alignment use it too)."""
+    def targets(self, Y, n: int, loss: str = "mse", name: str = "Y") -> np.ndarray:
+        """Targets of shape ``(n, o)``: integer labels ``(n,)`` become one-hot rows for cross-entropy, and for any
+        loss when ``o > 1`` (the one label convention of the package: training and alignment use it too)."""
         Y = np.asarray(Y)
         o = self.outputs
         if Y.ndim == 1 and np.issubdtype(Y.dtype, np.integer) and (loss == "xent" or o > 1):
@@ -584,9 +558,9 @@ class MLP:
         """
         if loss not in _LOSSES:
             raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
-        X = self._check_X(X)
+        X = self.check_inputs(X)
         n = X.shape[0]
-        Y = self._targets(Y, n, loss)
+        Y = self.targets(Y, n, loss)
         f = self(X) if output is None else np.asarray(output, dtype=np.float64)
         if loss == "mse":
             r = f - Y
@@ -624,24 +598,18 @@ class MLP:
         >>> [a.shape for a in g] == [p.shape for p in mlp.params]
         True
         """
-        X = self._check_X(X)
-        zs, hs = self._fwd(X)
-        value, resid = self.loss_grad(X, Y, loss, output=self._out(zs[-1]))
+        X = self.check_inputs(X)
+        zs, hs = self.forward_pass(X)
+        value, resid = self.loss_grad(X, Y, loss, output=self.unstack(zs[-1]))
         seed = resid[None, None] if self.stack is None else resid[:, None]
         Ws, _ = self._stacked()
         mw, mb = self.multipliers
-        deltas = _backward(zs, Ws, mw, self.net.activation, seed)
+        deltas = backward_stack(zs, Ws, mw, self.net.activation, seed)
         out = []
         for l in range(self.net.depth):
             g = deltas[l][:, 0]  # (S, n, N_l)
             gW = np.matmul(np.swapaxes(g, -1, -2), np.broadcast_to(hs[l], g.shape[:1] + hs[l].shape[-2:]))
-            out.append(self._out(mw[l] * gW))
+            out.append(self.unstack(mw[l] * gW))
             if self.biases is not None:
-                out.append(self._out(mb[l] * g.sum(axis=-2)))
+                out.append(self.unstack(mb[l] * g.sum(axis=-2)))
         return value, out
-
-
-def _count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)

@@ -1,8 +1,8 @@
 """Training finite networks: mini-batch SGD with momentum and weight decay on :class:`meanfield.finite.MLP`.
 
 The gradients come from :meth:`MLP.grads`, the package's one forward/backward implementation; nothing here
-differentiates anything. The layer-wise tangent-kernel alignment :math:`A_l` of seed 000 (eq. (7)) is recorded with
-:func:`meanfield.alignment.layer_alignment` at chosen epochs, which is what the Equilibrium Hypothesis experiment
+differentiates anything. The layer-wise tangent-kernel alignment :math:`A_l` of Lou et al. 2022 (eq. (7)) is recorded
+with :func:`meanfield.alignment.layer_alignment` at chosen epochs, which is what the Equilibrium Hypothesis experiment
 (:mod:`meanfield.experiments`) needs.
 """
 
@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .alignment import cka, layer_alignment, target_kernel
-from .finite import MLP
-from .nfa import step_scales
-from .sampler import _blas_limit
+from .._checks import check_int, check_real
+from ..alignment.measures import cka, layer_alignment, target_kernel
+from .mlp import MLP
+from .montecarlo import blas_limit
+from .optim import step_scales
 
 __all__ = ["History", "train", "accuracy"]
 
@@ -43,9 +44,9 @@ class History:
     align_index : ndarray or None
         Rows of the training set used for :math:`A_l`.
     feature_alignment : ndarray or None
-        Seed 002's layer-wise target alignment: CKA of the post-activation feature kernels
-        :math:`H_l H_l^\top` (:meth:`MLP.feature_kernel`, ``l = 0..L-1``, ``l = 0`` the inputs) with
-        :math:`YY^\top`, shape ``(records, [S,] L)``, on the same subset (feature_alignment.md sec. 3).
+        The layer-wise target alignment of Canatar & Pehlevan 2022: CKA of the feature kernels
+        :math:`h_{l-1} h_{l-1}^\top` of the input of every layer (:meth:`MLP.feature_kernel`, ``l = 1..L``,
+        ``l = 1`` the inputs ``X``) with :math:`YY^\top`, shape ``(records, [S,] L)``, on the same subset.
     step_loss : ndarray
         Mini-batch loss of every step, shape ``(steps,)`` or ``(steps, S)``.
     mlp : MLP
@@ -75,11 +76,6 @@ class History:
         return int(out) if np.ndim(out) == 0 else out
 
 
-def _targets(mlp: MLP, Y, n: int, name: str) -> np.ndarray:
-    """One-hot or real targets of shape (n, o); integer labels (n,) become one-hot rows (:meth:`MLP._targets`)."""
-    return mlp._targets(Y, n, "mse", name)
-
-
 def accuracy(output, Y) -> np.ndarray | float:
     """Fraction of rows whose largest output matches the largest target (sign agreement when ``o = 1``).
 
@@ -106,18 +102,11 @@ def accuracy(output, Y) -> np.ndarray | float:
     return float(out) if np.ndim(out) == 0 else out
 
 
-def _positive(value, name, kind=numbers.Integral):
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
-        raise ValueError(f"{name} must be {'an integer' if kind is numbers.Integral else 'a number'} > 0, "
-                         f"got {value!r}")  # fmt: skip
-    return value
-
-
 def _record_epochs(record_every, epochs):
     if record_every is None:
         marks = {epochs}
     elif isinstance(record_every, numbers.Integral) and not isinstance(record_every, bool):
-        _positive(record_every, "record_every")
+        check_int(record_every, "record_every")
         marks = set(range(0, epochs + 1, int(record_every))) | {epochs}
     else:
         try:
@@ -185,7 +174,8 @@ def train(
         Held-out data for the test loss and accuracy.
     align_samples : int, optional
         Record :math:`A_l` (:func:`meanfield.alignment.layer_alignment`) and the feature-kernel alignments
-        (``History.feature_alignment``, seed 002) on this many training rows (a fixed random subset, at most n).
+        (``History.feature_alignment``, Canatar & Pehlevan 2022) on this many training rows (a fixed random
+        subset, at most n).
         The layer kernels are :math:`(n_a o)\times(n_a o)`, so memory grows like :math:`L (n_a o)^2`.
     progress : bool, optional
         Show a tqdm progress bar; default: on for runs of 5000 steps or more when stderr is a terminal.
@@ -195,13 +185,14 @@ def train(
         width 100, batch 128: 8 ms per step with 1 thread, 500 ms with the default pool). None leaves BLAS alone.
 
     layer_lr : sequence of float, optional
-        Per-layer learning-rate multipliers :math:`c_l` (layer ``l`` trains at :math:`\eta c_l`; feature_alignment.md
-        sec. 2, seed 003 sec. 4).
+        Per-layer learning-rate multipliers :math:`c_l` (layer ``l`` trains at :math:`\eta c_l`; the per-layer rates
+        of Atanasov et al. 2022, sec. 4).
     speeds : sequence of float, optional
-        Speed-limited optimization (seed 001 sec. 5.2, sign-corrected, sheet erratum 6): layer ``l``'s gradient is
-        replaced by :math:`C_l g_l/(\epsilon + \|g_l\|)` with :math:`\epsilon` = ``slo_eps``. Not with ``layer_lr``.
+        Speed-limited optimization (Beaglehole et al. 2024, sec. 5.2, sign-corrected:
+        :func:`meanfield.finite.slo_step`): layer ``l``'s gradient is replaced by
+        :math:`C_l g_l/(\epsilon + \|g_l\|)` with :math:`\epsilon` = ``slo_eps``. Not with ``layer_lr``.
     slo_eps : float
-        :math:`\epsilon \ge 0` of speed-limited optimization (seed 001 App. I: 0.1).
+        :math:`\epsilon \ge 0` of speed-limited optimization (Beaglehole et al. 2024, App. I: 0.1).
     callback : callable, optional
         ``callback(epoch, mlp)`` is called once before training (``epoch = 0``) and after every epoch, with the
         network being trained (live parameter arrays: read them or copy them, do not modify them). Its return value
@@ -215,10 +206,10 @@ def train(
     Notes
     -----
     With ``layer_lr`` or ``speeds`` the batch gradient of each layer is first multiplied by
-    :func:`meanfield.nfa.step_scales` (before weight decay and momentum).
+    :func:`meanfield.finite.step_scales` (before weight decay and momentum).
 
     One step on a batch :math:`\mathcal B` (PyTorch's ``SGD(momentum, weight_decay)`` with no dampening and no
-    Nesterov; seed 000 sec. 3.4 says "SGD with momentum and weight decay" without values):
+    Nesterov; Lou et al. 2022, sec. 3.4 say "SGD with momentum and weight decay" without values):
 
     .. math:: g = \nabla_\theta\,\ell_{\mathcal B}(\theta) + \lambda\theta,\qquad
               v \leftarrow \mu v + g\ (v_0 = 0),\qquad \theta \leftarrow \theta - \eta v,
@@ -241,12 +232,12 @@ def train(
         raise ValueError(f"mlp must be a meanfield.finite.MLP, got {type(mlp).__name__}")
     if loss not in _LOSSES:
         raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
-    X = mlp._check_X(X)
+    X = mlp.check_inputs(X)
     n = X.shape[0]
-    Y = _targets(mlp, Y, n, "Y")
-    epochs = int(_positive(epochs, "epochs"))
-    batch_size = int(_positive(batch_size, "batch_size"))
-    lr = float(_positive(lr, "lr", numbers.Real))
+    Y = mlp.targets(Y, n, "mse", "Y")
+    epochs = check_int(epochs, "epochs")
+    batch_size = check_int(batch_size, "batch_size")
+    lr = check_real(lr, "lr", low=0, low_open=True)
     momentum = float(momentum)
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
@@ -258,13 +249,13 @@ def train(
     if (X_test is None) != (Y_test is None):
         raise ValueError("give both X_test and Y_test, or neither")
     if X_test is not None:
-        X_test = mlp._check_X(X_test)
-        Y_test = _targets(mlp, Y_test, X_test.shape[0], "Y_test")
+        X_test = mlp.check_inputs(X_test)
+        Y_test = mlp.targets(Y_test, X_test.shape[0], "mse", "Y_test")
     marks = _record_epochs(record_every, epochs)
     rng = np.random.default_rng(seed)
     align_index = None
     if align_samples is not None:
-        k = int(_positive(align_samples, "align_samples"))
+        k = check_int(align_samples, "align_samples")
         align_index = np.sort(rng.choice(n, size=min(k, n), replace=False))
 
     net = mlp.copy()
@@ -290,7 +281,7 @@ def train(
             Xa, Ya = X[align_index], Y[align_index]
             records["alignment"].append(layer_alignment(net, Xa, Ya))
             target = target_kernel(Ya)
-            feats = [cka(net.feature_kernel(Xa, l), target) for l in range(net.net.depth)]
+            feats = [cka(net.feature_kernel(Xa, l), target) for l in range(1, net.net.depth + 1)]
             records["feature_alignment"].append(np.stack(feats, axis=-1))
 
     steps_per_epoch = -(-n // batch_size)
@@ -309,7 +300,7 @@ def train(
     step_loss = []
     start = time.perf_counter()
     # overflow in a diverging run is reported below as a FloatingPointError, not as numpy warnings
-    with _blas_limit(blas_threads), np.errstate(over="ignore", invalid="ignore"):
+    with blas_limit(blas_threads), np.errstate(over="ignore", invalid="ignore"):
         _run(
             net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss, rule,
             callback,

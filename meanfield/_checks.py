@@ -1,0 +1,158 @@
+"""Input checks shared by the public functions (errors name the parameter and what is allowed)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+#: Largest operator-valued kernel (entries of an ``(n o) x (n o)`` matrix) formed without ``force=True``:
+#: 2e8 float64 entries = 1.6 GB.
+MAX_OPERATOR_ENTRIES = 200_000_000
+
+
+def check_int(value, name: str, low: int = 1, high: int | None = None) -> int:
+    """``value`` as an int in ``[low, high]``; bools, floats and strings are refused.
+
+    >>> check_int(3, "depth")
+    3
+    >>> check_int(0, "depth")
+    Traceback (most recent call last):
+    ...
+    ValueError: depth must be an integer >= 1, got 0
+    """
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)) and value >= low
+    ok = ok and (high is None or value <= high)
+    if not ok:
+        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {rng}, got {value!r}")
+    return int(value)
+
+
+def check_real(value, name: str, low=None, high=None, low_open: bool = False, high_open: bool = False) -> float:
+    """``value`` as a finite float in the given range; bools, strings and arrays are refused.
+
+    >>> check_real(2, "sigma_w2", low=0, low_open=True)
+    2.0
+    >>> check_real(-1.0, "sigma_w2", low=0, low_open=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma_w2 must be a finite number > 0, got -1.0
+    """
+    ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and np.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        rng = "" if low is None else (f" > {low}" if low_open else f" >= {low}")
+        rng += "" if high is None else ((" and" if rng else "") + (f" < {high}" if high_open else f" <= {high}"))
+        raise ValueError(f"{name} must be a finite number{rng}, got {value!r}")
+    return float(value)
+
+
+def check_choice(value, allowed, name: str):
+    """``value`` if it is one of ``allowed``, else a ValueError listing them.
+
+    >>> check_choice("published", ("corrected", "published"), "form")
+    'published'
+    """
+    if not isinstance(value, str | int) or isinstance(value, bool) or value not in allowed:
+        raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
+    return value
+
+
+def finite_array(x, name: str, ndim=None, low=None, high=None) -> np.ndarray:
+    """``x`` as a float64 array, refusing NaN/inf, complex or non-numeric input, dimensions outside ``ndim`` and
+    (optionally) values outside ``[low, high]``."""
+    raw = np.asarray(x)
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be a real numeric array, got dtype {raw.dtype}")
+    arr = raw.astype(np.float64, copy=False)
+    if ndim is not None and arr.ndim not in ndim:
+        raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimension(s), got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if low is not None and np.any(arr < low):
+        raise ValueError(f"{name} must be >= {low}")
+    if high is not None and np.any(arr > high):
+        raise ValueError(f"{name} must be <= {high}")
+    return arr
+
+
+def check_operator_size(n: int, o: int, force: bool = False, limit: int = MAX_OPERATOR_ENTRIES) -> int:
+    """Refuse to form an operator-valued kernel of ``(n o)^2`` entries above ``limit`` unless ``force``.
+
+    Parameters
+    ----------
+    n, o : int
+        Number of samples and of outputs; the kernel is ``(n o) x (n o)``, as in the layer alignment
+        A_l of Lou et al. 2022, eq. (7).
+    force : bool
+        Skip the check.
+    limit : int
+        Maximum number of entries, default :data:`MAX_OPERATOR_ENTRIES` (2e8, 1.6 GB in float64).
+
+    Returns
+    -------
+    int
+        The number of entries ``(n o)^2``.
+
+    Notes
+    -----
+    The operator-valued layer kernel grows like ``(n o)^2``; the class-traced ``(n, n)`` kernel (the trace over
+    outputs, as in Canatar & Pehlevan 2022, eq. (8)) or the sample-space forms avoid it.
+
+    Examples
+    --------
+    >>> check_operator_size(100, 10)
+    1000000
+    >>> check_operator_size(20_000, 10)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: an operator-valued kernel of (n o)^2 = 40000000000 entries (n = 20000, o = 10) exceeds the limit ...
+    """
+    n, o = check_int(n, "n"), check_int(o, "o")
+    size = (n * o) ** 2
+    if not force and size > limit:
+        raise ValueError(
+            f"an operator-valued kernel of (n o)^2 = {size} entries (n = {n}, o = {o}) exceeds the limit of "
+            f"{limit} entries ({limit * 8 / 1e9:.2g} GB); use the class-traced (n, n) kernel, fewer samples, "
+            "or force=True"
+        )
+    return size
+
+
+def check_layers(l, depth: int, name: str = "l"):
+    """One layer or a sequence of layers ``1..depth`` as a tuple of ints, and whether a single layer was given.
+
+    >>> check_layers(2, 3), check_layers([1, 3], 3)
+    (((2,), True), ((1, 3), False))
+    >>> check_layers([], 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: l must be a layer or a non-empty sequence of layers in [1, 3]
+    """
+    single = isinstance(l, numbers.Integral) and not isinstance(l, (bool, np.bool_))
+    ls = (l,) if single else tuple(l) if isinstance(l, list | tuple | range | np.ndarray) else None
+    if not ls:
+        raise ValueError(f"{name} must be a layer or a non-empty sequence of layers in [1, {depth}]")
+    return tuple(check_int(v, name, 1, depth) for v in ls), single
+
+
+def check_network(net, name: str = "net"):
+    """``net`` if it is a :class:`meanfield.Network` (the spec every theory function takes first), else a ValueError.
+
+    >>> check_network("relu")
+    Traceback (most recent call last):
+    ...
+    ValueError: net must be a meanfield.Network (the spec carrying the activation and both variances), got str
+    """
+    from .network import Network
+
+    if not isinstance(net, Network):
+        raise ValueError(
+            f"{name} must be a meanfield.Network (the spec carrying the activation and both variances), "
+            f"got {type(net).__name__}"
+        )
+    return net

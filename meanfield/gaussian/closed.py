@@ -1,0 +1,213 @@
+r"""Closed forms of the Gaussian kernel maps, compiled: the leaky-ReLU family and erf.
+
+For :math:`(u, v) \sim \mathcal N(0, \Lambda)` with variances :math:`q_1, q_2` and correlation :math:`c`, each pair
+function returns ``(cov, gap, agap, dcov)``: :math:`\mathbb E[\phi(u)\phi(v)]`, the Cauchy-Schwarz gaps
+:math:`\sqrt{\mathbb E\phi(u)^2\,\mathbb E\phi(v)^2} \mp \mathbb E[\phi(u)\phi(v)]` and
+:math:`\mathbb E[\phi'(u)\phi'(v)]`. The correlation enters as the pair ``(s, r) = (1 - c, 1 + c)``, each side
+exact where it is small, so the forms keep full relative precision at ``c = ±1``.
+
+* Leaky ReLU with negative slope :math:`a` (ReLU and linear are slopes 0 and 1): the arc-cosine kernels of
+  degree 1 and 0 (Cho & Saul 2009), with :math:`\theta = \arccos c` and :math:`h(\theta) = \sin\theta -
+  \theta\cos\theta`,
+
+  .. math:: \mathbb E[\phi\phi] = \tfrac{\sqrt{q_1q_2}}{2\pi}\big[(1-a)^2 h(\theta) + (1+a^2)\pi c\big],\qquad
+            \mathbb E[\phi'\phi'] = \tfrac{(1+a^2)(\pi-\theta) + 2a\theta}{2\pi};
+
+  for ReLU at :math:`\sigma_w^2 = 2` the correlation map is :math:`g(c) = c + h(\theta)/\pi`, Lou et al. 2022,
+  eq. (3).
+* erf (Williams 1997): :math:`\frac2\pi\arcsin\frac{2\Lambda_{12}}{\sqrt{(1+2q_1)(1+2q_2)}}` and
+  :math:`\frac4\pi[(1+2q_1)(1+2q_2) - 4\Lambda_{12}^2]^{-1/2}`.
+
+The small-angle series of :math:`h`, the branch-free :math:`\arccos(1 - e)` and the gap formulas that avoid
+cancellation are derived here (see each function). :func:`leaky_decorrelation` is the same map at
+:math:`\sigma_b^2 = 0` in the variables of the peak-layer analysis (:mod:`meanfield.equilibrium`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from .._jit import njit
+from ..activations import KIND_LEAKY
+
+__all__ = [
+    "acos1m",
+    "closed_variance",
+    "erf_pair",
+    "h_theta",
+    "leaky_decorrelation",
+    "leaky_pair",
+    "pair_correlation",
+]
+
+_PI = math.pi
+_TWO_OVER_PI = 2.0 / math.pi
+_FOUR_OVER_PI = 4.0 / math.pi
+
+# Taylor coefficients of h(theta) / theta^3 in powers of theta^2: (-1)^(k+1) 2k / (2k+1)!, k = 1..14
+_H_COEF = tuple((-1.0) ** (k + 1) * 2.0 * k / math.factorial(2 * k + 1) for k in range(1, 15))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _h_series(theta):
+    """h(theta) for theta < 0.1: the first six Taylor terms (relative error below 1e-18); straight-line Horner so
+    that the pair loops vectorize."""
+    t2 = theta * theta
+    acc = _H_COEF[0] + t2 * (_H_COEF[1] + t2 * (_H_COEF[2] + t2 * (_H_COEF[3] + t2 * (_H_COEF[4] + t2 * _H_COEF[5]))))
+    return acc * theta * t2
+
+
+@njit(cache=True, error_model="numpy")
+def h_theta(theta):
+    """h(theta) = sin(theta) - theta cos(theta) on [0, pi], without cancellation at small theta."""
+    if theta < 0.1:
+        return _h_series(theta)
+    return math.sin(theta) - theta * math.cos(theta)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def pair_correlation(s, r):
+    """The correlation c from (s, r) = (1 - c, 1 + c), from whichever side is exact."""
+    return 1.0 - s if s <= r else r - 1.0
+
+
+@njit(cache=True, error_model="numpy")
+def _erf_asin(q1, q2):
+    """(rho, sqrt(1 - rho^2), arcsin rho) with rho = 2 sqrt(q1 q2) / sqrt((1 + 2 q1)(1 + 2 q2)).
+
+    Written as an atan2 (exact as q -> infinity) and with the same operations for q1 == q2 as for the one-point
+    variance, so that the Cauchy-Schwarz gap of equal variances cancels to exactly zero.
+    """
+    d1 = 1.0 + 2.0 * q1
+    d2 = 1.0 + 2.0 * q2
+    rho = 2.0 * math.sqrt(q1 * q2) / math.sqrt(d1 * d2)
+    sq_rho = math.sqrt((1.0 + 2.0 * q1 + 2.0 * q2) / (d1 * d2))
+    return rho, sq_rho, math.atan2(rho, sq_rho)
+
+
+@njit(cache=True, error_model="numpy")
+def closed_variance(kind, slope, q):
+    """One-point moments (E phi(sqrt q z)^2, E phi'(sqrt q z)^2) of the closed forms (leaky family or erf)."""
+    if kind == KIND_LEAKY:
+        e = 0.5 * (1.0 + slope * slope)
+        return e * q, e
+    return _TWO_OVER_PI * _erf_asin(q, q)[2], _FOUR_OVER_PI / math.sqrt(1.0 + 4.0 * q)
+
+
+@njit(cache=True, error_model="numpy")
+def _asin_diff(a, b, a2_minus_b2, sqa, sqb):
+    """arcsin(a) - arcsin(b) for 0 <= b <= a <= 1, given a^2 - b^2 exactly, sqa = sqrt(1 - a^2), sqb = sqrt(1 - b^2)."""
+    num = a2_minus_b2 / (a * sqb + b * sqa) if a > 0.0 else 0.0
+    return math.atan2(num, sqa * sqb + a * b)
+
+
+# fdlibm (e_asin.c) rational approximation asin(y) = y + y R(y^2), R = z P(z) / Q(z), for z = y^2 <= 1/4, with
+# |R(z) - (asin(y) - y) / y| < 2^-58.75 on that range (so asin to within 1 ulp)
+_AS_P = (
+    1.66666666666666657415e-01,
+    -3.25565818622400915405e-01,
+    2.01212532134862925881e-01,
+    -4.00555345006794114027e-02,
+    7.91534994289814532176e-04,
+    3.47933107596021167570e-05,
+)
+_AS_Q = (-2.40339491173441421878e00, 2.02094576023350569471e00, -6.88283971605453293030e-01, 7.70381505559019352791e-02)
+_PIO2_HI = 1.57079632679489655800e00  # pi/2 = _PIO2_HI + _PIO2_LO to 2^-106
+_PIO2_LO = 6.12323399573676603587e-17
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def acos1m(e):
+    """arccos(1 - e) for 0 <= e <= 1 (theta in [0, pi/2]) from e itself, exact as e -> 0, with no libm call.
+
+    Branch-free apart from a select, so the pair loops vectorize (numba has no vector asin). With y = sqrt(e/2),
+    theta = 2 arcsin(y) for e <= 1/2 (z = y^2 = e/2 exactly); otherwise theta = pi/2 - arcsin(1 - e) with 1 - e
+    exact (Sterbenz) and z = (1 - e)^2. Both use one rational arcsin on z <= 1/4 (fdlibm's e_asin.c); the result
+    is within ~1.5 ulp, like 2 asin(sqrt(e/2)) with libm.
+    """
+    half = e <= 0.5
+    root = math.sqrt(0.5 * e)  # unconditional: a libm call under a branch would stop the vectorizer
+    y = root if half else 1.0 - e
+    z = 0.5 * e if half else y * y
+    p = z * (_AS_P[0] + z * (_AS_P[1] + z * (_AS_P[2] + z * (_AS_P[3] + z * (_AS_P[4] + z * _AS_P[5])))))
+    q = 1.0 + z * (_AS_Q[0] + z * (_AS_Q[1] + z * (_AS_Q[2] + z * _AS_Q[3])))
+    yr = y * (p / q)
+    return 2.0 * (y + yr) if half else _PIO2_HI - (y - (_PIO2_LO - yr))
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _leaky_angles(s, r):
+    """(theta, pi - theta, c, h(theta), h(pi - theta)) of the pair (s, r) = (1 - c, 1 + c), each from its exact side.
+
+    h = sin(theta) - theta cos(theta) with sin(theta) = sqrt(s r) and cos(theta) = c; below theta = 0.1 the
+    difference cancels, so the series is used there (6 terms reach 1e-18 relative). h(pi - theta) = h(theta) + pi c
+    cancels as c -> -1 and gets its own series. Both sides are computed, then selected: no call under a branch, so
+    the pair loops vectorize.
+    """
+    lo = s <= r
+    phi = acos1m(s if lo else r)
+    theta = phi if lo else _PI - phi
+    pi_minus_theta = _PI - phi if lo else phi
+    c = 1.0 - s if lo else r - 1.0
+    sin_theta = math.sqrt(s * r)
+    h_far = sin_theta - theta * c
+    h = _h_series(theta) if theta < 0.1 else h_far
+    hc_far = sin_theta + pi_minus_theta * c
+    hc = _h_series(pi_minus_theta) if pi_minus_theta < 0.1 else hc_far
+    return theta, pi_minus_theta, c, h, hc
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def leaky_pair(a, sq12, s, r):
+    """Arc-cosine kernels of the leaky-ReLU family with slope ``a``: (cov, gap, agap, dcov); ``sq12 = sqrt(q1 q2)``.
+
+    E[phi phi] = (1 + a^2) k1(theta) - 2a k1(pi - theta) with k1(theta) = sqrt(q1 q2) h(pi - theta) / (2 pi)
+    (Cho & Saul 2009, degree 1), and the gaps sqrt(q1 q2)(1 + a^2)/2 -/+ E[phi phi] written so that they carry
+    s = 1 - c and r = 1 + c without cancellation (derived here).
+    """
+    theta, pi_minus_theta, c, h, hc = _leaky_angles(s, r)
+    sq = sq12 / (2.0 * _PI)
+    ia = (1.0 - a) * (1.0 - a)
+    ea = 1.0 + a * a
+    cov = sq * (ea * hc - 2.0 * a * h)
+    gap = sq * (ea * _PI * s - ia * h)
+    agap = sq * (ea * _PI * r + ia * h)
+    dcov = (ea * pi_minus_theta + 2.0 * a * theta) / (2.0 * _PI)
+    return cov, gap, agap, dcov
+
+
+@njit(cache=True, error_model="numpy")
+def leaky_decorrelation(kappa, s):
+    """One layer of the leaky-ReLU family at sigma_b^2 = 0 in the variable s = 1 - c: ``(s', x)``.
+
+    With kappa = (1 - a)^2 / (1 + a^2) (1 for ReLU) and theta = arccos(1 - s): s' = max(s - kappa h(theta)/pi, 0)
+    is :func:`leaky_pair`'s gap divided by E phi^2 (the correlation map does not depend on q or sigma_w^2), and
+    x = kappa theta / pi = 1 - E[phi' phi'] / E[phi'^2] is the backward ratio's distance from 1, returned as
+    itself so that log(1 - x) = log1p(-x) stays exact (for ReLU, s' = 1 - g(c) and 1 - x = g'(c) of
+    Lou et al. 2022, eq. (3)). Derived here.
+    """
+    theta, _, _, h, _ = _leaky_angles(s, 2.0 - s)
+    return max(s - kappa * h / _PI, 0.0), kappa * theta / _PI
+
+
+@njit(cache=True, error_model="numpy")
+def erf_pair(q1, q2, s, r):
+    """Williams' (1997) erf kernels: (cov, gap, agap, dcov), with the gaps from the stable arcsin difference."""
+    c = pair_correlation(s, r)
+    rho, sq_rho, asin_rho = _erf_asin(q1, q2)
+    sr = s * r  # 1 - c^2
+    sq_rhoc = math.sqrt(sq_rho * sq_rho + rho * rho * sr)  # sqrt(1 - rho^2 c^2)
+    asin_rhoc = math.atan2(rho * c, sq_rhoc)
+    mismatch = math.sqrt(_erf_asin(q1, q1)[2] * _erf_asin(q2, q2)[2]) - asin_rho  # zero when q1 == q2
+    rc = rho * abs(c)
+    d = s if c >= 0.0 else r  # 1 - |c|, exact
+    # arcsin(rho) - arcsin(rho |c|) cancels as |c| -> 1: use the stable difference formula there
+    near = _asin_diff(rho, rc, rho * rho * d * (2.0 - d), sq_rho, sq_rhoc)
+    far = asin_rho + math.atan2(rc, sq_rhoc)
+    if c >= 0.0:
+        gap, agap = mismatch + near, mismatch + far
+    else:
+        gap, agap = mismatch + far, mismatch + near
+    cov = _TWO_OVER_PI * asin_rhoc
+    dcov = _FOUR_OVER_PI / math.sqrt(1.0 + 2.0 * q1 + 2.0 * q2 + 4.0 * q1 * q2 * sr)
+    return cov, _TWO_OVER_PI * gap, _TWO_OVER_PI * agap, dcov

@@ -1,0 +1,298 @@
+r"""Gaussian kernel maps: the expectations behind every NNGP, backward and NTK recursion.
+
+For :math:`(u, v) \sim \mathcal N(0, \Lambda)` with :math:`\Lambda_{11} = q_1`, :math:`\Lambda_{22} = q_2` and
+correlation :math:`c = \Lambda_{12}/\sqrt{q_1 q_2}`, this module evaluates
+
+* ``cov``  :math:`= \mathbb E[\phi(u)\phi(v)]`,
+* ``dcov`` :math:`= \mathbb E[\phi'(u)\phi'(v)]` (the derivative kernel, by Price's theorem the slope of ``cov``
+  in :math:`\Lambda_{12}`),
+* ``gap``  :math:`= \sqrt{\mathbb E\phi(u)^2\,\mathbb E\phi(v)^2} - \mathbb E[\phi(u)\phi(v)] \ge 0` and
+  ``agap`` :math:`= \sqrt{\mathbb E\phi(u)^2\,\mathbb E\phi(v)^2} + \mathbb E[\phi(u)\phi(v)] \ge 0`, the
+  Cauchy-Schwarz gaps that carry :math:`1 - c` and :math:`1 + c` to the next layer without cancellation,
+
+and from them the scalar maps of one layer (Poole et al. 2016; Schoenholz et al. 2017): the variance map, the
+correlation map, its form in :math:`1 - c` and its slope. The correlation enters as the pair
+``(s, r) = (1 - c, 1 + c)``; each is accurate where it is small, so inputs arbitrarily close to parallel or
+anti-parallel keep full relative precision (derived here). Closed forms come from one table
+(:mod:`meanfield.activations`): the leaky-ReLU family and erf (:mod:`meanfield.gaussian.closed`); every other
+activation uses the Mehler expansion (:mod:`meanfield.gaussian.hermite`). The one dispatch is
+:func:`meanfield.gaussian.step.pair_step`; one-point moments use the one 1-D rule
+(:mod:`meanfield.gaussian.quadrature`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._checks import check_real, finite_array
+from .._jit import njit
+from ..activations import KIND_ERF, KIND_HERMITE, KIND_LEAKY, Activation, get_activation
+from .closed import closed_variance
+from .hermite import hermite_coefficients, pack_parity
+from .quadrature import expect
+from .step import pair_step
+
+__all__ = [
+    "correlation_map",
+    "correlation_slope",
+    "decorrelation_map",
+    "gaussian_moments",
+    "pair_moments",
+    "single_moments",
+    "variance_map",
+    "variance_slope",
+]
+
+_FOUR_OVER_PI = 4.0 / math.pi
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one-point moments, shared by the recursions and the phase diagram
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def _var_loop(kind, slope, q, v, dv):
+    for i in range(q.shape[0]):
+        v[i], dv[i] = closed_variance(kind, slope, q[i])
+
+
+def single_moments(activation, q):
+    r"""One-point moments :math:`(\mathbb E\phi(\sqrt q z)^2,\ \mathbb E\phi'(\sqrt q z)^2)`, shaped like ``q``.
+
+    Closed forms for the table's activations; otherwise the one 1-D rule (:func:`meanfield.gaussian.quadrature.expect`),
+    accurate to about 1e-14 for smooth activations at any ``q``.
+    """
+    act = get_activation(activation)
+    q = np.asarray(q, dtype=np.float64)
+    if act.kind != KIND_HERMITE:
+        flat = np.ascontiguousarray(q).reshape(-1)
+        v, dv = np.empty_like(flat), np.empty_like(flat)
+        _var_loop(act.kind, float(act.slope), flat, v, dv)
+        return v.reshape(q.shape), dv.reshape(q.shape)
+    return expect(lambda u, z: act.fn(u) ** 2, q), expect(lambda u, z: act.derivative(u) ** 2, q)
+
+
+def variance_slope(activation, q):
+    r""":math:`\frac{d}{dq}\mathbb E[\phi(\sqrt q z)^2] = \mathbb E[z\,\phi(\sqrt q z)\phi'(\sqrt q z)]/\sqrt q`.
+
+    The slope of the variance map is ``sigma_w2`` times this; by Stein's lemma it equals
+    :math:`\chi_1 + \sigma_w^2\int Dz\,\phi''\phi`, the argument of Schoenholz et al.'s (2017) depth scale
+    :math:`\xi_q`, without a second derivative (derived here). Closed forms for the leaky-ReLU family,
+    ``(1 + a^2)/2``, and erf, :math:`4/(\pi(1+2q)\sqrt{1+4q})`; the one 1-D rule otherwise (``q`` is floored at
+    1e-12, where the slope tends to :math:`\phi'(0)^2 + \phi(0)\phi''(0)`).
+    """
+    act = get_activation(activation)
+    q = np.asarray(q, dtype=np.float64)
+    if act.kind == KIND_LEAKY:
+        return np.full_like(q, 0.5 * (1.0 + act.slope**2))
+    if act.kind == KIND_ERF:
+        return _FOUR_OVER_PI / ((1.0 + 2.0 * q) * np.sqrt(1.0 + 4.0 * q))
+    qf = np.maximum(q, 1e-12)
+    return expect(lambda u, z: z * act.fn(u) * act.derivative(u), qf) / np.sqrt(qf)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# two-point moments and the public maps
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def _pairs_loop(kind, slope, q1, q2, s, r, TA, TB, ia, ib, M, npar, apar, out):
+    for i in range(q1.shape[0]):
+        sq12 = math.sqrt(q1[i]) * math.sqrt(q2[i])
+        cov, gap, agap, dcov = pair_step(kind, slope, q1[i], q2[i], sq12, s[i], r[i], TA, TB, ia[i], ib[i], M, npar,
+                                         apar)  # fmt: skip
+        out[0, i] = cov
+        out[1, i] = gap
+        out[2, i] = agap
+        out[3, i] = dcov
+        if kind == KIND_HERMITE:
+            out[4, i] = np.sum(TA[ia[i] : ia[i] + npar * M] ** 2)
+        else:
+            out[4, i] = closed_variance(kind, slope, q1[i])[0]
+
+
+def pair_moments(act: Activation, q1, q2, s, r):
+    """Vectorized (cov, gap, agap, dcov, v1) over broadcast arrays; the one Python entry to the compiled pair step.
+
+    ``v1`` is E phi(sqrt(q1) z)^2 in the same representation as the gaps (the coefficient norm on the general
+    path), so that 1 - c formed from them is consistent to rounding.
+    """
+    q1, q2, s, r = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (q1, q2, s, r)))
+    shape = q1.shape
+    q1, q2, s, r = (np.ascontiguousarray(x).reshape(-1) for x in (q1, q2, s, r))
+    n = q1.size
+    if act.kind == KIND_HERMITE:
+        qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)
+        a, b, M, npar, apar = pack_parity(*hermite_coefficients(act, qs))
+        inv = inv.reshape(-1).astype(np.int64) * a.shape[1]  # offsets of the rows in the flat tables
+        ia, ib = inv[:n].copy(), inv[n:].copy()
+        a, b = a.ravel(), b.ravel()
+    else:
+        M, npar, apar = 0, 0, 0
+        a = b = np.zeros(1)
+        ia = ib = np.zeros(n, dtype=np.int64)
+    out = np.empty((5, n))
+    _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, a, b, ia, ib, M, npar, apar, out)
+    return tuple(o.reshape(shape) for o in out)
+
+
+def gaussian_moments(q1, q2, c, activation="relu"):
+    r"""The two Gaussian expectations behind every kernel map.
+
+    Parameters
+    ----------
+    q1, q2 : array_like
+        Variances :math:`\Lambda_{11}, \Lambda_{22} \ge 0`.
+    c : array_like
+        Correlation :math:`\Lambda_{12}/\sqrt{\Lambda_{11}\Lambda_{22}}` in ``[-1, 1]``.
+    activation : str or Activation
+
+    Returns
+    -------
+    cov, dcov : ndarray
+        :math:`\mathbb E[\phi(u)\phi(v)]` and :math:`\mathbb E[\phi'(u)\phi'(v)]`.
+
+    Notes
+    -----
+    ReLU / leaky ReLU with slope :math:`a` (arc-cosine kernels of Cho & Saul 2009), with
+    :math:`\theta = \arccos c` and :math:`h(\theta) = \sin\theta - \theta\cos\theta`:
+
+    .. math:: \mathbb E[\phi\phi] = \tfrac{\sqrt{q_1q_2}}{2\pi}\big[(1-a)^2 h(\theta) + (1+a^2)\pi c\big],\qquad
+              \mathbb E[\phi'\phi'] = \tfrac{(1+a^2)(\pi-\theta) + 2a\theta}{2\pi}.
+
+    erf (Williams 1997):
+    :math:`\frac2\pi\arcsin\frac{2\Lambda_{12}}{\sqrt{(1+2q_1)(1+2q_2)}}` and
+    :math:`\frac4\pi[(1+2q_1)(1+2q_2) - 4\Lambda_{12}^2]^{-1/2}`.
+    Other activations: Mehler expansion (:func:`hermite_coefficients`). :math:`\theta` and :math:`\pi-\theta` are
+    both computed from the exact side (``1 - c`` or ``1 + c``), and :math:`h` from its Taylor series for small
+    :math:`\theta`, so the forms keep full relative precision at ``c = ±1``.
+
+    Examples
+    --------
+    >>> cov, dcov = gaussian_moments(1.0, 1.0, 0.5)
+    >>> round(float(cov), 10), round(float(dcov), 10)
+    (0.3044988905, 0.3333333333)
+    >>> [round(float(x), 12) for x in gaussian_moments(1.0, 1.0, 0.5, "erf")]
+    [0.216346895939, 0.450158158079]
+    """
+    act = get_activation(activation)
+    q1 = finite_array(q1, "q1", low=0.0)
+    q2 = finite_array(q2, "q2", low=0.0)
+    c = finite_array(c, "c", low=-1.0, high=1.0)
+    cov, _, _, dcov, _ = pair_moments(act, q1, q2, 1.0 - c, 1.0 + c)
+    return cov, dcov
+
+
+def _layer_args(activation, sigma_w2, sigma_b2):
+    act = get_activation(activation)
+    sw = check_real(sigma_w2, "sigma_w2", low=0.0, low_open=True)
+    sb = check_real(sigma_b2, "sigma_b2", low=0.0)
+    return act, sw, sb
+
+
+def variance_map(q, activation="relu", sigma_w2=2.0, sigma_b2=0.0):
+    r"""Length map :math:`q_{l+1} = \sigma_w^2\int Dz\,\phi(\sqrt{q_l}z)^2 + \sigma_b^2` (Poole et al. 2016).
+
+    Examples
+    --------
+    >>> float(variance_map(1.0))
+    1.0
+    >>> round(float(variance_map(1.0, "erf", 1.0, 0.0)), 12)  # (2/pi) arcsin(2/3)
+    0.464559054398
+    """
+    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    v, _ = single_moments(act, finite_array(q, "q", low=0.0))
+    return sw * v + sb
+
+
+def _corr_step(act, sw, sb, q, s, r):
+    """One correlation step at equal variances q: returns (s', r', slope dc'/dc)."""
+    q = np.asarray(q, dtype=np.float64)
+    cov, gap, agap, dcov, v = pair_moments(act, q, q, s, r)
+    qn = sw * v + sb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s_next = np.clip(sw * gap / qn, 0.0, 2.0)
+        r_next = np.clip((sw * agap + 2.0 * sb) / qn, 0.0, 2.0)
+        slope = q * sw * dcov / qn
+    degenerate = qn == 0
+    s_next = np.where(degenerate, 0.0, s_next)
+    r_next = np.where(degenerate, 2.0, r_next)
+    return s_next, r_next, slope
+
+
+def correlation_map(c, activation="relu", q=1.0, sigma_w2=2.0, sigma_b2=0.0):
+    r"""Correlation of the next layer's pre-activations, :math:`c_{l+1} = C(c_l)` at equal variances ``q``.
+
+    Parameters
+    ----------
+    c : array_like
+        Input correlations, in ``[-1, 1]``.
+    activation : str or Activation
+    q : array_like
+        Variance :math:`q_l` of both inputs at this layer.
+    sigma_w2, sigma_b2 : float
+
+    Returns
+    -------
+    ndarray
+        :math:`c_{l+1} = (\sigma_w^2\mathbb E[\phi(u)\phi(v)] + \sigma_b^2)/q_{l+1}`, same shape as ``c``.
+
+    Notes
+    -----
+    For ReLU at (2, 0) this is :math:`g(c) = (c\arcsin c + \sqrt{1 - c^2})/\pi + c/2` (Lou et al. 2022, eq. (3)).
+    Near ``c = 1`` use :func:`decorrelation_map`, which keeps full relative precision in :math:`1 - c`.
+
+    Examples
+    --------
+    >>> round(float(correlation_map(0.0)), 15)   # 1/pi
+    0.318309886183791
+    """
+    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    c = finite_array(c, "c", low=-1.0, high=1.0)
+    q = finite_array(q, "q", low=0.0)
+    s_next, r_next, _ = _corr_step(act, sw, sb, q, 1.0 - c, 1.0 + c)
+    return np.where(s_next <= r_next, 1.0 - s_next, r_next - 1.0)
+
+
+def decorrelation_map(s, activation="relu", q=1.0, sigma_w2=2.0, sigma_b2=0.0):
+    r"""The map :math:`s_{l+1} = 1 - c_{l+1}` as a function of :math:`s_l = 1 - c_l`, exact as :math:`s \to 0`.
+
+    Notes
+    -----
+    Computed from the Cauchy-Schwarz gap :math:`\sqrt{\mathbb E\phi(u)^2\mathbb E\phi(v)^2} - \mathbb E[\phi(u)\phi(v)]`
+    in closed or Mehler form (never as ``1 - c``): for ReLU at (2, 0),
+    :math:`s_{l+1} = s_l - h(\theta_l)/\pi` with :math:`\theta_l = 2\arcsin\sqrt{s_l/2}`
+    (Lou et al. 2022, eq. (3), in the variable :math:`1 - c`; derived here).
+
+    Examples
+    --------
+    >>> s = decorrelation_map(1e-12)  # ReLU at (2, 0): s - (2 sqrt 2 / 3 pi) s^(3/2) + ...
+    >>> abs(float(s) / (1e-12 * (1 - 2 * 2**0.5 / (3 * np.pi) * 1e-6)) - 1) < 1e-14
+    True
+    """
+    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    s = finite_array(s, "s", low=0.0, high=2.0)
+    q = finite_array(q, "q", low=0.0)
+    s_next, _, _ = _corr_step(act, sw, sb, q, s, 2.0 - s)
+    return s_next
+
+
+def correlation_slope(c, activation="relu", q=1.0, sigma_w2=2.0, sigma_b2=0.0):
+    r"""Slope :math:`\partial c_{l+1}/\partial c_l = q_l\,\dot\Sigma_{l+1}/q_{l+1}` (Price's theorem; never
+    finite differences). At ``c = 1`` and ``q = q^*`` this is :math:`\chi_1` (Poole et al. 2016; Schoenholz et
+    al. 2017).
+
+    Examples
+    --------
+    >>> float(correlation_slope(0.5))  # ReLU at (2, 0): g'(c) = 1/2 + arcsin(c)/pi
+    0.6666666666666666
+    """
+    act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
+    c = finite_array(c, "c", low=-1.0, high=1.0)
+    q = finite_array(q, "q", low=0.0)
+    _, _, slope = _corr_step(act, sw, sb, q, 1.0 - c, 1.0 + c)
+    return slope
