@@ -57,9 +57,14 @@ def _generic_curves(depth, act, sw, sb, s0):
         pc = pair_curve(net, q1=q1, s=sw * s0[p] / q1)
         if not (np.all(np.isfinite(pc.q1)) and np.all(np.isfinite(pc.sigma[1:]))):
             bad = int(np.argmin(np.isfinite(pc.q1) & np.isfinite(pc.sigma)))
+            if np.isinf(pc.q1[bad]) or np.isinf(pc.sigma[bad]):
+                raise ValueError(
+                    f"the variances overflow at layer {bad + 1} (sigma_w2 = {sw:g} is far from the edge of chaos); "
+                    "use a smaller depth or sigma_w2"
+                )
             raise ValueError(
-                f"the variances overflow at layer {bad + 1} (sigma_w2 = {sw:g} is far from the edge of chaos); "
-                "use a smaller depth or sigma_w2"
+                f"the kernels are not representable at layer {bad + 1} (a variance underflows float64: sigma_w2 = "
+                f"{sw:g} is far below the edge of chaos); use a smaller depth, a larger sigma_w2 or sigma_b2 > 0"
             )
         out_s[p] = pc.s
         if depth > 1:

@@ -30,7 +30,7 @@ from .._checks import check_real, finite_array
 from .._jit import njit
 from ..activations import KIND_ERF, KIND_HERMITE, KIND_LEAKY, Activation, get_activation
 from .closed import closed_variance
-from .hermite import hermite_coefficients, pack_parity
+from .hermite import HERMITE_TAYLOR_Q, hermite_coefficients, pack_parity, taylor_coefficients
 from .quadrature import expect
 from .step import pair_step
 
@@ -81,8 +81,12 @@ def variance_slope(activation, q):
     The slope of the variance map is ``sigma_w2`` times this; by Stein's lemma it equals
     :math:`\chi_1 + \sigma_w^2\int Dz\,\phi''\phi`, the argument of Schoenholz et al.'s (2017) depth scale
     :math:`\xi_q`, without a second derivative (derived here). Closed forms for the leaky-ReLU family,
-    ``(1 + a^2)/2``, and erf, :math:`4/(\pi(1+2q)\sqrt{1+4q})`; the one 1-D rule otherwise (``q`` is floored at
-    1e-12, where the slope tends to :math:`\phi'(0)^2 + \phi(0)\phi''(0)`).
+    ``(1 + a^2)/2``, and erf, :math:`4/(\pi(1+2q)\sqrt{1+4q})`; the one 1-D rule otherwise. Below
+    ``HERMITE_TAYLOR_Q = 1e-6``, where the rule would lose :math:`\phi''` to rounding, the slope comes from the
+    small-variance series of the Hermite coefficients (:func:`meanfield.gaussian.hermite.taylor_rows`):
+    :math:`v(q) = \sum_m a_m(q)^2 = \sum_m \frac{q^m}{m!}A_m(q)^2` with
+    :math:`A_m = \sum_j t_{m+2j}q^j/(j!\,2^j)`, differentiated term by term (derived here; at ``q = 0`` it is
+    :math:`\phi'(0)^2 + \phi(0)\phi''(0)`).
     """
     act = get_activation(activation)
     q = np.asarray(q, dtype=np.float64)
@@ -90,8 +94,35 @@ def variance_slope(activation, q):
         return np.full_like(q, 0.5 * (1.0 + act.slope**2))
     if act.kind == KIND_ERF:
         return _FOUR_OVER_PI / ((1.0 + 2.0 * q) * np.sqrt(1.0 + 4.0 * q))
-    qf = np.maximum(q, 1e-12)
-    return expect(lambda u, z: z * act.fn(u) * act.derivative(u), qf) / np.sqrt(qf)
+    small = q < HERMITE_TAYLOR_Q
+    out = np.empty(q.shape)
+    if np.any(~small):
+        qf = q[~small]
+        out[~small] = expect(lambda u, z: z * act.fn(u) * act.derivative(u), qf) / np.sqrt(qf)
+    if np.any(small):
+        out[small] = _small_variance_slope(act, q[small])
+    return out if out.ndim else out[()]
+
+
+def _small_variance_slope(act, q):
+    """dv/dq from the Taylor coefficients t_n = phi^(n)(0) (see :func:`variance_slope`), for q < 1e-6."""
+    t = taylor_coefficients(act)
+    N = t.size
+    out = np.zeros(q.shape)
+    with np.errstate(under="ignore"):
+        for m in range(N - 1):
+            jmax = (N - 1 - m) // 2
+            A = np.zeros(q.shape)
+            dA = np.zeros(q.shape)
+            for j in range(jmax, -1, -1):  # Horner for A_m and its derivative
+                dA = dA * q + A
+                A = A * q + t[m + 2 * j] / (math.factorial(j) * 2.0**j)
+            # d/dq [q^m A^2 / m!] = (m q^(m-1) A^2 + 2 q^m A A') / m!
+            term = 2.0 * q**m * A * dA
+            if m:
+                term = term + m * q ** (m - 1) * A * A
+            out += term / math.factorial(m)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -87,6 +87,22 @@ def _closed_sequences(kind, slope, sw, sb, Q, V):
             Q[l + 1, i] = sw * V[l, i] + sb
 
 
+#: the general path refuses variances below the smallest normal float64 (their products and gaps would be
+#: subnormal: relative precision lost, then 0/0)
+_Q_TINY = float(np.finfo(np.float64).tiny)
+
+
+def _check_representable(q, layer, act, sw, sb):
+    """Refuse a variance that underflowed float64 (the kernels of that layer are not representable)."""
+    bad = q < _Q_TINY
+    if np.any(bad):
+        raise ValueError(
+            f"the variance q_l underflows float64 at layer {layer} (q = {float(q[bad].max()):.3g} < {_Q_TINY:.3g}; "
+            f"{act.name} at sigma_w2 = {sw:g}, sigma_b2 = {sb:g} shrinks it geometrically): the kernels of that layer "
+            "are not representable; use fewer layers, larger inputs, a larger sigma_w2 or sigma_b2 > 0"
+        )
+
+
 def variance_sequences(act, sw, sb, q1, depth):
     """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L; on the general path also the parity-packed Hermite
     coefficients (:func:`meanfield.gaussian.hermite.pack_parity`) as flat tables (TA, TB) with ``rows[l, i]`` =
@@ -106,6 +122,8 @@ def variance_sequences(act, sw, sb, q1, depth):
         depth = 0  # no Hermite tables
     offset = 0
     prev = None
+    if depth > 1:
+        _check_representable(Q[0], 1, act, sw, sb)
     for l in range(depth - 1):  # Python loop over layers (general path only), never over matrix entries
         uq, inv = np.unique(Q[l], return_inverse=True)
         inv = inv.reshape(-1)
@@ -124,6 +142,7 @@ def variance_sequences(act, sw, sb, q1, depth):
         order[l], npar[l], apar[l] = M, npl, apl
         V[l] = np.einsum("ij,ij->i", a, a)[inv]
         Q[l + 1] = sw * V[l] + sb
+        _check_representable(Q[l + 1], l + 2, act, sw, sb)
     if tables_a:
         TA = np.concatenate(tables_a)
         TB = np.concatenate(tables_b)
