@@ -295,9 +295,9 @@ def test_ordered_phase_downstream_functions_finite():
 def test_underflow_is_a_clear_error():
     """Beyond float64 the general path refuses with a message about underflow, never NaN or 'overflow'."""
     with pytest.raises(ValueError, match="underflows"):
-        mf.kernels(X4, mf.Network(1200, "tanh", 0.5, 0.0))
+        mf.kernels(X4, mf.Network(400, "tanh", 0.1, 0.0))
     with pytest.raises(ValueError, match="underflow") as info:
-        mf.information_loss(mf.Network(1200, "tanh", 0.5, 0.0))
+        mf.information_loss(mf.Network(400, "tanh", 0.1, 0.0))
     assert "overflow " not in str(info.value)
     with pytest.raises(ValueError, match="underflows"):
         mf.kernels(1e-160 * X4, mf.Network(2, "tanh", 1.0, 0.0))
