@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -156,3 +157,119 @@ def check_network(net, name: str = "net"):
             f"got {type(net).__name__}"
         )
     return net
+
+
+#: Requests below this many bytes pass :func:`check_memory` without a look at the available memory.
+UNCHECKED_BYTES = 2**24
+
+
+def _read_first(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def available_memory() -> tuple[int, str]:
+    """Bytes this process can still allocate, and where that figure comes from.
+
+    The smallest of: the kernel's estimate of memory available without swapping (``MemAvailable`` in
+    ``/proc/meminfo``; ``os.sysconf`` free pages where that file is missing), the soft address-space and data limits
+    (``RLIMIT_AS``, ``RLIMIT_DATA``, as set by ``ulimit -v`` / ``-d``) minus what the process already uses, and the
+    memory limit of the control group (cgroup v2 ``memory.max`` or v1 ``memory.limit_in_bytes``) minus its usage.
+    Tests replace this function (``monkeypatch.setattr(meanfield._checks, "available_memory", ...)``).
+    """
+    import os
+
+    found = []
+    meminfo = _read_first("/proc/meminfo")
+    if meminfo:
+        for line in meminfo.splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append((int(line.split()[1]) * 1024, "available physical memory (MemAvailable)"))
+    if not found:
+        try:
+            found.append((os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free physical memory"))
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+            pass
+    try:
+        import resource
+
+        status = _read_first("/proc/self/status") or ""
+        fields = (line.split(":", 1) for line in status.splitlines() if line.startswith(("VmSize:", "VmData:")))
+        used = {key: int(val.split()[0]) * 1024 for key, val in fields}
+        limits = ((resource.RLIMIT_AS, "VmSize", "ulimit -v"), (resource.RLIMIT_DATA, "VmData", "ulimit -d"))
+        for lim, key, label in limits:
+            soft = resource.getrlimit(lim)[0]
+            if soft != resource.RLIM_INFINITY and soft >= 0:
+                inuse = used.get(key, 0)
+                text = f"resource limit {label} of {format_bytes(soft)} minus {format_bytes(inuse)} in use"
+                found.append((soft - inuse, text))
+    except ImportError:  # pragma: no cover - non-POSIX
+        pass
+    cgroups = (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    )
+    for lim_path, use_path in cgroups:
+        lim, use = _read_first(lim_path), _read_first(use_path)
+        if lim and use and lim.isdigit() and use.isdigit() and int(lim) < 2**60:
+            found.append((int(lim) - int(use), f"control-group memory limit of {format_bytes(int(lim))}"))
+            break
+    if not found:  # pragma: no cover - nothing known: do not refuse
+        return 2**63 - 1, "unknown"
+    nbytes, source = min(found)
+    return max(int(nbytes), 0), source
+
+
+def format_bytes(nbytes) -> str:
+    """Bytes in readable units: ``'1.5 GB'``, ``'320 MB'``."""
+    nbytes = float(nbytes)
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{nbytes:.0f} bytes"
+
+
+def check_memory(nbytes, what: str, hint: str) -> int:
+    """Refuse up front, with a ValueError, a computation that needs more memory than the process can get.
+
+    Parameters
+    ----------
+    nbytes : int or float
+        Estimated peak memory of the computation in bytes (a float may exceed any int64: ``1e12 * 1e12``).
+    what : str
+        What needs the memory, e.g. ``"kernels of n = 60000 inputs"``.
+    hint : str
+        What to change, e.g. ``"use fewer inputs"``.
+
+    Returns
+    -------
+    int
+        ``nbytes`` rounded up, when it fits in :func:`available_memory`.
+
+    Notes
+    -----
+    Requests below :data:`UNCHECKED_BYTES` (16 MB) are not checked, so that hot paths on small inputs do not read
+    ``/proc`` (about 0.1 ms) on every call.
+
+    Examples
+    --------
+    >>> check_memory(1000, "a small array", "nothing")
+    1000
+    >>> check_memory(1e30, "kernels of 1e13 inputs", "use fewer")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: kernels of 1e13 inputs needs about 1e+18 TB of memory, but only ... is available (...); use fewer
+    """
+    need = float(nbytes)
+    if need < UNCHECKED_BYTES:
+        return int(math.ceil(need))
+    avail, source = available_memory()
+    if not need <= avail:
+        raise ValueError(
+            f"{what} needs about {format_bytes(need)} of memory, but only {format_bytes(avail)} is available "
+            f"({source}); {hint}"
+        )
+    return int(math.ceil(need))

@@ -2,7 +2,16 @@
 
 Each command module defines ``add_parser(subparsers)``; the parser it adds sets ``run=<callable>``,
 a function of the parsed arguments that returns a :class:`Result` (rows for the table, a dict for ``--json``).
-Bad arguments exit with status 2 and a one-line message, never a traceback.
+
+Exit status and messages: 0 on success; 2 with a one-line message, never a traceback, for bad arguments, an
+unreadable input, an output that cannot be written and a request that does not fit in memory (refused before it
+starts, :func:`meanfield._checks.check_memory`); 130 with one line on Ctrl-C; 141 without a word when the reader of
+stdout goes away (``meanfield peak-layer ... | head -1``). Output files are written where the message says: a path
+without the suffix gets it (``--output K`` writes and reports ``K.npz``), a directory is refused.
+
+JSON (``--json``) is strict JSON (RFC 8259): numbers that are not finite are the strings ``"nan"``, ``"inf"`` and
+``"-inf"`` (Python's ``float()`` reads them back), never ``NaN``/``Infinity`` tokens or ``null``; ``null`` only
+marks a value that does not exist (e.g. no fit with fewer than three depths).
 """
 
 from __future__ import annotations
@@ -11,13 +20,26 @@ import argparse
 import importlib
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._checks import check_memory
+
 # command modules, in the order ``meanfield --help`` lists them
 COMMANDS = ("peak-layer", "phase", "kernel", "simulate", "dispersion", "silent", "nfa-early")
+
+#: bytes per row of a printed table or of its JSON (Python objects, formatted cells, the output text; measured
+#: about 1.1 kB for ``peak-layer``)
+ROW_BYTES = 2048
+
+EPILOG = (
+    "exit status: 0 ok; 2 bad input, unwritable output or a request that does not fit in memory (one line on "
+    'stderr); 130 interrupted. --json prints strict JSON: numbers that are not finite are the strings "nan", '
+    '"inf", "-inf" (float() reads them back); null marks a value that does not exist.'
+)
 
 
 @dataclass
@@ -35,6 +57,7 @@ class UsageError(ValueError):
 
 
 def _jsonable(obj):
+    """``obj`` with arrays as lists and every non-finite float as ``"nan"``, ``"inf"`` or ``"-inf"``."""
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -43,9 +66,103 @@ def _jsonable(obj):
         return _jsonable(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None if np.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     return obj
+
+
+def to_json(data) -> str:
+    """The ``--json`` text of a command's data: strict JSON, non-finite numbers as strings (:func:`_jsonable`)."""
+    return json.dumps(_jsonable(data), indent=2, allow_nan=False)
+
+
+def check_rows(n_rows: int, what: str, hint: str) -> None:
+    """Refuse a table of ``n_rows`` rows that would not fit in memory (:data:`ROW_BYTES` each)."""
+    check_memory(float(n_rows) * ROW_BYTES, what, hint)
+
+
+def output_path(path: str | None, suffix: str, option: str) -> str | None:
+    """The path a file given as ``option`` will really be written to, checked before any work is done.
+
+    ``suffix`` (``".npz"``) is appended when missing, as ``numpy.savez`` does, so the reported path is the written
+    one; a directory, a missing directory or one without write permission is a :class:`UsageError`.
+    """
+    if path is None:
+        return None
+    if not path:
+        raise UsageError(f"{option} must be a file name, got an empty string")
+    if os.path.isdir(path):
+        raise UsageError(
+            f"{option} {path!r} is a directory; give a file name, e.g. {os.path.join(path, 'out' + suffix)}"
+        )
+    if not path.endswith(suffix):
+        path += suffix
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a directory")
+    _check_parent(path, option)
+    return path
+
+
+def plot_path(path: str | None, option: str = "--plot") -> str | None:
+    """Like :func:`output_path` for a figure: a name without an extension gets ``.png``; other extensions must be a
+    format matplotlib writes."""
+    if path is None:
+        return None
+    if not path:
+        raise UsageError(f"{option} must be a file name, got an empty string")
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} is a directory; give a file name, e.g. {os.path.join(path, 'plot.png')}")
+    ext = os.path.splitext(path)[1].lower()
+    if not ext:
+        path += ".png"
+    else:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if ext[1:] not in formats:
+            raise UsageError(
+                f"{option} {path!r}: unknown figure format {ext!r}; use one of {', '.join(sorted(formats))}"
+            )
+    _check_parent(path, option)
+    return path
+
+
+def _check_parent(path: str, option: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option} {path!r}: directory {parent!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option} {path!r}: directory {parent!r} is not writable")
+
+
+def load_array(path: str, option: str) -> np.ndarray:
+    """The real numeric array of a ``.npy`` file (``numpy.save``), read with ``allow_pickle=False``.
+
+    Text files, ``.npz`` archives and arrays of Python objects are refused with what is expected instead.
+    """
+    expected = "an (n, d) array of real numbers saved with numpy.save (a .npy file)"
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {path!r}: {exc.strerror or exc}") from None
+    if magic.startswith(b"PK"):
+        raise UsageError(f"{option} {path!r} is a .npz archive; it takes {expected}, e.g. "
+                         f"numpy.save('X.npy', numpy.load({path!r})['X'])")  # fmt: skip
+    if magic != b"\x93NUMPY":
+        raise UsageError(f"{option} {path!r} is not a .npy file; it takes {expected} (for a text table: "
+                         f"numpy.save('X.npy', numpy.loadtxt({path!r})))")  # fmt: skip
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc) or "Object arrays" in str(exc):
+            raise UsageError(f"{option} {path!r} holds Python objects (dtype object); it takes {expected}") from None
+        raise UsageError(f"{option}: cannot read {path!r} as a .npy file ({exc}); it takes {expected}") from None
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {path!r} ({exc}); it takes {expected}") from None
+    if arr.dtype.kind not in "biuf":
+        raise UsageError(f"{option} {path!r} holds an array of dtype {arr.dtype}; it takes {expected}")
+    return arr
 
 
 def _fmt(v) -> str:
@@ -97,7 +214,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="meanfield", description="Signal propagation, NTK and dispersion theory of deep networks.")
+    parser = _Parser(prog="meanfield", description="Signal propagation, NTK and dispersion theory of deep networks.",
+                     epilog=EPILOG)  # fmt: skip
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:
@@ -106,18 +224,48 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the ``meanfield`` command with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("meanfield: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader of stdout went away (| head): stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush must not fail again
+        except (OSError, ValueError):
+            pass
+        return 141
+
+
+def _main(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         result = args.run(args)
+        text = to_json(result.data) if getattr(args, "json", False) else None
     except (UsageError, ValueError) as exc:
-        print(f"meanfield {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    if getattr(args, "json", False):
-        print(json.dumps(_jsonable(result.data), indent=2))
+        return _fail(args, exc)
+    except MemoryError:
+        return _fail(args, "out of memory; ask for less (fewer inputs, layers, depths or networks)")
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # an output file that cannot be written
+        where = f" {exc.filename!r}" if getattr(exc, "filename", None) else ""
+        return _fail(args, f"cannot write{where}: {exc.strerror or exc}")
+    if text is not None:
+        print(text)
     else:
         if result.rows:
             print(format_table(result.header, result.rows))
         for note in result.notes:
             print(note)
+    sys.stdout.flush()
     return 0
+
+
+def _fail(args, message) -> int:
+    text = " ".join(str(message).split())  # one line
+    print(f"meanfield {args.command}: error: {text}", file=sys.stderr)
+    return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+from .._checks import check_memory
 from . import Result, UsageError, add_json_flag
 
 _ROWS = (
@@ -62,6 +63,9 @@ def _check(args):
         raise UsageError(f"--alpha0 * --width must round to an input dimension >= 1, got {args.alpha0 * args.width}")
     if args.simulate and args.simulate < 3:
         raise UsageError(f"--simulate needs at least 3 networks, got {args.simulate}")
+    # the network's width tuple and the moment recursion's per-layer arrays (about 30 float64 a layer), before the
+    # Network is built; the Monte Carlo checks its own (meanfield.dispersion.sample_ntk_diagonal)
+    check_memory(8.0 * 64 * args.depth, f"the moments of a depth-{args.depth} network", "use a smaller --depth")
     return n0
 
 

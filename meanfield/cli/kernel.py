@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Result, UsageError, add_json_flag, add_network_arguments
-
-
-def _load(path: str) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read --input {path!r}: {exc}") from None
+from . import Result, add_json_flag, add_network_arguments, load_array, output_path
 
 
 def _kernel(args) -> Result:
     from ..network import Network
     from ..propagation import kernels
 
-    X = _load(args.input)
-    X2 = _load(args.input2) if args.input2 else None
+    output = output_path(args.output, ".npz", "--output")  # checked before the work; the path really written
+    X = load_array(args.input, "--input")
+    X2 = load_array(args.input2, "--input2") if args.input2 else None
     width = args.width
     net = Network(args.depth, args.activation, args.sigma_w2, args.sigma_b2, args.parameterization, width)
     k = kernels(X, net, X2=X2, layers=args.layers)
@@ -27,22 +21,22 @@ def _kernel(args) -> Result:
     if args.layers:
         arrays.update(layers=np.array(k.layers), nngp_layers=k.nngp_layers, backward=k.backward,
                       ntk_layers=k.ntk_layers)  # fmt: skip
-    if args.output:
-        np.savez(args.output, **arrays)
+    if output:
+        np.savez(output, **arrays)
     n, m = k.ntk.shape
     data = {
         "shape": [n, m],
         "depth": net.depth,
         "activation": net.activation.name,
-        "output": args.output,
+        "output": output,
         "ntk_diag_mean": float(np.mean(np.diag(k.ntk))) if n == m else None,
         "nngp_diag_mean": float(np.mean(np.diag(k.nngp))) if n == m else None,
     }
-    if args.json and not args.output:
+    if args.json and not output:
         data.update({name: a for name, a in arrays.items()})
     rows = [["ntk", f"{n}x{m}", float(k.ntk.min()), float(k.ntk.max())],
             ["nngp", f"{n}x{m}", float(k.nngp.min()), float(k.nngp.max())]]  # fmt: skip
-    notes = [f"saved {', '.join(arrays)} to {args.output}"] if args.output else ["use --output K.npz to save"]
+    notes = [f"saved {', '.join(arrays)} to {output}"] if output else ["use --output K.npz to save"]
     return Result(data, ["kernel", "shape", "min", "max"], rows, notes)
 
 
@@ -55,6 +49,6 @@ def add_parser(sub) -> None:
     p.add_argument("--parameterization", default="ntk", choices=["ntk", "standard"])
     p.add_argument("--width", type=int, default=None, help="hidden width (needed for --parameterization standard)")
     p.add_argument("--layers", action="store_true", help="also per-layer NNGP, backward and NTK kernels")
-    p.add_argument("--output", help="write the kernels to this .npz file")
+    p.add_argument("--output", help="write the kernels to this .npz file (.npz is appended when missing)")
     add_json_flag(p)
     p.set_defaults(run=_kernel)

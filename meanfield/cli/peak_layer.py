@@ -6,17 +6,23 @@ import warnings
 
 import numpy as np
 
+from .._checks import check_memory
 from ..equilibrium import peak_layer, peak_layer_constant
 from ..equilibrium.asymptotics import SCORES
 from ..equilibrium.information import FORMS, MAX_DEPTH
 from ..network import Network
 from ..stats import scaling_fit
-from . import Result, UsageError, add_json_flag, add_network_arguments
+from . import ROW_BYTES, Result, UsageError, add_json_flag, add_network_arguments, check_rows, plot_path
 
 
 def parse_depths(tokens) -> np.ndarray:
-    """Depths from tokens ``10 20 50`` and ranges ``a:b`` or ``a:b:step`` (inclusive), sorted and unique."""
-    out = []
+    """Depths from tokens ``10 20 50`` and ranges ``a:b`` or ``a:b:step`` (inclusive), sorted and unique.
+
+    Ranges become numpy ranges (no Python list per depth); a request whose table would not fit in memory is
+    refused before anything is computed (:func:`meanfield.cli.check_rows`).
+    """
+    parts_out = []
+    count = 0
     for tok in tokens:
         parts = str(tok).split(":")
         try:
@@ -24,15 +30,19 @@ def parse_depths(tokens) -> np.ndarray:
         except ValueError:
             raise UsageError(f"--depth takes integers or ranges a:b[:step], got {tok!r}") from None
         if len(nums) == 1:
-            out.append(nums[0])
+            parts_out.append(np.array(nums, dtype=np.int64))
+            count += 1
             continue
         if len(nums) not in (2, 3) or (len(nums) == 3 and nums[2] < 1) or nums[1] < nums[0]:
             raise UsageError(f"--depth range must be a:b or a:b:step with a <= b and step >= 1, got {tok!r}")
         a, b = nums[0], nums[1]
         if b > MAX_DEPTH:
             raise UsageError(f"--depth must be <= {MAX_DEPTH}, got {tok!r}")
-        out.extend(range(a, b + 1, nums[2] if len(nums) == 3 else 1))
-    return np.unique(np.array(out, dtype=np.int64))
+        step = nums[2] if len(nums) == 3 else 1
+        count += (b - a) // step + 1
+        check_rows(count, f"a table of {count} depths", "ask for fewer depths, e.g. a range with a step (a:b:step)")
+        parts_out.append(np.arange(a, b + 1, step, dtype=np.int64))
+    return np.unique(np.concatenate(parts_out))
 
 
 def _plot(path, res, fit):
@@ -58,7 +68,12 @@ def _plot(path, res, fit):
 
 
 def run(args) -> Result:
+    plot = plot_path(args.plot)  # checked before the work; the path really written
     depths = parse_depths(args.depth)
+    n, L_max = depths.size, int(depths.max())
+    # the table (ROW_BYTES a row) and the curves (as in meanfield.equilibrium.information.check_loss_memory)
+    check_memory(n * ROW_BYTES + 8.0 * (40 * L_max + 16 * n), f"peak-layer for {n} depths up to {L_max}",
+                 "ask for fewer depths, e.g. a range with a step (a:b:step)")  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         net = Network(int(depths.max()), args.activation, args.sigma_w2, args.sigma_b2)
@@ -69,9 +84,9 @@ def run(args) -> Result:
         fixed = scaling_fit(res.depth, res.l_star, slope=0.6)
         notes.insert(0, f"log-log fit of l*: slope {fit.slope:.4f} +- {fit.slope_stderr:.4f}; with slope 3/5 fixed, "
                         f"C = {fixed.intercept:.4f} (l* ~ {fixed.prefactor:.4f} L^(3/5))")  # fmt: skip
-    if args.plot:
-        _plot(args.plot, res, fit)
-        notes.append(f"plot written to {args.plot}")
+    if plot:
+        _plot(plot, res, fit)
+        notes.append(f"plot written to {plot}")
     rows = [
         [int(L), int(ls), float(lc), float(a), float(f), float(b)]
         for L, ls, lc, a, f, b in zip(
@@ -119,6 +134,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--eps", type=float, default=0.5, help="pairs with x.x'/d <= 1 - eps, eps in (0, 2)")
     p.add_argument("--form", choices=FORMS, default="corrected", help="relative F (corrected) or Thm. 1's (published)")
     p.add_argument("--score", choices=SCORES, default="crossing", help="crossing of log F and log B, or harmonic")
-    p.add_argument("--plot", metavar="PNG", help="write a log-log figure of l*(L) and C L^(3/5)")
+    p.add_argument("--plot", metavar="PNG", help="write a log-log figure of l*(L) and C L^(3/5) (.png appended when "
+                   "the name has no extension)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(run=run)

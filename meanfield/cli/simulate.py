@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import check_memory
 from ..data import to_sphere
-from . import Result, UsageError, add_json_flag, add_network_arguments
+from . import Result, UsageError, add_json_flag, add_network_arguments, load_array, output_path
 
 THEORY_QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk")
 MAX_ENTRY_ROWS = 60
@@ -40,17 +41,15 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--layers", action="store_true", help="nngp of every layer (backward/ntk_layers always are)")
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--output", metavar="S.npz", help="save the per-network samples to this .npz file")
+    p.add_argument("--output", metavar="S.npz", help="save the per-network samples to this .npz file (.npz appended "
+                   "when missing)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(run=run)
 
 
 def _inputs(args) -> np.ndarray:
     if args.input is not None:
-        try:
-            X = np.load(args.input)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--input: cannot read {args.input!r} ({exc})") from None
+        X = load_array(args.input, "--input")
         if X.ndim != 2:
             raise UsageError(f"--input must hold a 2-D array (n, d), got shape {X.shape}")
         return np.asarray(X, dtype=np.float64)
@@ -60,6 +59,7 @@ def _inputs(args) -> np.ndarray:
         raise UsageError(f"--random must be N,D (two integers), got {args.random!r}") from None
     if n < 1 or d < 1:
         raise UsageError(f"--random N,D needs N >= 1 and D >= 1, got {args.random!r}")
+    check_memory(16.0 * n * d, f"--random {args.random}: {n} inputs of dimension {d}", "use a smaller N or D")
     return to_sphere(np.random.default_rng(args.seed).standard_normal((n, d)))
 
 
@@ -72,6 +72,7 @@ def run(args) -> Result:
     bad = [q for q in quantities if q not in THEORY_QUANTITIES]
     if bad or not quantities:
         raise UsageError(f"--quantities must be a subset of {','.join(THEORY_QUANTITIES)}, got {args.quantities!r}")
+    output = output_path(args.output, ".npz", "--output")  # checked before the work; the path really written
     X = _inputs(args)
     net = Network(
         args.depth,
@@ -88,8 +89,8 @@ def run(args) -> Result:
     k = kernels(X, net, layers=True)
     th_all = {"nngp": k.nngp_layers if args.layers else k.nngp, "backward": k.backward, "ntk_layers": k.ntk_layers,
               "ntk": k.ntk}  # fmt: skip
-    if args.output:
-        np.savez(args.output, X=X, **sim.samples)
+    if output:
+        np.savez(output, X=X, **sim.samples)
 
     n = X.shape[0]
     iu = np.triu_indices(n)
@@ -97,6 +98,7 @@ def run(args) -> Result:
                             sigma_b2=net.sigma_b2, parameterization=net.parameterization, width=args.width),
             "n_nets": args.nets, "seed": args.seed, "X": X, "quantities": {}}  # fmt: skip
     per_entry = []
+    total = 0  # entries of every quantity and layer; only the first MAX_ENTRY_ROWS become rows
     notes = []
     for q in quantities:
         mean, se, th = sim.mean(q), sim.stderr(q), th_all[q]
@@ -106,13 +108,18 @@ def run(args) -> Result:
         layered = mean.ndim == 3
         for li in range(mean.shape[0]) if layered else [None]:
             sl = (li,) if layered else ()
+            total += iu[0].size
             for i, j in zip(*iu, strict=True):
+                if len(per_entry) >= MAX_ENTRY_ROWS:
+                    break
                 idx = sl + (i, j)
                 layer = li + 1 if layered else (net.depth if q in ("nngp",) else "-")
                 per_entry.append([q, layer, int(i), int(j), f"{mean[idx]:.6g} +- {se[idx]:.2g}", th[idx], z[idx]])
     header = ["quantity", "layer", "i", "j", "MC mean +- stderr", "theory", "z"]
-    if len(per_entry) > MAX_ENTRY_ROWS:
-        notes.insert(0, f"(first {MAX_ENTRY_ROWS} of {len(per_entry)} entries shown; use --json for all)")
-        per_entry = per_entry[:MAX_ENTRY_ROWS]
+    if total > MAX_ENTRY_ROWS:
+        notes.insert(0, f"(first {MAX_ENTRY_ROWS} of {total} entries shown; use --json for all)")
     notes.append(f"{args.nets} networks of width {args.width}; the finite-width bias is O(1/width)")
+    if output:
+        data["output"] = output
+        notes.append(f"saved X and the per-network samples ({', '.join(sim.samples)}) to {output}")
     return Result(data=data, header=header, rows=per_entry, notes=notes)

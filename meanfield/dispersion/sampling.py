@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_choice, check_int, check_real
+from .._checks import check_choice, check_int, check_memory, check_real
 from .._jit import njit
 from ..finite.mlp import MLP, kernel_factors, tangent_kernel
 from ..finite.montecarlo import run
@@ -235,14 +235,32 @@ def _matmul_task(batch, n_int, sw2, x0sq):
 _TASKS = {"projection": _projection_task, "law": _law_task, "matmul": _matmul_task}
 
 
-def default_batch(n_int, method) -> int:
-    """Networks per batch: about 1e6 numbers of work per batch, at most 65536 networks."""
-    per_net = {
+def _per_net(n_int, method) -> float:
+    """Numbers of work (and of memory) per network of a batch."""
+    return {
         "projection": 2 * float(n_int[1:].sum()) + 1,
         "law": 4.0 * n_int.size,
-        "matmul": float(np.sum(n_int[1:] * n_int[:-1])) + 4 * float(n_int.sum()),
+        "matmul": float(np.sum(n_int[1:].astype(float) * n_int[:-1])) + 4 * float(n_int.sum()),
     }[method]
-    return int(max(1, min(65536, 1e6 / per_net)))
+
+
+def default_batch(n_int, method) -> int:
+    """Networks per batch: about 1e6 numbers of work per batch, at most 65536 networks."""
+    return int(max(1, min(65536, 1e6 / _per_net(n_int, method))))
+
+
+def check_sample_memory(n_int, n_nets, size, method, per_net_out):
+    """Refuse a run whose results (``per_net_out`` float64 numbers per network) or whose batches of ``size``
+    networks (a few times :func:`_per_net` numbers each, and the projection kernel's ``L x max(n)`` buffer) do not
+    fit in memory (:func:`meanfield._checks.check_memory`)."""
+    work = 4.0 * size * _per_net(n_int, method)
+    if method == "projection":
+        work += float(n_int.size) * float(n_int.max())
+    check_memory(
+        8.0 * (float(n_nets) * per_net_out + work),
+        f"{n_nets} networks of depth {n_int.size} and widths up to {int(n_int.max())} ({method} sampler)",
+        "use fewer networks (n_nets), a smaller depth or width, or a smaller batch_size",
+    )
 
 
 def sample_ntk_diagonal(net, d, n_nets, x0_norm2=1.0, method="projection", seed=None, executor=None,
@@ -317,7 +335,8 @@ def sample_ntk_diagonal(net, d, n_nets, x0_norm2=1.0, method="projection", seed=
     x0sq = check_real(x0_norm2, "x0_norm2", low=0, low_open=True)
     n_nets = check_int(n_nets, "n_nets")
     check_choice(method, METHODS, "method")
-    size = default_batch(n_int, method) if batch_size is None else batch_size
+    size = default_batch(n_int, method) if batch_size is None else check_int(batch_size, "batch_size")
+    check_sample_memory(n_int, n_nets, min(size, n_nets), method, 3)  # theta_w, theta_b and their sum
     res = run(_TASKS[method], n_nets, seed, (n_int, sw2, x0sq), size, executor, progress, desc=method)
     return NTKSample(res["theta_w"], res["theta_b"], method)
 
@@ -386,6 +405,7 @@ def sample_ntk_pair(net, d, rho0, n_nets, seed=None, executor=None, progress=Fal
     rho = check_real(rho0, "rho0", -1.0, 1.0)
     n_nets = check_int(n_nets, "n_nets")
     X = probe_inputs(int(n_int[0]), 1.0, rho)
-    size = max(1, default_batch(n_int, "matmul") // 2) if batch_size is None else batch_size
+    size = max(1, default_batch(n_int, "matmul") // 2) if batch_size is None else check_int(batch_size, "batch_size")
+    check_sample_memory(n_int, n_nets, 2 * min(size, n_nets), "matmul", 3)  # two inputs; diag, diag2, off
     res = run(_pair_task, n_nets, seed, (n_int, sw2, X), size, executor, progress, desc="pairs")
     return NTKPairSample(res["diag"], res["diag2"], res["off"])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_choice, check_network
+from .._checks import check_choice, check_memory, check_network
 from ..activations import KIND_LEAKY
 from ..data import to_sphere
 from ..propagation import check_inputs
@@ -57,6 +57,14 @@ def check_depths(depth):
     if bad.size:
         raise ValueError(f"depth must be in [2, {MAX_DEPTH}] (a peak layer needs a hidden layer), got {bad[0]}")
     return int(arr) if arr.ndim == 0 else arr
+
+
+def check_loss_memory(L_max, n_depths=1):
+    """Refuse (:func:`meanfield._checks.check_memory`) curves to depth ``L_max`` for ``n_depths`` depths that do not
+    fit in memory: about 40 float64 arrays of length ``L_max`` (the two pairs' curves, prefix sums, the
+    :func:`meanfield.propagation.pair_curve` fields, the returned curves) and 16 per depth."""
+    check_memory(8.0 * (40.0 * L_max + 16.0 * n_depths), f"information-loss curves to depth {L_max} for {n_depths} "
+                 "depth(s)", "use a smaller maximal depth or fewer depths (e.g. a range with a step)")  # fmt: skip
 
 
 def _check_eps(eps):
@@ -227,4 +235,5 @@ def information_loss(net, eps=0.5, pairs=None, form="corrected"):
     (0.395174, 0.354263)
     """
     L = check_depths(check_network(net).depth)
+    check_loss_memory(L)
     return LossModel(net, eps, form, pairs).loss(L)

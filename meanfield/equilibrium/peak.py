@@ -16,7 +16,7 @@ import numpy as np
 from .._checks import check_choice, check_network
 from .._jit import njit
 from .asymptotics import SCORES, peak_layer_constant
-from .information import FORMS, InformationLoss, LossModel, check_depths
+from .information import FORMS, InformationLoss, LossModel, check_depths, check_loss_memory
 
 __all__ = ["PeakLayer", "peak_layer"]
 
@@ -176,6 +176,7 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
     scalar = np.ndim(depths) == 0
     arr = np.atleast_1d(depths).astype(np.int64)
     L_max = int(arr.max())
+    check_loss_memory(L_max, arr.size)
     model = LossModel(net.replace(depth=L_max, width=None), eps, form, pairs)
     fast = (
         score == "crossing"

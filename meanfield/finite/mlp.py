@@ -31,10 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_choice, check_int, check_operator_size
+from .._checks import check_choice, check_int, check_memory, check_operator_size
 from ..network import Network
 from .stack import backward_stack, draw_stack, forward_stack, multipliers
 from .streams import seed_sequences
+
+#: bytes of one network's numpy.random.SeedSequence in a stack (MLP.sample's memory estimate)
+SEED_BYTES = 400
 
 __all__ = ["MLP", "Forward"]
 
@@ -248,6 +251,13 @@ class MLP:
         outputs = check_int(outputs, "outputs")
         if n_nets is not None:
             n_nets = check_int(n_nets, "n_nets")
+        outs = net.width + (outputs,)
+        params = sum(float(o) * f for o, f in zip(outs, net.fan_ins(d), strict=True)) + (sum(outs) if bias else 0)
+        check_memory(
+            (n_nets or 1) * (8.0 * params + SEED_BYTES),
+            f"{n_nets or 1} network(s) of {params:.4g} parameters",
+            "use a smaller width, or fewer networks at a time (n_nets; meanfield.simulate works in batches)",
+        )
         Ws, bs = draw_stack(net, d, outputs, bool(bias), seed_sequences(seed, n_nets))
         if n_nets is None:
             Ws = [w[0] for w in Ws]

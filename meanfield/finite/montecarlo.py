@@ -16,12 +16,14 @@ layer of a whole stack is one batched BLAS call, and memory is bounded by ``batc
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_int, check_memory, format_bytes
 from ..activations import KIND_LEAKY
 from ..network import Network
 from ..stats import Bootstrap, bootstrap, stderr
@@ -36,6 +38,8 @@ QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
 _PER_LAYER = ("backward", "ntk_layers")
 _NEEDS_BACKWARD = ("backward", "ntk_layers", "ntk")
 _MEMORY_BUDGET = 128 * 2**20  # bytes of working memory per stack when batch_size is None
+#: batches submitted to an executor ahead of the one being collected (memory is bounded, not O(n_nets))
+_IN_FLIGHT = 2 * (os.cpu_count() or 1) + 8
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,7 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
     if executor is not None and not hasattr(executor, "submit"):
         raise ValueError("executor must be a concurrent.futures.Executor (an object with .submit)")
     root = root_sequence(seed)
-    batches = [Batch(root, s, min(s + batch_size, n_nets)) for s in range(0, n_nets, batch_size)]
+    starts = range(0, n_nets, batch_size)  # lazy: nothing of size O(n_nets) is built in Python
     samples = {}
 
     from tqdm import tqdm
@@ -205,22 +209,35 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
     def store(start, out):
         if not isinstance(out, dict) or not out:
             raise ValueError("task must return a non-empty dict of per-network arrays")
+        out = {q: np.asarray(a) for q, a in out.items()}
+        if not samples:  # the first batch tells the size of a network's results
+            row = sum(a.nbytes / max(a.shape[0], 1) for a in out.values())
+            check_memory(n_nets * row, f"the results of {n_nets} networks ({format_bytes(row)} each)",
+                         "use fewer networks (n_nets) or record less per network")  # fmt: skip
         for q, a in out.items():
-            a = np.asarray(a)
             if q not in samples:
                 samples[q] = np.empty((n_nets,) + a.shape[1:], dtype=a.dtype)
             samples[q][start : start + a.shape[0]] = a
         bar.update(np.shape(next(iter(out.values())))[0])
 
+    def batch(s):
+        return Batch(root, s, min(s + batch_size, n_nets))
+
+    pending = deque()
     try:
         if executor is None:
-            for batch in batches:
-                store(*_run_batch(task, batch, args, blas_threads))
-        else:
-            futures = [executor.submit(_run_batch, task, batch, args, blas_threads) for batch in batches]
-            for fut in futures:
-                store(*fut.result())
+            for s in starts:
+                store(*_run_batch(task, batch(s), args, blas_threads))
+        else:  # at most _IN_FLIGHT batches submitted ahead, collected in network order
+            for s in starts:
+                pending.append(executor.submit(_run_batch, task, batch(s), args, blas_threads))
+                if len(pending) >= _IN_FLIGHT:
+                    store(*pending.popleft().result())
+            while pending:
+                store(*pending.popleft().result())
     finally:
+        for fut in pending:
+            fut.cancel()
         bar.close()
     return Samples(samples, seed if seed is not None else root.entropy)
 
@@ -418,6 +435,15 @@ def simulate(
     n, d = X.shape
     if batch_size is None:
         batch_size = max(1, min(n_nets, _MEMORY_BUDGET // _per_net_bytes(net, d, n, bias)))
+    L = net.depth
+    per_q = {"nngp": L * n * n if layers else n * n, "backward": L * n * n, "ntk_layers": L * n * n, "ntk": n * n,
+             "outputs": n}  # fmt: skip
+    stored = 8.0 * sum(per_q[q] for q in quantities)
+    check_memory(
+        float(n_nets) * stored + float(batch_size) * _per_net_bytes(net, d, n, bias),
+        f"simulate with {n_nets} networks of widths up to {max(net.width, default=1)} on {n} inputs",
+        "use fewer networks (n_nets), a smaller width, fewer inputs or quantities, or a smaller batch_size",
+    )
     if progress is None:
         progress = sys.stderr.isatty()
     args = (X, _pack(net), quantities, bool(layers), bool(bias))

@@ -18,9 +18,9 @@ import dataclasses
 
 import numpy as np
 
-from .._checks import check_layers, check_operator_size, finite_array
+from .._checks import check_layers, check_memory, check_operator_size, finite_array
 from ..network import Network
-from ..propagation.dataset import kernels
+from ..propagation.dataset import kernels, kernels_nbytes
 
 
 def trace_prod(A, B):
@@ -157,6 +157,10 @@ def cnfc_early_infinite(net: Network, X, y, l):
     Y = Y[:, None] if Y.ndim == 1 else Y
     if Y.shape[0] != X.shape[0]:
         raise ValueError(f"y must have shape (n,) or (n, o) with n = X.shape[0]; got X {X.shape}, y {Y.shape}")
+    n = X.shape[0]
+    check_memory(kernels_nbytes(n, n, X.shape[1], net.depth, len(ls)) + 8.0 * 10 * n * n,
+                 f"the early-time C-NFC of {len(ls)} layer(s) on n = {n} inputs",
+                 "use fewer inputs (samples) or fewer layers")  # fmt: skip
     limit = dataclasses.replace(net, parameterization="ntk", width=None)
     k = kernels(X, limit, layers=list(ls))
     T = Y @ Y.T

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_network
+from .._checks import check_memory, check_network
 from ..network import Network
 from .inputs import check_inputs, first_layer, variance_sequences
 from .tiles import propagate
@@ -75,6 +75,23 @@ def _layer_slots(layers, depth):
         if not chosen or chosen[0] < 1 or chosen[-1] > depth:
             raise ValueError(f"layers must be a bool or a list of layer indices in 1..{depth}, got {layers!r}")
     return tuple(chosen)
+
+
+def kernels_nbytes(n: int, m: int, d: int, depth: int, n_layers: int = 0) -> float:
+    """Estimated peak memory (bytes) of :func:`kernels` on ``n`` x ``m`` pairs of ``d``-dimensional inputs.
+
+    Five ``n x m`` arrays (layer 1's ``Sigma_1``, ``s``, ``r``; the NNGP and NTK), three per requested layer, the
+    unit inputs, about a dozen per-input sequences of length ``depth``, and each thread's tile buffers (which hold
+    every layer when layers are requested). The Hermite tables of the general path (``2 n L K``) are not counted.
+    """
+    from numba import get_num_threads
+
+    from .tiles import _BLOCK, _ROWS
+
+    pairs = float(n) * float(m) * (5 + 3 * n_layers)
+    per_input = float(n + m) * (12.0 * depth + 2 * (d + 1))
+    tiles = get_num_threads() * (6 + 2 * (depth if n_layers else 1)) * _ROWS * _BLOCK
+    return 8.0 * (pairs + per_input + tiles)
 
 
 def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
@@ -150,6 +167,12 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
         omw = np.ones(depth)
         omb = np.full(depth, sb)
     slots_t = _layer_slots(layers, depth)
+    nx, mx, nl = X.shape[0], X2.shape[0], len(slots_t or ())
+    check_memory(
+        kernels_nbytes(nx, mx, d, depth, nl),
+        f"kernels of {nx} x {mx} input pairs at depth {depth}" + (f" with {nl} layers" if nl else ""),
+        "use fewer inputs (blocks of rows: kernels(X[i:j], net, X2=X)), fewer layers or a smaller depth",
+    )
 
     W0, S0, R0, q1, q2 = first_layer(X, X2, sw, sb, sym)
     n, m = W0.shape
