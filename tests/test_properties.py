@@ -372,7 +372,7 @@ def _pair_curve_finite(case, use_s):
 
 @pytest.mark.parametrize("budget", BUDGETS)
 def test_pair_q_and_c_curves_finite(budget):
-    examples = [dict(case=(mf.Network(30, "relu", 1e-8, 0.0), 1.0, None, 0.5), use_s=False)]  # item 2: NaN s, r
+    examples = [dict(case=(mf.Network(60, "relu", 1e-8, 0.0), 1.0, None, 0.5), use_s=False)]  # item 2: NaN s, r
     check(budget, 30, _pair_curve_finite, examples, case=pair_case(), use_s=st.booleans())
 
 

@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from meanfield import ACTIVATION_NAMES, get_activation
@@ -36,7 +36,7 @@ ACTIVATIONS = tuple(ACTIVATION_NAMES) + ("leaky_relu:0.2",)
 BOUNDED = ("erf", "tanh", "sigmoid")
 
 
-def check(budget, fast, prop, **strategies):
+def check(budget, fast, prop, examples=(), **strategies):
     """Run ``prop`` under ``given(**strategies)``: ``fast`` derandomized examples (no shrinking, so a failure costs
     no more than the budget) or SLOW_EXAMPLES random ones."""
     is_fast = budget == "fast"
@@ -49,7 +49,10 @@ def check(budget, fast, prop, **strategies):
         phases=(Phase.explicit, Phase.generate) if is_fast else tuple(Phase),
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
     )
-    conf(given(**strategies)(prop))()
+    test = given(**strategies)(prop)
+    for ex in examples:  # the issue's reproducers, run first in both budgets
+        test = example(**ex)(test)
+    conf(test)()
 
 
 def run_cli(argv):
@@ -438,7 +441,25 @@ FAST_INVALID = {
 @pytest.mark.parametrize("command", sorted(INVALID))
 def test_invalid_arguments_exit_two_with_one_line(command, budget, tmp):
     _bad_inputs(tmp)
-    check(budget, FAST_INVALID[command], _invalid, argv_and_tmp=invalid_argv(command, tmp).map(lambda a: (a, tmp)))
+    x = os.path.join(tmp, "X.npy")
+    np.save(x, np.random.default_rng(0).normal(size=(4, 3)))
+    reproducers = {  # issue item 7 and "resource requests": wrong or no paths, exit 0 on complex input
+        "kernel": [
+            ["kernel", "--input", x, "--depth", "2", "--output", tmp],
+            ["kernel", "--input", x, "--depth", "2", "--output", "/nonexistent/K.npz"],
+            ["kernel", "--input", x, "--depth", "2", "--output", "/proc/K.npz"],
+            ["kernel", "--input", os.path.join(tmp, "complex.npy"), "--depth", "2"],
+        ],
+        "peak-layer": [["peak-layer", "--depth", "10", "--plot", "/nonexistent/p.png"]],
+    }
+    examples = [dict(argv_and_tmp=(argv, tmp)) for argv in reproducers.get(command, [])]
+    check(
+        budget,
+        FAST_INVALID[command],
+        _invalid,
+        examples,
+        argv_and_tmp=invalid_argv(command, tmp).map(lambda a: (a, tmp)),
+    )
 
 
 def test_strategies_cover_every_command():
