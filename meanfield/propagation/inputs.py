@@ -32,7 +32,7 @@ def check_inputs(X, name="X", d=None) -> np.ndarray:
         raise ValueError(f"{name} must be a non-empty 2-D array (n, d), got shape {X.shape}")
     if d is not None and X.shape[1] != d:
         raise ValueError(f"{name} must have d = {d} columns like X, got {X.shape[1]}")
-    return X
+    return np.ascontiguousarray(X)  # one memory layout: the first layer's sums then round the same way
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
