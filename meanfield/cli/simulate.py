@@ -53,7 +53,7 @@ def _inputs(args) -> np.ndarray:
             raise UsageError(f"--input: cannot read {args.input!r} ({exc})") from None
         if X.ndim != 2:
             raise UsageError(f"--input must hold a 2-D array (n, d), got shape {X.shape}")
-        return np.asarray(X, dtype=np.float64)
+        return X  # simulate() validates it (real dtype: a complex array is refused, not cast)
     try:
         n, d = (int(v) for v in args.random.split(","))
     except ValueError:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_int, check_real, finite_array
+from .._checks import check_real, finite_array
 from ..gaussian import correlation_map, correlation_slope
 from .moments import check_network
 
@@ -86,7 +86,9 @@ def offdiagonal_mean_ratio(net, d, rho0):
     >>> float(offdiagonal_mean_ratio(net, 50, 1.0))
     1.0
     """
-    n = check_network(net, check_int(d, "d"))
+    n = check_network(net, d)
+    if n is None:
+        raise ValueError("d must be an integer >= 1 (the input dimension), got None")
     a = net.sigma_w2 / 2
     rho = finite_array(rho0, "rho0", low=-1.0, high=1.0)
     nw, nb, dw, db = _offdiag_sums(n.size, a, rho, n / n[0])
