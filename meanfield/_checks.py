@@ -134,26 +134,6 @@ def finite_array(x, name: str, ndim=None, low=None, high=None) -> np.ndarray:
     return arr
 
 
-def int_array(x, name: str, low: int = 1, high: int | None = None, ndim=None) -> np.ndarray:
-    """``x`` as an int64 array of integers in ``[low, high]``: a real integer dtype, or floats that are all
-    integral; bools, complex, strings, sets and non-integral floats are refused.
-
-    >>> int_array([10, 20.0], "depths").tolist()
-    [10, 20]
-    >>> int_array([1.5], "layers")
-    Traceback (most recent call last):
-    ...
-    ValueError: layers must hold integers >= 1, got [1.5]
-    """
-    arr = finite_array(x, name, ndim)
-    rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-    if np.any(arr != np.round(arr)) or np.any(arr < low) or (high is not None and np.any(arr > high)):
-        raise ValueError(f"{name} must hold integers {rng}, got {np.asarray(x).tolist()!r}")
-    if np.any(np.abs(arr) > 2**62):
-        raise ValueError(f"{name} must hold integers {rng} below 2^62, got {np.asarray(x).tolist()!r}")
-    return arr.astype(np.int64)
-
-
 def check_operator_size(n: int, o: int, force: bool = False, limit: int = MAX_OPERATOR_ENTRIES) -> int:
     """Refuse to form an operator-valued kernel of ``(n o)^2`` entries above ``limit`` unless ``force``.
 

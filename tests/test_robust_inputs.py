@@ -299,8 +299,8 @@ def test_kernels_with_tiny_rows_without_biases_say_why(tiny):
     Z = np.array([[tiny, 0.0, 0.0], [1.0, 2.0, 3.0]])
     with pytest.raises(ValueError, match=r"row 0 .* outside the float64 range") as info:
         mf.kernels(Z, NET)
-    assert "zero" not in str(info.value)
-    with pytest.raises(ValueError, match="row 0 of the inputs is zero"):
+    assert "zero norm" not in str(info.value)
+    with pytest.raises(ValueError, match="row 0 of the inputs has zero norm"):
         mf.kernels(np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]]), NET)
 
 
@@ -309,3 +309,9 @@ def test_kernels_rows_at_the_edges_of_the_range_without_biases():
     for a in (1e-150, 1e150):
         k = mf.kernels(X * a, NET)
         np.testing.assert_allclose(k.ntk, mf.kernels(X, NET).ntk * a**2, rtol=1e-13)
+
+
+@pytest.mark.parametrize("slope", ["0.1", True, np.array([0.1, 0.2]), np.inf])
+def test_leaky_relu_slope_is_a_real_number(slope):
+    with pytest.raises(ValueError, match="slope"):
+        mf.leaky_relu(slope)

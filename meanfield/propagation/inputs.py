@@ -70,7 +70,7 @@ def first_layer(X, X2, sw, sb, sym):
         top = np.max(np.abs(aug), axis=1)  # scale each row exactly by a power of two first: no under/overflow
         if np.any(top == 0):
             i = int(np.flatnonzero(top == 0)[0])
-            raise ValueError(f"row {i} of the inputs is zero: a zero input has an undefined correlation when "
+            raise ValueError(f"row {i} of the inputs has zero norm: a zero input has an undefined correlation when "
                              "sigma_b2 = 0; remove it")  # fmt: skip
         aug = np.ldexp(aug, -np.frexp(top)[1][:, None])
         norm = np.sqrt(np.einsum("ij,ij->i", aug, aug))
