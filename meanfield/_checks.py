@@ -63,15 +63,69 @@ def check_choice(value, allowed, name: str):
     return value
 
 
-def finite_array(x, name: str, ndim=None, low=None, high=None) -> np.ndarray:
-    """``x`` as a float64 array, refusing NaN/inf, complex or non-numeric input, dimensions outside ``ndim`` and
-    (optionally) values outside ``[low, high]``."""
-    raw = np.asarray(x)
-    if raw.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be a real numeric array, got dtype {raw.dtype}")
+def check_bool(value, name: str) -> bool:
+    """``value`` as a bool; only ``True``/``False`` (and numpy bools) are accepted, not ``0``, ``1``, ``"yes"``,
+    ``None`` or an array.
+
+    >>> check_bool(np.True_, "unbiased")
+    True
+    >>> check_bool(1, "unbiased")
+    Traceback (most recent call last):
+    ...
+    ValueError: unbiased must be True or False, got 1
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_seed(seed, name: str = "seed", allow_none: bool = True):
+    """``seed`` as an int >= 0, ``None`` (fresh entropy, when ``allow_none``) or a ``numpy.random.SeedSequence``.
+
+    >>> check_seed("a")
+    Traceback (most recent call last):
+    ...
+    ValueError: seed must be an integer >= 0, None or a numpy.random.SeedSequence, got 'a'
+    """
+    if isinstance(seed, np.random.SeedSequence) or (seed is None and allow_none):
+        return seed
+    ok = isinstance(seed, numbers.Integral) and not isinstance(seed, bool | np.bool_) and seed >= 0
+    if not ok:
+        what = "an integer >= 0, None or a numpy.random.SeedSequence" if allow_none else "an integer >= 0"
+        raise ValueError(f"{name} must be {what}, got {seed!r}")
+    return int(seed)
+
+
+def real_array(x, name: str, ndim=None) -> np.ndarray:
+    """``x`` as a float64 array of a real numeric dtype (signed/unsigned integers or floats); complex (whose imaginary
+    part a cast would drop), bool, string and object arrays (sets, ragged lists, ``None``) are refused, as are
+    dimensions outside ``ndim``.
+
+    >>> real_array([1, 2], "x").dtype
+    dtype('float64')
+    >>> real_array([1 + 1j], "x")
+    Traceback (most recent call last):
+    ...
+    ValueError: x must be a real numeric array (integers or floats), got dtype complex128
+    """
+    if isinstance(x, set | frozenset | dict | str | bytes):
+        raise ValueError(f"{name} must be a real numeric array (integers or floats), got {type(x).__name__}")
+    try:
+        raw = np.asarray(x)
+    except (TypeError, ValueError):  # ragged nested sequences
+        raise ValueError(f"{name} must be a real numeric array (integers or floats), got {x!r}") from None
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be a real numeric array (integers or floats), got dtype {raw.dtype}")
     arr = raw.astype(np.float64, copy=False)
     if ndim is not None and arr.ndim not in ndim:
         raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimension(s), got shape {arr.shape}")
+    return arr
+
+
+def finite_array(x, name: str, ndim=None, low=None, high=None) -> np.ndarray:
+    """``x`` as a float64 array (:func:`real_array`: no complex, bool, string or object dtype), refusing NaN/inf,
+    dimensions outside ``ndim`` and (optionally) values outside ``[low, high]``."""
+    arr = real_array(x, name, ndim)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite (no NaN or inf)")
     if low is not None and np.any(arr < low):
@@ -126,6 +180,9 @@ def check_operator_size(n: int, o: int, force: bool = False, limit: int = MAX_OP
 
 def check_layers(l, depth: int, name: str = "l"):
     """One layer or a sequence of layers ``1..depth`` as a tuple of ints, and whether a single layer was given.
+
+    Bools (``True``, ``np.True_``), non-integral floats (``1.5``), strings, sets and nested sequences are refused:
+    each entry goes through :func:`check_int`.
 
     >>> check_layers(2, 3), check_layers([1, 3], 3)
     (((2,), True), ((1, 3), False))

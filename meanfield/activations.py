@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from ._checks import check_real
+
 KIND_LEAKY = 0
 KIND_ERF = 1
 KIND_HERMITE = 2
@@ -84,9 +86,7 @@ def leaky_relu(slope: float = 0.01) -> Activation:
 
     ``slope = 0`` is ReLU and ``slope = 1`` is the identity; both share this one closed form.
     """
-    slope = float(slope)
-    if not np.isfinite(slope):
-        raise ValueError(f"leaky_relu slope must be finite, got {slope!r}")
+    slope = check_real(slope, "slope")  # a real number: not a string, bool or array
 
     def fn(u):
         u = np.asarray(u, dtype=np.float64)

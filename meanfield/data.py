@@ -42,7 +42,9 @@ def to_sphere(X, mean=None, norm2=None, name="X"):
     -----
     Convention: the Euclidean norm of each row separately; the direction of every (centered) row is kept. A row
     that is zero (after centering) has no direction and raises a ValueError naming the row. The arithmetic is
-    ``Z * (sqrt(norm2) / ||Z||)`` per row, so a row that already has the norm comes back unchanged to rounding.
+    ``Z * (sqrt(norm2) / ||Z||)`` per row, so a row that already has the norm comes back unchanged to rounding; each row
+    is first scaled exactly by a power of two to a largest entry in ``[0.5, 1)``, so a tiny (1e-200, subnormal) or
+    huge (1e300) row is put on the sphere like any other, and only an exactly zero row is refused.
     Lou et al. 2022, sec. 3.4 writes the sphere as :math:`\sqrt d\,\mathbb S^d` but defines it as
     :math:`\{x \in \mathbb R^d: \|x\| = \sqrt d\}`, i.e. :math:`\sqrt d\,\mathbb S^{d-1}`.
 
@@ -66,11 +68,13 @@ def to_sphere(X, mean=None, norm2=None, name="X"):
         if mu.shape != (d,):
             raise ValueError(f"mean must have shape ({d},), got {mu.shape}")
         Z = X - mu
-    norms = np.linalg.norm(Z, axis=1, keepdims=True)
-    zero = np.flatnonzero(norms[:, 0] == 0)
+    top = np.max(np.abs(Z), axis=1, keepdims=True)
+    zero = np.flatnonzero(top[:, 0] == 0)
     if zero.size:
         what = "equals the feature mean (zero after centering)" if mean is not None else "is zero"
         raise ValueError(f"row {zero[0]} of {name} {what}: a zero row has no direction")
+    Z = np.ldexp(Z, -np.frexp(top)[1])  # exact power-of-two scaling per row: tiny or huge rows keep their norm
+    norms = np.linalg.norm(Z, axis=1, keepdims=True)
     return Z * (math.sqrt(target) / norms)
 
 

@@ -13,19 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._checks import check_choice, check_int, check_real
 from .activations import Activation, get_activation
 
 __all__ = ["Network"]
 
 PARAMETERIZATIONS = ("ntk", "standard")
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -47,7 +40,11 @@ class Network:
         NTK (NTP; Jacot et al. 2018) or standard (SP) parameterization. The forward functions and
         the NNGP kernels are identical; the tangent kernels differ.
     width : None, int or sequence of int
-        ``None`` for the infinite-width theory, an int for equal hidden widths, or the ``L - 1`` hidden widths.
+        ``None`` for the infinite-width theory, an int for equal hidden widths, or the ``L - 1`` hidden widths
+        (a list, tuple, range or 1-D integer array).
+
+    Every field is validated strictly (a ValueError naming it): integers must be ints (not bools, floats or
+    strings), the variances real numbers (not strings, bools or arrays), ``width`` an ordered sequence (not a set).
 
     Examples
     --------
@@ -68,46 +65,32 @@ class Network:
     width: int | tuple[int, ...] | None = None
 
     def __post_init__(self):
-        depth = _positive_int(self.depth, "depth")
+        depth = check_int(self.depth, "depth")
         act = get_activation(self.activation)
-        sw = self._real(self.sigma_w2, "sigma_w2")
-        if not sw > 0:
-            raise ValueError(f"sigma_w2 must be a finite number > 0, got {self.sigma_w2!r}")
-        sb = self._real(self.sigma_b2, "sigma_b2")
-        if not sb >= 0:
-            raise ValueError(f"sigma_b2 must be a finite number >= 0, got {self.sigma_b2!r}")
-        if self.parameterization not in PARAMETERIZATIONS:
-            raise ValueError(f"parameterization must be one of {PARAMETERIZATIONS}, got {self.parameterization!r}")
+        sw = check_real(self.sigma_w2, "sigma_w2", low=0, low_open=True)
+        sb = check_real(self.sigma_b2, "sigma_b2", low=0)
+        param = check_choice(self.parameterization, PARAMETERIZATIONS, "parameterization")
         width = self.width
         if width is not None:
-            if isinstance(width, numbers.Integral) and not isinstance(width, bool):
-                width = (_positive_int(width, "width"),) * (depth - 1)
+            if isinstance(width, numbers.Integral) and not isinstance(width, bool | np.bool_):
+                width = (check_int(width, "width"),) * (depth - 1)
             else:
-                try:
-                    width = tuple(width)
-                except TypeError:
+                if not isinstance(width, list | tuple | range | np.ndarray) or np.ndim(width) != 1:
                     raise ValueError(
-                        f"width must be None, an integer >= 1 or a sequence of {depth - 1} integers, got {width!r}"
-                    ) from None
+                        f"width must be None, an integer >= 1 or a sequence (list, tuple, 1-D array) of depth - 1 = "
+                        f"{depth - 1} integers >= 1, got {width!r}"
+                    )
+                width = tuple(width)
                 if len(width) != depth - 1:
                     raise ValueError(f"width must list depth - 1 = {depth - 1} hidden widths, got {len(width)}")
-                width = tuple(_positive_int(w, "width") for w in width)
+                width = tuple(check_int(w, "width") for w in width)
         set_ = object.__setattr__
         set_(self, "depth", depth)
         set_(self, "activation", act)
         set_(self, "sigma_w2", sw)
         set_(self, "sigma_b2", sb)
+        set_(self, "parameterization", param)
         set_(self, "width", width)
-
-    @staticmethod
-    def _real(value, name: str) -> float:
-        try:
-            out = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a finite number, got {value!r}") from None
-        if not np.isfinite(out):
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
-        return out
 
     @property
     def finite(self) -> bool:
@@ -117,7 +100,7 @@ class Network:
         """Fan-ins ``(N_0 = d, N_1, ..., N_{L-1})`` of the ``L`` layers (requires a finite width)."""
         if self.width is None:
             raise ValueError("width is None (infinite width); this needs a finite Network(width=...)")
-        return (int(d),) + self.width
+        return (check_int(d, "d"),) + self.width
 
     def replace(self, **changes) -> Network:
         """A copy with some fields changed (validated again)."""

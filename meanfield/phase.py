@@ -285,4 +285,5 @@ def c_curve(net: Network, c1, q1=1.0) -> np.ndarray:
     >>> np.round(c_curve(Network(3), 0.0), 10).tolist()
     [0.0, 0.3183098862, 0.4937310902]
     """
+    c1 = check_real(c1, "c1", low=-1.0, high=1.0)
     return pair_curve(net, q1=q1, c=c1).c

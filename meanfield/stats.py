@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_int, check_real
+from ._checks import check_int, check_real, check_seed, finite_array, real_array
 
 __all__ = ["Bootstrap", "ScalingFit", "bootstrap", "scaling_fit", "stderr"]
 
@@ -28,7 +28,7 @@ def stderr(values, name: str = "values") -> np.ndarray | float:
     >>> stderr(np.array([1.0, 2.0, 3.0, 4.0]))
     0.6454972243679028
     """
-    a = np.asarray(values, dtype=np.float64)
+    a = real_array(values, name)
     if a.ndim == 0 or a.shape[0] < 2:
         raise ValueError(f"a standard error needs at least 2 {name} (n_nets >= 2), got shape {a.shape}")
     se = a.std(axis=0, ddof=1) / np.sqrt(a.shape[0])
@@ -65,9 +65,11 @@ def bootstrap(statistic, samples, n_boot: int = 1000, seed=0) -> Bootstrap:
     if not callable(statistic):
         raise ValueError("statistic must be a callable of the samples")
     n_boot = check_int(n_boot, "n_boot", 2)
-    arrays = samples if isinstance(samples, dict) else {None: np.asarray(samples)}
+    arrays = samples if isinstance(samples, dict) else {None: real_array(samples, "samples")}
+    if any(np.ndim(a) == 0 for a in arrays.values()):
+        raise ValueError("samples must be an array (or a dict of arrays) with one entry per sample along axis 0")
     n = next(iter(arrays.values())).shape[0]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     estimate = np.asarray(statistic(samples), dtype=np.float64)
     reps = np.empty((n_boot,) + estimate.shape)
     for b in range(n_boot):
@@ -138,8 +140,8 @@ def scaling_fit(depths, layers, slope=None):
     >>> round(scaling_fit(L, l_star, slope=0.6).intercept, 3)
     0.452
     """
-    x = np.asarray(depths, dtype=np.float64).ravel()
-    y = np.asarray(layers, dtype=np.float64).ravel()
+    x = finite_array(depths, "depths", ndim=(1,))
+    y = finite_array(layers, "layers", ndim=(1,))
     if x.shape != y.shape:
         raise ValueError(f"depths and layers must have the same length, got {x.size} and {y.size}")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))) or np.any(x <= 0) or np.any(y <= 0):

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_real, finite_array
+from .._checks import check_bool, check_real, finite_array
 from ..network import Network
 from ..propagation.dataset import kernels
-from .measures import cka, kta
+from .measures import cka, kta, pow2_scaled, square_kernel, unscale
 
 
 @dataclass(frozen=True)
@@ -78,18 +78,19 @@ def cumulative_power(K, Y, center=False) -> CumulativePower:
     n = K.shape[0]
     if K.shape != (n, n) or n == 0:
         raise ValueError(f"K must be a square (n, n) matrix with n >= 1, got shape {K.shape}")
-    if not np.allclose(K, K.T, rtol=1e-10, atol=1e-12 * max(1.0, np.abs(K).max())):
-        raise ValueError("K must be symmetric")
+    K = square_kernel(K, "K")  # symmetric to SYM_RTOL (1e-10) of its largest entry
+    center = check_bool(center, "center")
     Y = finite_array(Y, "Y", ndim=(1, 2))
     if Y.shape[0] != n:
         raise ValueError(f"Y must have n = {n} rows to match K, got shape {Y.shape}")
-    Y = Y.reshape(n, -1)
+    Y = pow2_scaled(Y.reshape(n, -1))[0]  # C is scale-free in Y: exact power-of-two scaling, no overflow in Y^2
+    K, e = pow2_scaled(K)  # eigenvalues of K 2^-e, scaled back exactly below
     if center:
         K = K - K.mean(axis=0, keepdims=True)
         K = K - K.mean(axis=1, keepdims=True)
         Y = Y - Y.mean(axis=0, keepdims=True)
     lam, V = np.linalg.eigh(0.5 * (K + K.T))
-    lam, V = lam[::-1], V[:, ::-1]
+    lam, V = unscale(lam[::-1], e, "the eigenvalues of K", axes=(-1,)), V[:, ::-1]
     power = np.sum((V.T @ Y) ** 2, axis=1)
     total = np.sum(Y**2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -248,11 +249,12 @@ def init_layer_alignment(net: Network, X, Y, center=True):
     """
     if not isinstance(net, Network):
         raise ValueError(f"net must be a meanfield.Network, got {type(net).__name__}")
+    center = check_bool(center, "center")
     X = finite_array(X, "X", ndim=(2,))
     Y = finite_array(Y, "Y", ndim=(1, 2))
     if Y.shape[0] != X.shape[0]:
         raise ValueError(f"Y must have n = {X.shape[0]} rows to match X, got shape {Y.shape}")
-    Y = Y.reshape(X.shape[0], -1)
+    Y = pow2_scaled(Y.reshape(X.shape[0], -1))[0]  # alignment is scale-free in Y: Y Y^T cannot overflow
     T = Y @ Y.T
     align = cka if center else kta
     k = kernels(X, net, layers=True)

@@ -1,9 +1,18 @@
 """Kernel alignment: matrix cosine, HSIC, (debiased) CKA, kernel-target alignment and layer-wise tangent-kernel CKA.
 
-Pure functions over arrays. Kernel arguments are symmetric ``(..., n, n)`` arrays: any leading axes are batch axes
-(a stack of networks, of layers, ...), and the result has those leading axes. :func:`layer_alignment` gives the
-layer alignments ``A_l`` of Lou et al. 2022, eq. (7) for a finite network from the per-layer factorization of its
-tangent kernel, without forming the parameter Jacobian.
+Pure functions over arrays. Kernel arguments are symmetric ``(..., n, n)`` arrays (to a relative tolerance
+:data:`SYM_RTOL` = 1e-10 of their largest entry; an asymmetric kernel is a ValueError naming it): any leading axes are
+batch axes (a stack of networks, of layers, ...), and the result has those leading axes.
+
+Numerics: every argument is first scaled exactly by a power of two (:func:`numpy.ldexp`) to a largest entry in
+``[0.5, 1)``, so the scale-invariant measures (:func:`cosine`, :func:`cka`, :func:`kta`, :func:`linear_cka`) give the
+same result for ``a K`` and ``K`` at every ``a > 0`` for which ``a K`` is representable (to the bit when ``a`` is a
+power of two; to rounding of ``a K`` otherwise), and no sum of squares over- or underflows. :func:`hsic`,
+:func:`center` and :func:`u_center` scale back at the end and refuse (ValueError) a result
+outside the float64 range rather than return ``inf`` or a number without relative precision.
+
+:func:`layer_alignment` gives the layer alignments ``A_l`` of Lou et al. 2022, eq. (7) for a finite network from the
+per-layer factorization of its tangent kernel, without forming the parameter Jacobian.
 """
 
 from __future__ import annotations
@@ -12,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .._checks import check_choice
+from .._checks import check_bool, check_choice, check_real, finite_array
 
 LAYOUTS = ("operator", "traced")
 
@@ -21,17 +30,44 @@ class AlignmentWarning(UserWarning):
     """An alignment is undefined (``nan``), e.g. a debiased self-HSIC that is not positive."""
 
 
-def _square(K, name):
-    K = np.asarray(K, dtype=np.float64)
+#: Relative tolerance of the symmetry check of kernel arguments: ``max|K - K^T| <= SYM_RTOL * max|K|``.
+SYM_RTOL = 1e-10
+
+
+def _exponent(A, axes=(-2, -1)):
+    """The binary exponent ``e`` with ``max|A| = m 2^e``, ``m`` in ``[0.5, 1)``, over ``axes`` (0 for a zero block).
+
+    Scaling by ``2^-e`` (:func:`numpy.ldexp`) is exact, never overflows, and puts every entry in ``[-1, 1]``.
+    """
+    top = np.max(np.abs(A), axis=axes) if A.size else np.zeros(A.shape[:-2])
+    return np.frexp(top)[1]
+
+
+def pow2_scaled(A, axes=(-2, -1)):
+    """``(A 2^-e, e)`` with ``e`` from :func:`_exponent`: the same matrix with its largest entry in ``[0.5, 1)``."""
+    e = _exponent(A, axes)
+    return np.ldexp(A, -np.expand_dims(e, axes)), e
+
+
+def square_kernel(K, name, symmetric=True):
+    """``K`` as a finite float64 ``(..., n, n)`` array (refusing complex, bool and object dtypes), symmetric to
+    :data:`SYM_RTOL` relative to its largest entry when ``symmetric``."""
+    K = finite_array(K, name)
     if K.ndim < 2 or K.shape[-1] != K.shape[-2]:
         raise ValueError(f"{name} must be a square matrix (..., n, n), got shape {K.shape}")
-    if not np.all(np.isfinite(K)):
-        raise ValueError(f"{name} must contain only finite numbers")
+    if symmetric and K.size:
+        Ks, _ = pow2_scaled(K)
+        gap = np.max(np.abs(Ks - np.swapaxes(Ks, -1, -2)))
+        if gap > SYM_RTOL * np.max(np.abs(Ks)):
+            raise ValueError(
+                f"{name} must be symmetric: max|{name} - {name}^T| / max|{name}| = {gap / np.max(np.abs(Ks)):.3g} "
+                f"exceeds the tolerance {SYM_RTOL:g}"
+            )
     return K
 
 
 def _pair(K, L, min_n=1):
-    K, L = _square(K, "K"), _square(L, "L")
+    K, L = square_kernel(K, "K"), square_kernel(L, "L")
     if K.shape[-1] != L.shape[-1]:
         raise ValueError(f"K and L must have the same size n, got {K.shape[-1]} and {L.shape[-1]}")
     if K.shape[-1] < min_n:
@@ -51,13 +87,52 @@ def _ratio(num, den):
     return out if out.ndim else float(out)
 
 
+def _cos(A, B):
+    """``<A, B>_F / (||A||_F ||B||_F)`` over the last two axes, each argument first scaled exactly to a largest
+    entry in ``[0.5, 1)`` (:func:`pow2_scaled`), so no sum of squares over- or underflows for any finite input."""
+    A, _ = pow2_scaled(A)
+    B, _ = pow2_scaled(B)
+    return _ratio(_inner(A, B), np.sqrt(_inner(A, A)) * np.sqrt(_inner(B, B)))
+
+
+def unscale(value, e, what, axes=None):
+    """``value 2^e`` (exact), refusing a result outside the normal float64 range (an overflow to inf, or a largest
+    entry over ``axes`` that underflows below 2.2e-308 and loses its relative precision) instead of returning it."""
+    value = np.asarray(value, dtype=np.float64)
+    if axes is not None:
+        e = np.expand_dims(e, axes)
+    with np.errstate(over="ignore", under="ignore"):  # detected below
+        out = np.ldexp(value, e)
+    top_in = np.abs(value) if axes is None else np.max(np.abs(value), axis=axes)
+    top_out = np.abs(out) if axes is None else np.max(np.abs(out), axis=axes)
+    bad = ~np.isfinite(top_out) | ((top_in != 0) & (top_out < np.finfo(np.float64).tiny))
+    if np.any(bad):
+        raise ValueError(
+            f"{what} is outside the float64 range (about 2.2e-308 to 1.8e308) for these inputs; rescale them, or use "
+            "a scale-invariant measure (cka, kta, cosine)"
+        )
+    return out if out.ndim else float(out)
+
+
 def psd_power(B, power: float = 1.0):
     """The PSD matrix power ``B^power`` over the last two axes (negative eigenvalues clipped to 0); ``B`` itself
-    when ``power == 1``."""
+    (as a float64 array) when ``power == 1``.
+
+    ``B`` must be symmetric (to :data:`SYM_RTOL`) and ``power > 0`` finite. The eigendecomposition is taken of ``B``
+    scaled exactly by a power of two (:func:`numpy.ldexp`), so any finite ``B`` works; a result outside the float64
+    range is refused.
+    """
+    power = check_real(power, "power", low=0, low_open=True)
+    B = square_kernel(B, "B")
     if power == 1.0:
         return B
-    w, V = np.linalg.eigh(B)
-    return np.matmul(V * np.clip(w, 0.0, None)[..., None, :] ** power, np.swapaxes(V, -1, -2))
+    Bs, e = pow2_scaled(B)
+    w, V = np.linalg.eigh(Bs)
+    with np.errstate(over="ignore", under="ignore"):
+        f = np.exp2(e * power)[..., None, None]
+    if not (np.all(np.isfinite(f)) and np.all(f > 0)):
+        raise ValueError("B^power is outside the float64 range; rescale B")
+    return np.matmul(V * np.clip(w, 0.0, None)[..., None, :] ** power, np.swapaxes(V, -1, -2)) * f
 
 
 def cosine(A, B, power: float = 1.0):
@@ -85,16 +160,16 @@ def cosine(A, B, power: float = 1.0):
     >>> cosine([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, 0.0]])
     0.7071067811865475
     """
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
+    power = check_real(power, "power", low=0, low_open=True)
+    A = finite_array(A, "A")
+    B = finite_array(B, "B")
     if A.ndim < 2 or A.shape != B.shape:
         raise ValueError(f"A and B must be matrices of the same shape, got {A.shape} and {B.shape}")
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
-        raise ValueError("A and B must contain only finite numbers")
-    if power != 1.0 and B.shape[-1] != B.shape[-2]:
-        raise ValueError("power != 1 needs a square symmetric PSD B")
-    B = psd_power(B, power)
-    return _ratio(_inner(A, B), np.sqrt(_inner(A, A) * _inner(B, B)))
+    if power != 1.0:
+        if B.shape[-1] != B.shape[-2]:
+            raise ValueError("power != 1 needs a square symmetric PSD B")
+        B = psd_power(pow2_scaled(B)[0], power)  # scale-free: B^power of B / max|B|
+    return _cos(A, B)
 
 
 def center(K):
@@ -105,7 +180,12 @@ def center(K):
     >>> center([[2.0, 0.0], [0.0, 0.0]]).tolist()
     [[0.5, -0.5], [-0.5, 0.5]]
     """
-    K = _square(K, "K")
+    K = square_kernel(K, "K")
+    Ks, e = pow2_scaled(K)
+    return unscale(_center(Ks), e, "center(K)", axes=(-2, -1))
+
+
+def _center(K):
     return K - K.mean(axis=-2, keepdims=True) - K.mean(axis=-1, keepdims=True) + K.mean(axis=(-2, -1), keepdims=True)
 
 
@@ -118,10 +198,15 @@ def u_center(K):
     ``K^u_ij = K~_ij - (S_i + S_j)/(n-2) + T/((n-1)(n-2))`` for ``i != j`` and ``K^u_ii = 0``
     Then ``HSIC_u(K, L) = <K^u, L^u>_F / (n(n-3))``, the U-statistic of Song et al. 2012, eq. (5).
     """
-    K = _square(K, "K")
+    K = square_kernel(K, "K")
+    if K.shape[-1] < 4:
+        raise ValueError(f"u_center needs n >= 4, got n = {K.shape[-1]}")
+    Ks, e = pow2_scaled(K)
+    return unscale(_u_center(Ks), e, "u_center(K)", axes=(-2, -1))
+
+
+def _u_center(K):
     n = K.shape[-1]
-    if n < 4:
-        raise ValueError(f"u_center needs n >= 4, got n = {n}")
     eye = np.eye(n, dtype=bool)
     Kt = np.where(eye, 0.0, K)
     S = Kt.sum(axis=-1)
@@ -156,13 +241,16 @@ def hsic(K, L, unbiased: bool = False):
     >>> round(hsic(K, K), 6), round(hsic(K, K, unbiased=True), 6)
     (2.361111, 0.0)
     """
+    unbiased = check_bool(unbiased, "unbiased")
     K, L = _pair(K, L, 4 if unbiased else 1)
     n = K.shape[-1]
+    (Ks, eK), (Ls, eL) = pow2_scaled(K), pow2_scaled(L)
     if unbiased:
-        out = _inner(u_center(K), u_center(L)) / (n * (n - 3))
+        out = _inner(_u_center(Ks), _u_center(Ls)) / (n * (n - 3))
     else:
-        out = _inner(center(K), center(L)) / (n - 1) ** 2 if n > 1 else np.zeros(K.shape[:-2])
-    return out if np.ndim(out) else float(out)
+        zero = np.zeros(np.broadcast_shapes(eK.shape, eL.shape))
+        out = _inner(_center(Ks), _center(Ls)) / (n - 1) ** 2 if n > 1 else zero
+    return unscale(out, eK + eL, "hsic(K, L)")
 
 
 def cka(K, L, unbiased: bool = False):
@@ -193,15 +281,17 @@ def cka(K, L, unbiased: bool = False):
     >>> round(cka(K, 3 * K + 5), 12)
     1.0
     """
+    unbiased = check_bool(unbiased, "unbiased")
     K, L = _pair(K, L, 4 if unbiased else 1)
+    Ks, Ls = pow2_scaled(K)[0], pow2_scaled(L)[0]
     if not unbiased:
-        Kc, Lc = center(K), center(L)
-        return _ratio(_inner(Kc, Lc), np.sqrt(_inner(Kc, Kc) * _inner(Lc, Lc)))
-    Ku, Lu = u_center(K), u_center(L)
+        return _cos(_center(Ks), _center(Ls))
+    Ku, Lu = pow2_scaled(_u_center(Ks))[0], pow2_scaled(_u_center(Ls))[0]
     kk, ll = _inner(Ku, Ku), _inner(Lu, Lu)
     if np.any(kk <= 0) or np.any(ll <= 0):
         warnings.warn("debiased self-HSIC is not positive; CKA is nan there", AlignmentWarning, stacklevel=2)
-    return _ratio(_inner(Ku, Lu), np.sqrt(np.where((kk > 0) & (ll > 0), kk * ll, 0.0)))
+    ok = (kk > 0) & (ll > 0)
+    return _ratio(_inner(Ku, Lu), np.where(ok, np.sqrt(np.where(ok, kk, 0.0)) * np.sqrt(np.where(ok, ll, 0.0)), 0.0))
 
 
 def kta(K, L):
@@ -222,7 +312,7 @@ def kta(K, L):
     1.0
     """
     K, L = _pair(K, L)
-    return cosine(K, L)
+    return _cos(K, L)
 
 
 def linear_cka(A, B, unbiased: bool = False):
@@ -254,17 +344,21 @@ def linear_cka(A, B, unbiased: bool = False):
     >>> round(linear_cka(A, 2 * A @ np.diag([1.0, 1.0, 1.0])), 12)
     1.0
     """
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
+    unbiased = check_bool(unbiased, "unbiased")
+    A = finite_array(A, "A")
+    B = finite_array(B, "B")
     if A.ndim < 2 or B.ndim < 2 or A.shape[:-1] != B.shape[:-1]:
         raise ValueError(f"A and B must be feature matrices (..., n, p) with the same n, got {A.shape}, {B.shape}")
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(B))):
-        raise ValueError("A and B must contain only finite numbers")
     n = A.shape[-2]
     if unbiased and n < 4:
         raise ValueError(f"the unbiased estimator needs n >= 4, got n = {n}")
+    A, B = (
+        pow2_scaled(A)[0],
+        pow2_scaled(B)[0],
+    )  # exact power-of-two scaling: CKA is scale-free, the sums cannot overflow
     A = A - A.mean(axis=-2, keepdims=True)
     B = B - B.mean(axis=-2, keepdims=True)
+    A, B = pow2_scaled(A)[0], pow2_scaled(B)[0]
 
     def cross(X, Y):
         s = np.sum(np.matmul(np.swapaxes(X, -1, -2), Y) ** 2, axis=(-2, -1))
@@ -276,7 +370,8 @@ def linear_cka(A, B, unbiased: bool = False):
     ab, aa, bb = cross(A, B), cross(A, A), cross(B, B)
     if unbiased and (np.any(aa <= 0) or np.any(bb <= 0)):
         warnings.warn("debiased self-HSIC is not positive; CKA is nan there", AlignmentWarning, stacklevel=2)
-    return _ratio(ab, np.sqrt(np.where((aa > 0) & (bb > 0), aa * bb, 0.0)))
+    ok = (aa > 0) & (bb > 0)
+    return _ratio(ab, np.where(ok, np.sqrt(np.where(ok, aa, 0.0)) * np.sqrt(np.where(ok, bb, 0.0)), 0.0))
 
 
 def target_kernel(Y, layout: str = "traced"):
@@ -301,13 +396,11 @@ def target_kernel(Y, layout: str = "traced"):
     (4, 4)
     """
     check_choice(layout, LAYOUTS, "layout")
-    Y = np.asarray(Y, dtype=np.float64)
+    Y = finite_array(Y, "Y")
     if Y.ndim == 1:
         Y = Y[:, None]
     if Y.ndim != 2 or Y.shape[0] < 1:
         raise ValueError(f"Y must have shape (n,) or (n, o), got {Y.shape}")
-    if not np.all(np.isfinite(Y)):
-        raise ValueError("Y must contain only finite numbers")
     if layout == "traced":
         return Y @ Y.T
     v = Y.ravel()
@@ -359,7 +452,12 @@ def layer_alignment(mlp, X, Y, layout: str = "operator", centered: bool = True, 
     >>> A.shape, bool(np.all((A >= 0) & (A <= 1)))
     ((3,), True)
     """
+    from ..finite.mlp import check_mlp
+
+    check_mlp(mlp)
     kind = check_choice(layout, LAYOUTS, "layout")  # the MLP's kernel layout
+    centered, unbiased = check_bool(centered, "centered"), check_bool(unbiased, "unbiased")
+    force = check_bool(force, "force")
     X = mlp.check_inputs(X)
     n = X.shape[0]
     mlp.check_kernel_size(X, "operator" if kind == "operator" else "traced", force)

@@ -52,7 +52,7 @@ def _inputs(args) -> np.ndarray:
         X = load_array(args.input, "--input")
         if X.ndim != 2:
             raise UsageError(f"--input must hold a 2-D array (n, d), got shape {X.shape}")
-        return np.asarray(X, dtype=np.float64)
+        return X  # simulate() validates it (real dtype: a complex array is refused, not cast)
     try:
         n, d = (int(v) for v in args.random.split(","))
     except ValueError:

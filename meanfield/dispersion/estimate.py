@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_int, check_seed, real_array
 from ..stats import bootstrap, stderr
 
 __all__ = ["DispersionEstimate", "estimate"]
@@ -87,7 +87,8 @@ def estimate(thetas, n_boot=500, seed=None, form="corrected") -> DispersionEstim
     >>> round(estimate([1.0, 2.0, 3.0, 4.0], n_boot=10, form="published").ratio, 14)
     3.51958567748041
     """
-    t = np.asarray(thetas, dtype=float)
+    t = real_array(thetas, "thetas")
+    seed = check_seed(seed)
     if t.ndim != 1 or t.size < 3:
         raise ValueError(f"thetas must be a 1-d sample of size >= 3, got shape {t.shape}")
     if not np.all(np.isfinite(t)):

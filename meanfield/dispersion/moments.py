@@ -328,6 +328,8 @@ def ntk_moments(net, d, x0_norm2=1.0, form="corrected") -> NTKMoments:
     (inf, 76.9549)
     """
     n = check_network(net, d)
+    if n is None:
+        raise ValueError("d must be an integer >= 1 (the input dimension), got None")
     sw2 = net.sigma_w2
     x0sq = check_real(x0_norm2, "x0_norm2", low=0, low_open=True)
     check_choice(form, ("corrected", "published"), "form")

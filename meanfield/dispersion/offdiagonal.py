@@ -87,6 +87,8 @@ def offdiagonal_mean_ratio(net, d, rho0):
     1.0
     """
     n = check_network(net, d)
+    if n is None:
+        raise ValueError("d must be an integer >= 1 (the input dimension), got None")
     a = net.sigma_w2 / 2
     rho = finite_array(rho0, "rho0", low=-1.0, high=1.0)
     nw, nb, dw, db = _offdiag_sums(n.size, a, rho, n / n[0])

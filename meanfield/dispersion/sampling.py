@@ -41,7 +41,10 @@ def network_widths(net, d) -> tuple[np.ndarray, float]:
     :func:`meanfield.dispersion.moments.check_network` (finite-width ReLU, standard parameterization, no bias
     variance): the NTP tangent kernel differs from the SP one by layer-dependent factors, which the samplers do not
     compute."""
-    return check_network(net, d).astype(np.int64), net.sigma_w2
+    n = check_network(net, d)
+    if n is None:
+        raise ValueError("d must be an integer >= 1 (the input dimension), got None")
+    return n.astype(np.int64), net.sigma_w2
 
 
 def probe_inputs(d: int, x0_norm2: float = 1.0, rho=None) -> np.ndarray:

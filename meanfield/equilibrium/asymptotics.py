@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .._checks import check_choice, finite_array
+from .._checks import check_choice, check_real, finite_array
 from .information import FORMS, FORWARD_FACTOR
 
 __all__ = ["peak_layer_constant", "relu_eoc_inverse_root", "relu_eoc_one_minus_c", "relu_eoc_slope"]
@@ -115,7 +115,7 @@ def relu_eoc_inverse_root(l, offset=0.0):
     15008.37
     """
     l = finite_array(l, "l", low=1)
-    return math.sqrt(2.0) / (3.0 * math.pi) * l + np.log(l) / (math.sqrt(2.0) * math.pi) + float(offset)
+    return math.sqrt(2.0) / (3.0 * math.pi) * l + np.log(l) / (math.sqrt(2.0) * math.pi) + check_real(offset, "offset")
 
 
 def peak_layer_constant(form="corrected", score="crossing"):

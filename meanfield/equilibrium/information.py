@@ -19,6 +19,7 @@ prefix sums :math:`S_m` of the log ratios, so every depth up to :math:`L_{\max}`
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -43,19 +44,30 @@ FORMS = ("corrected", "published")
 FORWARD_FACTOR = {"corrected": 1.0, "published": 0.5}
 
 
-def check_depths(depth):
-    """Depth(s) L in ``[2, MAX_DEPTH]`` as an int or an int64 array (integral floats accepted)."""
-    arr = np.asarray(depth)
+def check_depths(depth, name="depth"):
+    """Depth(s) L in ``[2, MAX_DEPTH]`` as an int or a 1-D int64 array (integral floats accepted; bools, strings,
+    sets and nested arrays refused, with a ValueError naming ``name``)."""
+    lead = "depth" if name == "depth" else f"{name}: depth"
+    if isinstance(depth, set | frozenset | dict | str | bytes):
+        raise ValueError(f"{lead} must be an integer >= 2 or a 1-D array of them, got {depth!r}")
+    try:
+        arr = np.asarray(depth)
+    except (TypeError, ValueError):
+        raise ValueError(f"{lead} must be an integer >= 2 or a 1-D array of them, got {depth!r}") from None
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise ValueError(f"depth must be an integer >= 2 or an array of them, got {depth!r}")
+        raise ValueError(f"{lead} must be an integer >= 2 or a 1-D array of them, got {depth!r}")
+    if arr.ndim > 1:
+        raise ValueError(f"{lead} must be an integer >= 2 or a 1-D array of them, got shape {arr.shape}")
     if arr.size == 0:
-        raise ValueError("depth must not be empty")
+        raise ValueError(f"{lead} must not be empty")
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
-        raise ValueError(f"depth must hold integers, got {depth!r}")
+        raise ValueError(f"{lead} must hold integers, got {depth!r}")
+    if np.issubdtype(arr.dtype, np.floating) and np.any(np.abs(arr) > MAX_DEPTH):
+        raise ValueError(f"{lead} must be in [2, {MAX_DEPTH}] (a peak layer needs a hidden layer), got {depth!r}")
     arr = arr.astype(np.int64)
     bad = arr[(arr < 2) | (arr > MAX_DEPTH)]
     if bad.size:
-        raise ValueError(f"depth must be in [2, {MAX_DEPTH}] (a peak layer needs a hidden layer), got {bad[0]}")
+        raise ValueError(f"{lead} must be in [2, {MAX_DEPTH}] (a peak layer needs a hidden layer), got {bad[0]}")
     return int(arr) if arr.ndim == 0 else arr
 
 
@@ -68,13 +80,10 @@ def check_loss_memory(L_max, n_depths=1):
 
 
 def _check_eps(eps):
-    try:
-        eps = float(eps)
-    except (TypeError, ValueError):
-        raise ValueError(f"eps must be a number in (0, 2), got {eps!r}") from None
-    if not 0.0 < eps < 2.0:
-        raise ValueError(f"eps must be in (0, 2) (pairs with x.x'/d < 1 - eps), got {eps!r}")
-    return eps
+    ok = isinstance(eps, numbers.Real) and not isinstance(eps, bool | np.bool_) and 0.0 < eps < 2.0
+    if not ok:
+        raise ValueError(f"eps must be in (0, 2), a number (pairs with x.x'/d < 1 - eps), got {eps!r}")
+    return float(eps)
 
 
 def _pair_range(eps, pairs):

@@ -172,7 +172,7 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
     check_network(net)
     check_choice(form, FORMS, "form")
     check_choice(score, SCORES, "score")
-    depths = check_depths(net.depth if depths is None else depths)
+    depths = check_depths(net.depth) if depths is None else check_depths(depths, "depths")
     scalar = np.ndim(depths) == 0
     arr = np.atleast_1d(depths).astype(np.int64)
     L_max = int(arr.max())

@@ -31,7 +31,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_choice, check_int, check_memory, check_operator_size
+from .._checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_memory,
+    check_network,
+    check_operator_size,
+    finite_array,
+    real_array,
+)
 from ..network import Network
 from .stack import backward_stack, draw_stack, forward_stack, multipliers
 from .streams import seed_sequences
@@ -245,6 +254,7 @@ class MLP:
         -------
         MLP
         """
+        check_network(net)
         if net.width is None:
             raise ValueError("net.width is None; MLP.sample needs Network(width=...) (int or hidden widths)")
         d = check_int(d, "d")
@@ -258,7 +268,7 @@ class MLP:
             f"{n_nets or 1} network(s) of {params:.4g} parameters",
             "use a smaller width, or fewer networks at a time (n_nets; meanfield.simulate works in batches)",
         )
-        Ws, bs = draw_stack(net, d, outputs, bool(bias), seed_sequences(seed, n_nets))
+        Ws, bs = draw_stack(net, d, outputs, check_bool(bias, "bias"), seed_sequences(seed, n_nets))
         if n_nets is None:
             Ws = [w[0] for w in Ws]
             bs = None if bs is None else [b[0] for b in bs]
@@ -289,7 +299,7 @@ class MLP:
 
     def check_inputs(self, X) -> np.ndarray:
         """``X`` as a finite float64 array of shape ``(n, d)`` with ``n >= 1`` (ValueError naming ``X`` otherwise)."""
-        X = np.asarray(X, dtype=np.float64)
+        X = finite_array(X, "X")
         if X.ndim != 2 or X.shape[1] != self.d:
             raise ValueError(f"X must have shape (n, d={self.d}), got {X.shape}")
         if X.shape[0] < 1 or not np.all(np.isfinite(X)):
@@ -531,6 +541,7 @@ class MLP:
     def targets(self, Y, n: int, loss: str = "mse", name: str = "Y") -> np.ndarray:
         """Targets of shape ``(n, o)``: integer labels ``(n,)`` become one-hot rows for cross-entropy, and for any
         loss when ``o > 1`` (the one label convention of the package: training and alignment use it too)."""
+        real_array(Y, name)  # no complex, bool, string or object targets
         Y = np.asarray(Y)
         o = self.outputs
         if Y.ndim == 1 and np.issubdtype(Y.dtype, np.integer) and (loss == "xent" or o > 1):

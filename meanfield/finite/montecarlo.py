@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_int, check_memory, format_bytes
+from .._checks import check_bool, check_int, check_memory, finite_array, format_bytes
 from ..activations import KIND_LEAKY
 from ..network import Network
 from ..stats import Bootstrap, bootstrap, stderr
@@ -419,11 +419,12 @@ def simulate(
         raise ValueError(f"net must be a meanfield.Network, got {type(net).__name__}")
     if net.width is None:
         raise ValueError("net.width is None: simulate needs finite networks, e.g. Network(..., width=512)")
-    X = np.asarray(X, dtype=np.float64)
+    X = finite_array(X, "X")  # real: no complex (whose imaginary part a cast drops), bool or object dtype
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must be a non-empty 2-D array (n, d), got shape {X.shape}")
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X must contain only finite numbers")
+    layers, bias = check_bool(layers, "layers"), check_bool(bias, "bias")
+    if progress is not None:
+        progress = check_bool(progress, "progress")
     n_nets = check_int(n_nets, "n_nets")
     seed = check_int(seed, "seed", 0)
     if isinstance(quantities, str):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_int, check_real
+from .._checks import check_int, check_real, check_seed
 from ..alignment.measures import cka, layer_alignment, target_kernel
 from .mlp import MLP
 from .montecarlo import blas_limit
@@ -238,12 +238,9 @@ def train(
     epochs = check_int(epochs, "epochs")
     batch_size = check_int(batch_size, "batch_size")
     lr = check_real(lr, "lr", low=0, low_open=True)
-    momentum = float(momentum)
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-    weight_decay = float(weight_decay)
-    if not (np.isfinite(weight_decay) and weight_decay >= 0.0):
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    momentum = check_real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
+    weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
+    seed = check_seed(seed)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable as callback(epoch, mlp) or None, got {callback!r}")
     if (X_test is None) != (Y_test is None):
@@ -318,7 +315,7 @@ def train(
     )  # fmt: skip
 
 
-def _scaled(g, m):
+def pow2_scaled(g, m):
     """g times a per-layer multiplier that is a float or one value per network of a stack."""
     m = np.asarray(m, dtype=np.float64)
     return g * m.reshape(m.shape + (1,) * (g.ndim - m.ndim))
@@ -343,7 +340,7 @@ def _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, m
             value, grads = net.grads(X[idx], Y[idx], loss)
             if rule is not None:
                 scales = step_scales(net, grads, **rule)
-                grads = [_scaled(g, scales[i // per]) for i, g in enumerate(grads)]
+                grads = [pow2_scaled(g, scales[i // per]) for i, g in enumerate(grads)]
             for p, g, v in zip(params, grads, velocity, strict=True):
                 if weight_decay:
                     g = g + weight_decay * p

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from .._checks import check_int, finite_array
 from .._jit import njit
 from ..activations import Activation, get_activation
 from .closed import pair_correlation
@@ -385,12 +386,11 @@ def hermite_coefficients(activation, q, order=None):
     (2.0, 1.0, True)
     """
     act = get_activation(activation)
-    q = np.asarray(q, dtype=np.float64)
-    if not np.all(np.isfinite(q)) or np.any(q < 0):
-        raise ValueError("q must be finite and >= 0")
+    q = finite_array(q, "q", low=0.0)
+    order = None if order is None else check_int(order, "order")
     flat = q.reshape(-1)
     if order is not None:
-        a, b = _coefficients_at(act, flat, int(order))
+        a, b = _coefficients_at(act, flat, order)
     else:
         a, b = adaptive_coefficients(act, flat)
     return a.reshape(q.shape + (-1,)), b.reshape(q.shape + (-1,))

@@ -66,7 +66,7 @@ def single_moments(activation, q):
     accurate to about 1e-14 for smooth activations at any ``q``.
     """
     act = get_activation(activation)
-    q = np.asarray(q, dtype=np.float64)
+    q = finite_array(q, "q", low=0.0)
     if act.kind != KIND_HERMITE:
         flat = np.ascontiguousarray(q).reshape(-1)
         v, dv = np.empty_like(flat), np.empty_like(flat)
@@ -89,7 +89,7 @@ def variance_slope(activation, q):
     :math:`\phi'(0)^2 + \phi(0)\phi''(0)`).
     """
     act = get_activation(activation)
-    q = np.asarray(q, dtype=np.float64)
+    q = finite_array(q, "q", low=0.0)
     if act.kind == KIND_LEAKY:
         return np.full_like(q, 0.5 * (1.0 + act.slope**2))
     if act.kind == KIND_ERF:

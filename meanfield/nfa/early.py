@@ -19,6 +19,7 @@ import dataclasses
 import numpy as np
 
 from .._checks import check_layers, check_memory, check_operator_size, finite_array
+from ..alignment.measures import pow2_scaled
 from ..network import Network
 from ..propagation.dataset import kernels, kernels_nbytes
 
@@ -29,12 +30,16 @@ def trace_prod(A, B):
 
 
 def early_rho(G, U, V):
-    """``tr(UGVG) / sqrt(tr(UGUG) tr(VGVG))`` over the last two axes (all symmetric ``n x n``); ``nan`` at 0/0."""
-    UG, VG = np.matmul(U, G), np.matmul(V, G)
+    """``tr(UGVG) / sqrt(tr(UGUG) tr(VGVG))`` over the last two axes (all symmetric ``n x n``); ``nan`` at 0/0.
+
+    Scale-free in each of ``G, U, V``: each is first scaled exactly by a power of two to a largest entry in
+    ``[0.5, 1)`` (and so are the products), so no trace over- or underflows."""
+    G, U, V = (pow2_scaled(np.asarray(A, dtype=np.float64))[0] for A in (G, U, V))
+    UG, VG = pow2_scaled(np.matmul(U, G))[0], pow2_scaled(np.matmul(V, G))[0]
     num = trace_prod(UG, VG)
     d1, d2 = trace_prod(UG, UG), trace_prod(VG, VG)
     ok = (d1 > 0) & (d2 > 0)
-    out = np.where(ok, num / np.sqrt(np.where(ok, d1 * d2, 1.0)), np.nan)
+    out = np.where(ok, num / (np.sqrt(np.where(ok, d1, 1.0)) * np.sqrt(np.where(ok, d2, 1.0))), np.nan)
     return out if out.ndim else float(out)
 
 

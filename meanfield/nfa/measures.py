@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._checks import check_choice, check_layers, check_operator_size
-from ..alignment.measures import cosine, psd_power
+from ..alignment.measures import cosine, pow2_scaled, psd_power
 from ..finite.mlp import MLP
 from .early import cnfc_early_kernels, early_rho, trace_prod
 
@@ -52,7 +52,10 @@ def _rho(A, B, metric: str = "cosine", power: float = 1.0):
     """Matrix similarity: cosine, Pearson (mean of all entries removed) or diagonal Pearson, of ``A`` and
     ``B^power``."""
     check_choice(metric, METRICS, "metric")
-    B = psd_power(B, power)
+    A, B = (
+        pow2_scaled(np.asarray(A, dtype=np.float64))[0],
+        psd_power(pow2_scaled(np.asarray(B, dtype=np.float64))[0], power),
+    )
     if metric == "diag_pearson":
         A = np.diagonal(A, axis1=-2, axis2=-1)[..., :, None]
         B = np.diagonal(B, axis1=-2, axis2=-1)[..., :, None]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_choice, check_int
+from .._checks import check_choice, check_int, finite_array, real_array
 
 FORMS = ("corrected", "published")
 
@@ -45,8 +45,8 @@ def quadratic_r_moments(W, a, order: int = 4) -> np.ndarray:
     >>> quadratic_r_moments([[1.0, 0.0], [0.0, 2.0]], [1.0, 1.0]).tolist()
     [2.5, 8.5, 32.5, 128.5]
     """
-    W = np.asarray(W, dtype=np.float64)
-    a = np.asarray(a, dtype=np.float64)
+    W = finite_array(W, "W")
+    a = finite_array(a, "a")
     if W.ndim != 2 or a.shape != (W.shape[0],):
         raise ValueError(f"W must be (k, d) and a (k,), got {W.shape} and {a.shape}")
     order = check_int(order, "order")
@@ -56,8 +56,8 @@ def quadratic_r_moments(W, a, order: int = 4) -> np.ndarray:
 
 
 def _quadratic_data(X, y):
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    X = real_array(X, "X")
+    y = real_array(y, "y")
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError(f"X must be (n, d) and y (n,), got {X.shape} and {y.shape}")
     if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_int
+from .._checks import check_int, finite_array
 
 
 def egop(grad, X) -> np.ndarray:
@@ -35,8 +35,8 @@ def egop(grad, X) -> np.ndarray:
     >>> egop(lambda X: 2 * X, np.eye(2)).tolist()
     [[2.0, 0.0], [0.0, 2.0]]
     """
-    X = np.asarray(X, dtype=np.float64)
-    Gr = np.asarray(grad(X) if callable(grad) else grad, dtype=np.float64)
+    X = finite_array(X, "X")
+    Gr = finite_array(grad(X) if callable(grad) else grad, "grad")
     if X.ndim != 2 or Gr.shape != X.shape:
         raise ValueError(f"the gradients must have the shape of X {X.shape}, got {Gr.shape}")
     return Gr.T @ Gr / X.shape[0]
@@ -44,7 +44,7 @@ def egop(grad, X) -> np.ndarray:
 
 def _chain_block(X, r):
     """The leading ``r`` coordinates of ``X`` and their cyclic successors, after checking ``2 <= r <= d``."""
-    X = np.asarray(X, dtype=np.float64)
+    X = finite_array(X, "X")
     r = check_int(r, "r")
     if X.ndim != 2 or not 2 <= r <= X.shape[1]:
         raise ValueError(f"X must be (n, d) with d >= r >= 2; got shape {X.shape} and r = {r}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_memory, check_network
+from .._checks import check_layers, check_memory, check_network
 from ..network import Network
 from .inputs import check_inputs, first_layer, variance_sequences
 from .tiles import propagate
@@ -63,18 +63,11 @@ class Kernels:
 
 
 def _layer_slots(layers, depth):
-    if layers is False or layers is None:
+    if layers is None or (isinstance(layers, bool | np.bool_) and not layers):
         return None
-    if layers is True:
-        chosen = list(range(1, depth + 1))
-    else:
-        try:
-            chosen = sorted({int(x) for x in np.atleast_1d(layers)})
-        except (TypeError, ValueError):
-            raise ValueError(f"layers must be a bool or a list of layer indices in 1..{depth}") from None
-        if not chosen or chosen[0] < 1 or chosen[-1] > depth:
-            raise ValueError(f"layers must be a bool or a list of layer indices in 1..{depth}, got {layers!r}")
-    return tuple(chosen)
+    if isinstance(layers, bool | np.bool_):
+        return tuple(range(1, depth + 1))
+    return tuple(sorted(set(check_layers(layers, depth, "layers")[0])))
 
 
 def kernels_nbytes(n: int, m: int, d: int, depth: int, n_layers: int = 0) -> float:
@@ -105,8 +98,9 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
         The network spec. ``depth`` L; ``width`` is ignored in NTK parameterization.
     X2 : array_like (m, d), optional
         Second set of inputs for cross kernels (train x test). Default: ``X`` (symmetric, half the work).
-    layers : bool or sequence of int
-        ``True`` for all layers 1..L, or a list of 1-based layer indices, to also return
+    layers : bool, int or sequence of int
+        ``True`` for all layers 1..L, or a 1-based layer index or a list of them (integers, not bools or floats), to
+        also return
         :math:`\Sigma_l`, :math:`\mathfrak B_l` and :math:`\Theta^{(l)}` of those layers.
 
     Returns

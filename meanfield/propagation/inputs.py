@@ -23,11 +23,14 @@ __all__ = ["check_inputs", "first_layer", "variance_sequences"]
 
 
 def check_inputs(X, name="X", d=None) -> np.ndarray:
-    """Validate a data matrix: 2-D (a 1-D array is one row), non-empty, finite, float64, optional column count
-    ``d``."""
-    X = finite_array(X, name, ndim=(1, 2))
-    if X.ndim == 1:
-        X = X[None, :]
+    """Validate a data matrix: 2-D ``(n, d)`` (a 1-D array is refused: one input is ``x[None, :]``), non-empty,
+    finite, real (no complex, bool or object dtype), float64, optional column count ``d``."""
+    X = finite_array(X, name)
+    if X.ndim != 2:
+        raise ValueError(
+            f"{name} must be a 2-D array (n, d) with one input per row, got shape {X.shape}"
+            + ("; for one input x pass x[None, :]" if X.ndim == 1 else "")
+        )
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{name} must be a non-empty 2-D array (n, d), got shape {X.shape}")
     if d is not None and X.shape[1] != d:
@@ -64,10 +67,20 @@ def first_layer(X, X2, sw, sb, sym):
 
     def unit(Z):
         aug = np.hstack([Z * math.sqrt(sw / d), np.full((Z.shape[0], 1), math.sqrt(sb))])
+        top = np.max(np.abs(aug), axis=1)  # scale each row exactly by a power of two first: no under/overflow
+        if np.any(top == 0):
+            i = int(np.flatnonzero(top == 0)[0])
+            raise ValueError(f"row {i} of the inputs has zero norm: a zero input has an undefined correlation when "
+                             "sigma_b2 = 0; remove it")  # fmt: skip
+        aug = np.ldexp(aug, -np.frexp(top)[1][:, None])
         norm = np.sqrt(np.einsum("ij,ij->i", aug, aug))
-        if np.any(norm == 0):
-            raise ValueError("inputs with zero norm have an undefined correlation when sigma_b2 = 0; remove them")
-        return aug / norm[:, None], norm**2
+        q = np.ldexp(norm**2, 2 * np.frexp(top)[1])  # sigma_w^2/d ||x||^2 + sigma_b^2
+        bad = ~np.isfinite(q) | (q < np.finfo(np.float64).tiny)
+        if np.any(bad):
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"row {i} of the inputs has sigma_w2/d ||x||^2 + sigma_b2 outside the float64 range "
+                             "(2.2e-308 to 1.8e308); rescale the inputs")  # fmt: skip
+        return aug / norm[:, None], q
 
     A, q1 = unit(X)
     B, q2 = (A, q1) if sym else unit(X2)

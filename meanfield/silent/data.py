@@ -14,10 +14,10 @@ from .._checks import check_real, finite_array
 def unit_vector(beta, name="beta") -> np.ndarray:
     """``beta`` as a unit vector (a finite, non-zero 1-D array)."""
     b = finite_array(beta, name, ndim=(1,))
-    norm = np.linalg.norm(b)
-    if b.size == 0 or norm == 0:
+    if b.size == 0 or not np.any(b):
         raise ValueError(f"{name} must be a non-zero vector")
-    return b / norm
+    b = np.ldexp(b, -np.frexp(np.max(np.abs(b)))[1])  # exact scaling: a tiny or huge beta keeps its direction
+    return b / np.linalg.norm(b)
 
 
 def _centred_svd(X):
