@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_network
+from ..activations import KIND_HERMITE
 from ..network import Network
-from .inputs import check_inputs, first_layer, variance_sequences
+from .inputs import check_inputs, first_layer, variance_ratios, variance_sequences
 from .tiles import propagate
 
 __all__ = ["Kernels", "kernels"]
@@ -75,6 +76,17 @@ def _layer_slots(layers, depth):
         if not chosen or chosen[0] < 1 or chosen[-1] > depth:
             raise ValueError(f"layers must be a bool or a list of layer indices in 1..{depth}, got {layers!r}")
     return tuple(chosen)
+
+
+def _refuse_nonfinite(nngp, ntk, ntk_l):
+    """The variances are finite (checked with the inputs), but the NTK sums over layers and in standard
+    parameterization carries fan-in factors: refuse a kernel that overflows rather than return inf or NaN."""
+    for name, arr in (("NNGP", nngp), ("NTK", ntk), ("per-layer NTK", ntk_l)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"the {name} overflows float64 (its entries exceed 1.8e308; the variances grow too fast with depth "
+                "or the inputs are too large): use a smaller input norm, sigma_w2 or depth"
+            )
 
 
 def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
@@ -158,8 +170,11 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))  # (M, npar, apar) per layer
     # per-input sequences laid out (layer, input): the row kernel's column loop reads them contiguously
     SQ, SV = np.sqrt(Q), np.sqrt(V)
-    Q1, SQ1, SV1, R1 = (np.ascontiguousarray(a[:, :n]) for a in (Q, SQ, SV, rows))
-    Q2, SQ2, SV2, R2 = (Q1, SQ1, SV1, R1) if sym else (np.ascontiguousarray(a[:, n:]) for a in (Q, SQ, SV, rows))
+    T = variance_ratios(act, sw, sb, Q) if act.kind != KIND_HERMITE else np.zeros_like(Q)
+    Q1, SQ1, SV1, R1, T1 = (np.ascontiguousarray(a[:, :n]) for a in (Q, SQ, SV, rows, T))
+    Q2, SQ2, SV2, R2, T2 = (
+        (Q1, SQ1, SV1, R1, T1) if sym else (np.ascontiguousarray(a[:, n:]) for a in (Q, SQ, SV, rows, T))
+    )
 
     slots = np.full(depth, -1, dtype=np.int64)
     nl = 0
@@ -171,9 +186,10 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     nngp, ntk = np.empty((n, m)), np.empty((n, m))
     nngp_l, back_l, ntk_l = np.empty(shape_l), np.empty(shape_l), np.empty(shape_l)
     propagate(
-        act.kind, float(act.slope), sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order,
+        act.kind, float(act.slope), sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order,
         W0, S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l,
     )  # fmt: skip
+    _refuse_nonfinite(nngp, ntk, ntk_l)
     if nl == 0:
         return Kernels(nngp, ntk)
     return Kernels(nngp, ntk, slots_t, nngp_l, back_l, ntk_l)

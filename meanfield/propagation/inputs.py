@@ -16,10 +16,10 @@ from numba import prange
 from .._checks import finite_array
 from .._jit import njit
 from ..activations import KIND_HERMITE
-from ..gaussian.closed import closed_variance
+from ..gaussian.closed import closed_variance, closed_variance_unit
 from ..gaussian.hermite import adaptive_coefficients, pack_parity
 
-__all__ = ["check_inputs", "first_layer", "variance_sequences"]
+__all__ = ["check_inputs", "first_layer", "variance_ratios", "variance_sequences"]
 
 
 def check_inputs(X, name="X", d=None) -> np.ndarray:
@@ -58,25 +58,62 @@ def _refine(A, B, S, R, thresh, sym):
                 S[i, j] = 2.0 - R[i, j]
 
 
+def _unit_rows(Z, sw, sb):
+    """Rows of ``[Z sqrt(sw/d), sqrt(sb)]`` scaled to unit length, and their squared norms q (layer-1 variances).
+
+    Each row is divided by its largest entry before its norm is formed, so the unit vectors (hence the layer-1
+    correlations) are exact for any representable input, however large or small; only q itself can overflow."""
+    d = Z.shape[1]
+    aug = np.hstack([Z * math.sqrt(sw / d), np.full((Z.shape[0], 1), math.sqrt(sb))])
+    big = np.max(np.abs(aug), axis=1)
+    if np.any(big == 0):
+        raise ValueError("inputs with zero norm have an undefined correlation when sigma_b2 = 0; remove them")
+    if not np.all(np.isfinite(big)):
+        i = int(np.argmin(np.isfinite(big)))
+        raise ValueError(f"input {i} times sqrt(sigma_w2 / d) overflows float64; rescale the inputs")
+    scaled = aug / big[:, None]
+    norm = np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+    with np.errstate(over="ignore", under="ignore"):
+        q = (big * norm) ** 2
+    if not np.all(np.isfinite(q)):
+        i = int(np.argmin(np.isfinite(q)))
+        raise ValueError(
+            f"the layer-1 variance sigma_w2 ||x||^2 / d + sigma_b2 of input {i} overflows float64 "
+            f"(||x|| = {big[i] * norm[i] / math.sqrt(sw / d):.3g}); rescale the inputs"
+        )
+    return scaled / norm[:, None], q
+
+
 def first_layer(X, X2, sw, sb, sym):
     """Layer 1 (Sigma_1 - sigma_b^2, s, r, q_1(X), q_1(X2)): (s, r) from the bias-augmented unit inputs."""
     d = X.shape[1]
-
-    def unit(Z):
-        aug = np.hstack([Z * math.sqrt(sw / d), np.full((Z.shape[0], 1), math.sqrt(sb))])
-        norm = np.sqrt(np.einsum("ij,ij->i", aug, aug))
-        if np.any(norm == 0):
-            raise ValueError("inputs with zero norm have an undefined correlation when sigma_b2 = 0; remove them")
-        return aug / norm[:, None], norm**2
-
-    A, q1 = unit(X)
-    B, q2 = (A, q1) if sym else unit(X2)
+    A, q1 = _unit_rows(X, sw, sb)
+    B, q2 = (A, q1) if sym else _unit_rows(X2, sw, sb)
     C = np.clip(A @ B.T, -1.0, 1.0)
     S = 1.0 - C
     R = 1.0 + C
     _refine(A, B, S, R, 0.05, sym)
-    W0 = (sw / d) * (X @ X2.T)
+    with np.errstate(over="ignore", under="ignore"):
+        W0 = (sw / d) * (X @ X2.T)
+        if not np.all(np.isfinite(W0)):  # x . x' overflows although sigma_w2 x . x' / d may not: scale first
+            f = math.sqrt(sw / d)
+            W0 = (X * f) @ (X2 * f).T
+    if not np.all(np.isfinite(W0)):
+        raise ValueError("the layer-1 kernel sigma_w2 x . x' / d overflows float64; rescale the inputs")
     return W0, S, R, q1, q2
+
+
+def _refuse_overflow(Q, sw, sb):
+    """ValueError naming the first layer whose variance q_l = Sigma_l(x, x) overflows float64, if any."""
+    bad = ~np.isfinite(Q)
+    if bad.any():
+        l = int(np.argmax(bad.any(axis=1)))
+        prev = np.max(Q[l - 1]) if l > 0 else math.inf
+        raise ValueError(
+            f"the variance Sigma_l(x, x) overflows float64 at layer l = {l + 1} (max q_{l} = {prev:.3g} with "
+            f"sigma_w2 = {sw:g}, sigma_b2 = {sb:g}): the NNGP itself is not representable; use a smaller input norm, "
+            "a smaller sigma_w2 or a shallower network"
+        )
 
 
 @njit(cache=True, error_model="numpy")
@@ -85,6 +122,24 @@ def _closed_sequences(kind, slope, sw, sb, Q, V):
         for i in range(Q.shape[1]):
             V[l, i] = closed_variance(kind, slope, Q[l, i])[0]
             Q[l + 1, i] = sw * V[l, i] + sb
+
+
+@njit(cache=True, error_model="numpy")
+def _ratios(kind, slope, sw, sb, Q, T):
+    for l in range(Q.shape[0] - 1):
+        for i in range(Q.shape[1]):
+            q = Q[l, i]
+            sbq = sb / q if sb > 0.0 else 0.0  # q = 0 (underflowed) with a bias: tau = 0
+            T[l, i] = 1.0 / math.sqrt(sw * closed_variance_unit(kind, slope, q)[0] + sbq)
+
+
+def variance_ratios(act, sw, sb, Q):
+    """tau[l, i] = sqrt(q_l / q_{l+1}) of the closed forms, as 1 / sqrt(sigma_w^2 v(q)/q + sigma_b^2/q) with v/q in
+    closed form (:func:`meanfield.gaussian.closed.closed_variance_unit`): finite when q under- or overflows (for
+    the leaky family without bias it is 1 / sqrt(sigma_w^2 (1 + a^2)/2) at every layer). The last row is unused."""
+    T = np.zeros_like(Q)
+    _ratios(act.kind, float(act.slope), sw, sb, Q, T)
+    return T
 
 
 def variance_sequences(act, sw, sb, q1, depth):
@@ -102,11 +157,14 @@ def variance_sequences(act, sw, sb, q1, depth):
     Q[0] = q1
     tables_a, tables_b = [], []
     if act.kind != KIND_HERMITE:
-        _closed_sequences(act.kind, float(act.slope), sw, sb, Q, V)
+        with np.errstate(over="ignore"):
+            _closed_sequences(act.kind, float(act.slope), sw, sb, Q, V)
         depth = 0  # no Hermite tables
     offset = 0
     prev = None
     for l in range(depth - 1):  # Python loop over layers (general path only), never over matrix entries
+        if not np.all(np.isfinite(Q[l])):
+            _refuse_overflow(Q[: l + 1], sw, sb)
         uq, inv = np.unique(Q[l], return_inverse=True)
         inv = inv.reshape(-1)
         if prev is not None and np.array_equal(uq, prev[0]):  # variances at their fixed point: reuse the rows
@@ -124,6 +182,7 @@ def variance_sequences(act, sw, sb, q1, depth):
         order[l], npar[l], apar[l] = M, npl, apl
         V[l] = np.einsum("ij,ij->i", a, a)[inv]
         Q[l + 1] = sw * V[l] + sb
+    _refuse_overflow(Q, sw, sb)
     if tables_a:
         TA = np.concatenate(tables_a)
         TB = np.concatenate(tables_b)
