@@ -39,6 +39,7 @@ __all__ = [
     "h_theta",
     "leaky_decorrelation",
     "leaky_pair",
+    "leaky_unit",
     "pair_correlation",
 ]
 
@@ -199,6 +200,21 @@ def leaky_pair(a, sq12, s, r):
     agap = sq * (ea * _PI * r + ia * h)
     dcov = (ea * pi_minus_theta + 2.0 * a * theta) / (2.0 * _PI)
     return cov, gap, agap, dcov
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def leaky_unit(a, s, r):
+    """:func:`leaky_pair` per unit of sqrt(E phi(u)^2 E phi(v)^2) = (1 + a^2)/2 sqrt(q1) sqrt(q2): (cov, gap, agap)
+    divided by it, and dcov. These are the correlation map itself, independent of q (derived here from Cho & Saul
+    2009): with kappa = (1 - a)^2 / (1 + a^2), gap = s - kappa h(theta)/pi, agap = r + kappa h(theta)/pi and
+    cov = (h(pi - theta) - 2a h(theta) / (1 + a^2)) / pi, as in :func:`leaky_decorrelation`.
+    """
+    theta, pi_minus_theta, c, h, hc = _leaky_angles(s, r)
+    ea = 1.0 + a * a
+    kh = (1.0 - a) * (1.0 - a) / ea * h / _PI
+    cov = (hc - 2.0 * a / ea * h) / _PI
+    dcov = (ea * pi_minus_theta + 2.0 * a * theta) / (2.0 * _PI)
+    return cov, s - kh, r + kh, dcov
 
 
 @njit(cache=True, error_model="numpy")

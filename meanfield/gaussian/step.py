@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .._jit import njit
 from ..activations import KIND_ERF, KIND_LEAKY
-from .closed import erf_pair, erf_pair_unit, leaky_pair
+from .closed import erf_pair, erf_pair_unit, leaky_pair, leaky_unit
 from .hermite import hermite_pair
 
 __all__ = ["closed_unit_step", "next_correlation", "next_correlation_unit", "pair_step"]
@@ -53,18 +53,24 @@ def next_correlation(sw, sb, sv1, sv2, sqn1, sqn2, gap, agap):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def closed_unit_step(kind, slope, q1, q2, s, r):
-    """(cov, gap, agap) / (sqrt(q1) sqrt(q2)) and dcov of the closed forms (leaky family, erf), finite for every
-    representable q1, q2 including 0."""
+def closed_unit_step(kind, slope, q1, q2, su12, s, r):
+    """(cov, gap, agap) / sqrt(v1 v2) and dcov of the closed forms (leaky family, erf), with v_i = E phi^2 and
+    ``su12 = sqrt(v1/q1) sqrt(v2/q2)``: finite for every representable q1, q2 including 0.
+
+    The leaky family gives its correlation map directly (:func:`meanfield.gaussian.closed.leaky_unit`, no q);
+    erf divides :func:`meanfield.gaussian.closed.erf_pair_unit` (per unit of sqrt(q1) sqrt(q2)) by ``su12``.
+    """
     if kind == KIND_LEAKY:
-        return leaky_pair(slope, 1.0, s, r)
-    return erf_pair_unit(q1, q2, s, r)
+        return leaky_unit(slope, s, r)
+    cov, gap, agap, dcov = erf_pair_unit(q1, q2, s, r)
+    inv = 1.0 / su12
+    return cov * inv, gap * inv, agap * inv, dcov
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def next_correlation_unit(sw, sb, sv1, sv2, sqn1, sqn2, t12, gap_n, agap_n):
-    """:func:`next_correlation` from gaps per unit of sqrt(q1) sqrt(q2) and ``t12 = sigma_w^2 tau_1 tau_2`` with
-    ``tau_i = sqrt(q_i / q_i')`` (the ratio of consecutive variances, formed without dividing underflowed numbers:
+    """:func:`next_correlation` from the gaps per unit of sqrt(v1 v2) and ``t12 = t_1 t_2`` with
+    ``t_i = sqrt(sigma_w^2 v_i / q_i')`` (exactly 1 without bias; formed without dividing underflowed numbers:
     :func:`meanfield.propagation.inputs.variance_ratios`).
 
     1 - c' = t12 gap_n + mix / sqrt(q1' q2') and 1 + c' = t12 agap_n + (mix + 2 b) / sqrt(q1' q2'), the bias part

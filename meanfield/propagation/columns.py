@@ -49,20 +49,20 @@ def layer_update(sw, sb, ow, ob, sv1, sv2, sqn1, sqn2, cov, gap, agap, dcov, jj,
 
 @njit(cache=True, error_model="numpy", inline="always")
 def closed_columns(
-    kind, slope, sw, sb, q1, sq1, sv1, sqn1, t1, ow, ob, q2, sq2, sv2, sqn2, t2, s, r, w, th, wl, dl
+    kind, slope, sw, sb, q1, sv1, sqn1, t1, u1, ow, ob, q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl
 ):  # fmt: skip
     """One layer step for a block of columns of one row with the closed forms (row quantities are scalars).
 
-    The pair step is taken per unit of sqrt(q1) sqrt(q2) (:func:`meanfield.gaussian.step.closed_unit_step`) and
-    the next correlation from the variance ratios ``t1, t2`` = sqrt(q_l / q_{l+1})
+    The pair step is taken per unit of sqrt(v1 v2) (:func:`meanfield.gaussian.step.closed_unit_step`; ``u`` =
+    sqrt(v/q)) and the next correlation from the ratios ``t = sqrt(sigma_w^2 v / q')``
     (:func:`meanfield.gaussian.step.next_correlation_unit`): no product of variances is formed, so the
-    correlations stay exact when the variances are huge or underflow; w = sigma_w^2 cov_n sqrt(q1) sqrt(q2) and
+    correlations stay exact when the variances are huge or underflow; w = sigma_w^2 cov_n sqrt(v1) sqrt(v2) and
     the kernels' update as in :func:`layer_update`.
     """
     for jj in range(q2.shape[0]):
-        cov, gap, agap, dcov = closed_unit_step(kind, slope, q1, q2[jj], s[jj], r[jj])
-        s[jj], r[jj] = next_correlation_unit(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], sw * t1 * t2[jj], gap, agap)
-        wpart = sw * cov * sq1 * sq2[jj]
+        cov, gap, agap, dcov = closed_unit_step(kind, slope, q1, q2[jj], u1 * u2[jj], s[jj], r[jj])
+        s[jj], r[jj] = next_correlation_unit(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], t1 * t2[jj], gap, agap)
+        wpart = sw * cov * sv1 * sv2[jj]
         dot = sw * dcov
         w[jj] = wpart
         th[jj] = th[jj] * dot + ow * wpart + ob

@@ -133,6 +133,11 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     the Mehler expansion (:func:`meanfield.gaussian.hermite_coefficients`, 1e-9 relative for variances ``q <= 10``;
     cost grows with ``q``).
 
+    Range: the closed forms never multiply two variances (correlations are k / (sqrt(q1) sqrt(q2)) and the next
+    layer's from ratios of variances), so inputs of any representable norm keep their correlations, and a
+    variance that underflows (ReLU at small sigma_w2, deep) leaves the correlations exact while the kernel entries
+    round to 0. A variance, NNGP or NTK that overflows float64 raises ``ValueError`` naming it (never inf or NaN).
+
     Examples
     --------
     >>> import numpy as np
@@ -170,11 +175,11 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))  # (M, npar, apar) per layer
     # per-input sequences laid out (layer, input): the row kernel's column loop reads them contiguously
     SQ, SV = np.sqrt(Q), np.sqrt(V)
-    T = variance_ratios(act, sw, sb, Q) if act.kind != KIND_HERMITE else np.zeros_like(Q)
-    Q1, SQ1, SV1, R1, T1 = (np.ascontiguousarray(a[:, :n]) for a in (Q, SQ, SV, rows, T))
-    Q2, SQ2, SV2, R2, T2 = (
-        (Q1, SQ1, SV1, R1, T1) if sym else (np.ascontiguousarray(a[:, n:]) for a in (Q, SQ, SV, rows, T))
-    )
+    T = variance_ratios(act, sw, sb, Q) if act.kind != KIND_HERMITE else np.zeros((2,) + Q.shape)
+    Q1, SQ1, SV1, R1 = (np.ascontiguousarray(a[:, :n]) for a in (Q, SQ, SV, rows))
+    Q2, SQ2, SV2, R2 = (Q1, SQ1, SV1, R1) if sym else (np.ascontiguousarray(a[:, n:]) for a in (Q, SQ, SV, rows))
+    T1 = np.ascontiguousarray(T[:, :, :n])
+    T2 = T1 if sym else np.ascontiguousarray(T[:, :, n:])
 
     slots = np.full(depth, -1, dtype=np.int64)
     nl = 0

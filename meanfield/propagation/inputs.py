@@ -129,15 +129,20 @@ def _ratios(kind, slope, sw, sb, Q, T):
     for l in range(Q.shape[0] - 1):
         for i in range(Q.shape[1]):
             q = Q[l, i]
-            sbq = sb / q if sb > 0.0 else 0.0  # q = 0 (underflowed) with a bias: tau = 0
-            T[l, i] = 1.0 / math.sqrt(sw * closed_variance_unit(kind, slope, q)[0] + sbq)
+            u = closed_variance_unit(kind, slope, q)[0]
+            T[1, l, i] = math.sqrt(u)
+            if sb > 0.0:
+                T[0, l, i] = 1.0 / math.sqrt(1.0 + sb / q / (sw * u))  # q = 0 (underflowed): 0
+            else:
+                T[0, l, i] = 1.0
 
 
 def variance_ratios(act, sw, sb, Q):
-    """tau[l, i] = sqrt(q_l / q_{l+1}) of the closed forms, as 1 / sqrt(sigma_w^2 v(q)/q + sigma_b^2/q) with v/q in
-    closed form (:func:`meanfield.gaussian.closed.closed_variance_unit`): finite when q under- or overflows (for
-    the leaky family without bias it is 1 / sqrt(sigma_w^2 (1 + a^2)/2) at every layer). The last row is unused."""
-    T = np.zeros_like(Q)
+    """Per-input ratios of the closed forms, shape (2, depth, n): ``T[0, l, i] = sqrt(sigma_w^2 v_l / q_{l+1})``
+    and ``T[1, l, i] = sqrt(v_l / q_l)`` with v_l = E phi(sqrt(q_l) z)^2, from v/q in closed form
+    (:func:`meanfield.gaussian.closed.closed_variance_unit`): finite when q under- or overflows, and T[0] exactly
+    1 without bias. The last layer is unused."""
+    T = np.zeros((2,) + Q.shape)
     _ratios(act.kind, float(act.slope), sw, sb, Q, T)
     return T
 

@@ -71,9 +71,9 @@ def _curve(kind, slope, sw, sb, Q, V, T, rows, TA, TB, order, s, r, out):
             cov, gap, agap, dcov = pair_step(kind, slope, q1, q2, sq1 * sq2, s, r, TA, TB, ra, rb, k, npar, apar)
             s, r = next_correlation(sw, sb, sv1, sv2, sqn1, sqn2, gap, agap)
         else:  # per unit of sqrt(q1) sqrt(q2), correlations from variance ratios (exact if q under/overflows)
-            cov, gap, agap, dcov = closed_unit_step(kind, slope, q1, q2, s, r)
-            s, r = next_correlation_unit(sw, sb, sv1, sv2, sqn1, sqn2, sw * T[0, l - 1] * T[1, l - 1], gap, agap)
-            cov = cov * sq1 * sq2
+            cov, gap, agap, dcov = closed_unit_step(kind, slope, q1, q2, T[0, 1, l - 1] * T[1, 1, l - 1], s, r)
+            s, r = next_correlation_unit(sw, sb, sv1, sv2, sqn1, sqn2, T[0, 0, l - 1] * T[1, 0, l - 1], gap, agap)
+            cov = cov * sv1 * sv2
         out[0, l] = s
         out[1, l] = r
         out[2, l] = sw * cov + sb
@@ -127,8 +127,9 @@ def pair_curve(net: Network, q1=1.0, q2=None, c=None, s=None) -> PairCurve:
     qs = np.array([q1, q2], dtype=np.float64)
     Q, V, rows, order, npar, apar, TA, TB = variance_sequences(act, net.sigma_w2, net.sigma_b2, qs, depth)
     order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))
-    T = variance_ratios(act, net.sigma_w2, net.sigma_b2, Q) if act.kind != KIND_HERMITE else np.zeros_like(Q)
-    Q, V, T, rows = (np.ascontiguousarray(a.T) for a in (Q, V, T, rows))
+    T = variance_ratios(act, net.sigma_w2, net.sigma_b2, Q) if act.kind != KIND_HERMITE else np.zeros((2,) + Q.shape)
+    T = np.ascontiguousarray(T.transpose(2, 0, 1))  # (input, ratio, layer)
+    Q, V, rows = (np.ascontiguousarray(a.T) for a in (Q, V, rows))
     out = np.empty((6, depth))
     _curve(act.kind, float(act.slope), net.sigma_w2, net.sigma_b2, Q, V, T, rows, TA, TB, order, s, r, out)
     return PairCurve(Q[0].copy(), Q[1].copy(), out[0], out[1], out[2], out[3], out[4], out[5])

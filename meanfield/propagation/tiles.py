@@ -48,11 +48,11 @@ def _block_layers(
         ow = omw[l]
         ob = omb[l]
         q2 = Q2[l - 1, j0 : j0 + nj]
-        sq2 = SQ2[l - 1, j0 : j0 + nj]
         sv2 = SV2[l - 1, j0 : j0 + nj]
         sqn2 = SQ2[l, j0 : j0 + nj]
         rb = R2[l - 1, j0 : j0 + nj]
-        t2 = T2[l - 1, j0 : j0 + nj]
+        t2 = T2[0, l - 1, j0 : j0 + nj]
+        u2 = T2[1, l - 1, j0 : j0 + nj]
         if kind == KIND_HERMITE:
             gather_columns(TA, TB, rb, npar * k, A2, B2)
             lk = l if keep else 0
@@ -75,7 +75,6 @@ def _block_layers(
         for ii in range(ni):
             i = i0 + ii
             q1 = Q1[l - 1, i]
-            sq1 = SQ1[l - 1, i]
             sv1 = SV1[l - 1, i]
             sqn1 = SQ1[l, i]
             s = S[ii]
@@ -84,13 +83,14 @@ def _block_layers(
             th = TH[ii]
             wl = wbuf[l if keep else 0, ii]
             dl = dbuf[l if keep else 0, ii]
-            t1 = T1[l - 1, i]
+            t1 = T1[0, l - 1, i]
+            u1 = T1[1, l - 1, i]
             if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the loop vectorizes
-                closed_columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, t1, ow, ob, q2, sq2, sv2, sqn2, t2,
-                               s, r, w, th, wl, dl)  # fmt: skip
+                closed_columns(KIND_LEAKY, slope, sw, sb, q1, sv1, sqn1, t1, u1, ow, ob, q2, sv2, sqn2, t2, u2, s, r,
+                               w, th, wl, dl)  # fmt: skip
             else:
-                closed_columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, t1, ow, ob, q2, sq2, sv2, sqn2, t2, s, r, w,
-                               th, wl, dl)  # fmt: skip
+                closed_columns(kind, slope, sw, sb, q1, sv1, sqn1, t1, u1, ow, ob, q2, sv2, sqn2, t2, u2, s, r, w, th,
+                               wl, dl)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
