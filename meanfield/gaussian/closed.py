@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _PI = math.pi
+_INV_PI = 1.0 / math.pi
 _TWO_OVER_PI = 2.0 / math.pi
 _FOUR_OVER_PI = 4.0 / math.pi
 
@@ -211,8 +212,8 @@ def leaky_unit(a, s, r):
     """
     theta, pi_minus_theta, c, h, hc = _leaky_angles(s, r)
     ea = 1.0 + a * a
-    kh = (1.0 - a) * (1.0 - a) / ea * h / _PI
-    cov = (hc - 2.0 * a / ea * h) / _PI
+    kh = ((1.0 - a) * (1.0 - a) / (ea * _PI)) * h  # the factors are loop invariants: no division per pair
+    cov = _INV_PI * hc - (2.0 * a / (ea * _PI)) * h
     dcov = (ea * pi_minus_theta + 2.0 * a * theta) / (2.0 * _PI)
     return cov, s - kh, r + kh, dcov
 
