@@ -77,14 +77,18 @@ def _depth_scale(slope: float) -> float:
 def fixed_point_q(net: Network) -> float:
     r"""Smallest stable fixed point :math:`q^*` of ``net``'s variance map (the attractor of every :math:`q_1 < q^*`).
 
-    Returns ``inf`` when the variance diverges, and ``nan`` for a linear variance map of slope exactly 1
-    without bias (ReLU at (2, 0): every ``q`` is a fixed point).
+    Returns ``inf`` when the variance diverges (also when :math:`q = 0` is a fixed point but unstable, as for
+    ReLU with :math:`\sigma_w^2 > 2` and no bias: every :math:`q_1 > 0` grows without bound), and ``nan`` for a
+    linear variance map of slope exactly 1 without bias (ReLU at (2, 0): every ``q`` is a fixed point).
 
     Notes
     -----
     The leaky-ReLU family has the linear map :math:`q' = \sigma_w^2\frac{1+a^2}{2}q + \sigma_b^2`. Otherwise the
-    root of :math:`g(q) = \sigma_w^2 v(q) + \sigma_b^2 - q` is bracketed on a logarithmic grid (first sign change
-    from + to -) and refined with Brent's method to full precision.
+    root of :math:`g(q) = \sigma_w^2 v(q) + \sigma_b^2 - q` is bracketed on a logarithmic grid over
+    :math:`[10^{-12}, 10^6]` (first sign change from + to -), widened by factors of 10 up to :math:`10^{300}` while
+    :math:`g \ge 0` (large :math:`\sigma_b^2`) and down to :math:`10^{-300}` when :math:`q = 0` is an unstable
+    fixed point, and refined with Brent's method to full precision. ``inf`` means :math:`g \ge 0` up to
+    :math:`10^{300}`.
 
     Examples
     --------
@@ -97,29 +101,47 @@ def fixed_point_q(net: Network) -> float:
     return _fixed_point_q(net.activation, net.sigma_w2, net.sigma_b2)
 
 
+#: the variance brackets are widened by this factor per step, up to _Q_MAX (beyond which q_l is taken to diverge)
+_WIDEN = 10.0
+_Q_MAX = 1e300
+
+
 def _fixed_point_q(act, sw, sb):
     if act.kind == KIND_LEAKY:
         m = sw * 0.5 * (1.0 + act.slope**2)
         if m < 1.0:
             return sb / (1.0 - m)
-        if sb == 0.0:
-            return math.nan if m == 1.0 else 0.0
-        return math.inf
+        # m > 1: q = 0 (sigma_b2 = 0) is an unstable fixed point and every q_1 > 0 grows without bound
+        return math.nan if (m == 1.0 and sb == 0.0) else math.inf
 
     def g(q):
-        return sw * single_moments(act, q)[0] + sb - q
+        return float(sw * single_moments(act, q)[0] + sb - q)
 
-    grid = np.concatenate([[0.0], np.logspace(-12, 6, 181)])
-    vals = np.array([float(g(q)) for q in grid])
-    neg = np.nonzero(vals < 0)[0]
-    if vals[0] == 0.0 and (neg.size and neg[0] == 1):
-        return 0.0
-    if neg.size == 0:
-        return math.inf
-    k = int(neg[0])
+    grid = list(np.concatenate([[0.0], np.logspace(-12, 6, 181)]))
+    vals = [g(q) for q in grid]
+    if vals[0] == 0.0 and vals[1] < 0.0:
+        # q = 0 is a fixed point; it is the stable one unless the map's slope at 0 exceeds 1, in which case a
+        # stable fixed point lies below the grid's first node: walk down until g > 0
+        if sw * float(single_moments(act, 0.0)[1]) <= 1.0:
+            return 0.0
+        lo = grid[1]
+        while vals[1] < 0.0 and lo > 1e-300:
+            lo /= _WIDEN
+            grid.insert(1, lo)
+            vals.insert(1, g(lo))
+        if vals[1] < 0.0:
+            return 0.0
+    # the first sign change from + to - above 0; widen the grid upwards while g stays >= 0 (large sigma_b2)
+    while not any(v < 0.0 for v in vals) and grid[-1] < _Q_MAX:
+        grid.append(grid[-1] * _WIDEN)
+        vals.append(g(grid[-1]))
+    neg = [k for k, v in enumerate(vals) if v < 0.0]
+    if not neg:
+        return math.inf  # g >= 0 up to 1e300: q_l grows without bound
+    k = neg[0]
     if k == 0:  # g(0) < 0 cannot happen for sigma_b2 >= 0
         return 0.0
-    return float(optimize.brentq(lambda q: float(g(q)), grid[k - 1], grid[k], xtol=1e-300, rtol=1e-15, maxiter=500))
+    return float(optimize.brentq(g, grid[k - 1], grid[k], xtol=1e-300, rtol=1e-15, maxiter=500))
 
 
 def phase(net: Network) -> Phase:
@@ -213,7 +235,10 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
     Notes
     -----
     Brent's method on :math:`\log\chi_1` as a function of :math:`\log\sigma_w^2`, with :math:`q^*` solved
-    exactly at each step. For erf the curve is known in closed form, :math:`\sigma_w^2 = \frac\pi4\sqrt{1+4q^*}`,
+    exactly at each step, on the bracket :math:`[10^{-3}, 10^3]` widened by factors of :math:`10^3` (to
+    :math:`[10^{-300}, 10^{300}]` at most) until :math:`\chi_1 - 1` changes sign (large :math:`\sigma_b^2` moves
+    the edge to large :math:`\sigma_w^2`: erf at :math:`\sigma_b^2 = 10^6` has it at about 1572).
+    For erf the curve is known in closed form, :math:`\sigma_w^2 = \frac\pi4\sqrt{1+4q^*}`,
     :math:`\sigma_b^2 = q^* - \frac12\sqrt{1+4q^*}\arcsin\frac{2q^*}{1+2q^*}` (derived here from Williams' 1997 erf
     kernel: :math:`q^* = \sigma_w^2 v(q^*) + \sigma_b^2` with :math:`\chi_1 = 1`).
     The leaky-ReLU family (slope ``a``) has its edge of chaos at :math:`\sigma_w^2 = 2/(1+a^2)` and
@@ -239,8 +264,13 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
         return 2.0 / (1.0 + act.slope**2)
     phi0, dphi0 = float(act.fn(np.float64(0.0))), float(act.derivative(np.float64(0.0)))
     if sb == 0.0 and phi0 == 0.0 and dphi0 != 0.0:
-        # q* = 0 is the fixed point up to the edge, where chi_1 = sigma_w2 phi'(0)^2 (erf: pi/4, tanh: 1)
-        return 1.0 / dphi0**2
+        # q* = 0 is the fixed point up to the edge, where chi_1 = sigma_w2 phi'(0)^2 (erf: pi/4, tanh: 1) -- when
+        # the variance map stays below the identity there (odd, saturating activations); for SiLU or GELU it does not
+        # (q* = inf at 1/phi'(0)^2), so the general search below decides
+        sw0 = 1.0 / dphi0**2
+        q0 = _fixed_point_q(act, sw0, sb)
+        if math.isfinite(q0) and abs(math.log(sw0 * float(single_moments(act, q0)[1]))) < 1e-6:
+            return sw0
 
     def log_chi(log_sw):
         sw = math.exp(log_sw)
@@ -249,9 +279,18 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
             return math.inf
         return math.log(sw * float(single_moments(act, q)[1]))
 
+    # bracket [1e-3, 1e3], widened by factors of 1e3 (down to 1e-300, up to 1e300) until chi_1 changes sign
     lo, hi = math.log(1e-3), math.log(1e3)
+    step = math.log(1e3)
+    while not log_chi(lo) < 0 and lo > math.log(1e-300):
+        lo -= step
+    while not log_chi(hi) > 0 and hi < math.log(1e300):
+        hi += step
     if not (log_chi(lo) < 0 < log_chi(hi)):
-        raise ValueError(f"no edge of chaos found for {act.name} at sigma_b2 = {sb} with sigma_w2 in [1e-3, 1e3]")
+        raise ValueError(
+            f"no edge of chaos found for {act.name} at sigma_b2 = {sb} with sigma_w2 in "
+            f"[{math.exp(lo):.3g}, {math.exp(hi):.3g}]"
+        )
     root = optimize.brentq(log_chi, lo, hi, xtol=1e-14, rtol=1e-15, maxiter=300)
     chi = log_chi(root)
     if not abs(chi) < 1e-6:

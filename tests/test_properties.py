@@ -363,8 +363,15 @@ def _pair_curve_finite(case, use_s):
         assert all_finite(getattr(pc, name)), f"pair_curve.{name} not finite: {getattr(pc, name)}"
     for name in ("dot", "dot1", "dot2"):
         assert all_finite(getattr(pc, name)[1:]), f"pair_curve.{name} not finite"
-    assert np.all(pc.q1 > 0) and np.all(pc.q2 > 0), "a variance vanished"
-    assert np.all(pc.s >= 0) and np.all(pc.r >= 0) and np.all(np.abs(pc.s + pc.r - 2.0) <= 1e-12)
+    for q in (pc.q1, pc.q2):
+        # a variance may be 0 only as the IEEE underflow of a decay that already left the normal range (its true
+        # value rounds to 0; the closed-form correlations do not depend on it), never from a finite, normal variance
+        gone = np.flatnonzero(q <= 0)
+        assert gone.size == 0 or (gone[0] > 0 and q[gone[0] - 1] < 1e-250), "a variance vanished"
+    # s and r travel separately (each exact where it is small); their sum is 2 to the documented accuracy of the
+    # path: ~1e-15 for the closed forms, 1e-9 for the general (Hermite) path (the README's Accuracy section)
+    tol = 1e-9 if net.activation.kind == KIND_HERMITE else 1e-12
+    assert np.all(pc.s >= 0) and np.all(pc.r >= 0) and np.all(np.abs(pc.s + pc.r - 2.0) <= tol)
     assert np.all(np.abs(pc.c) <= 1.0)
     assert all_finite(qc, cc) and np.all(np.abs(cc) <= 1.0)
     assert np.array_equal(qc, mf.pair_curve(net, q1).q1)
@@ -765,7 +772,8 @@ BAD_X = [
     np.ones((2, 2, 2)),
     None,
 ]
-BAD_LAYERS = [np.True_, np.False_, [1.5], [0], [4], "all", 2.0, [True], np.array([[1, 2]]), 1 + 0j]
+# np.True_ / np.False_ are the flags True / False (tests/test_robust_inputs.py::test_numpy_bool_layers_are_flags)
+BAD_LAYERS = [[1.5], [0], [4], "all", 2.0, [True], np.array([[1, 2]]), 1 + 0j]
 
 
 #: case -> (call with the bad value, regex the message must contain, strategy of bad values)

@@ -310,7 +310,10 @@ def ntk_moments(net, d, x0_norm2=1.0, form="corrected") -> NTKMoments:
 
     Stabilization: the state vectors are rescaled by powers of two whenever they leave ``[2^-200, 2^200]``;
     the exponents are carried separately, so depth ``1e5`` in the chaotic phase (moments ~ ``1.5^(1e5)``) works
-    and the dispersion keeps full precision.
+    and the dispersion keeps full precision. The input norm enters the same way: the moments are homogeneous in
+    ``||x^0||^2`` (``Theta_W`` of degree 1, ``Theta_b`` of degree 0), so the programme runs at ``||x^0||^2 = 1``
+    and ``x0_norm2`` joins the mantissas and exponents; the dispersion is exact at any representable norm
+    (``x0_norm2 = 1e200`` as well as ``1e-300``) even where ``E[Theta^2]`` itself is ``inf``.
 
     Examples
     --------
@@ -342,9 +345,16 @@ def ntk_moments(net, d, x0_norm2=1.0, form="corrected") -> NTKMoments:
         e1, e2 = _published_tables(n, sw2)
         trans, nstates = _PUBLISHED_TRANS, 2
         fin, extra = np.array([1.0, 1.0]), 0.0
-    v, ev, V, eV = _moment_dp(e1, e2, trans, x0sq, nstates)
-    first = [(float(fin @ v[t]), float(ev[t])) for t in range(2)]
-    second = [(float(fin @ V[p] @ fin + extra * V[p, -1, -1]), float(eV[p])) for p in range(3)]
+    # the moments are homogeneous in ||x^0||^2 (degree 1 for Theta_W, 0 for Theta_b): run the programme at
+    # ||x^0||^2 = 1 and put x0_norm2 = mx 2^kx into the mantissas and the exponents, so no norm overflows
+    mx, kx = math.frexp(x0sq)
+    v, ev, V, eV = _moment_dp(e1, e2, trans, 1.0, nstates)
+    deg_first, deg_second = (1, 0), (2, 1, 0)  # powers of ||x^0||^2 in E[Theta_W], E[Theta_b]; (W,W), (W,b), (b,b)
+    first = [(float(fin @ v[t]) * mx ** deg_first[t], float(ev[t]) + kx * deg_first[t]) for t in range(2)]
+    second = [
+        (float(fin @ V[p] @ fin + extra * V[p, -1, -1]) * mx ** deg_second[p], float(eV[p]) + kx * deg_second[p])
+        for p in range(3)
+    ]
     (mww, kww), (mwb, kwb), (mbb, kbb) = second
     mean = _add_scaled(first)
     sec = _add_scaled([(mww, kww), (2.0 * mwb, kwb), (mbb, kbb)])

@@ -33,14 +33,18 @@ from ..activations import KIND_LEAKY
 __all__ = [
     "acos1m",
     "closed_variance",
+    "closed_variance_unit",
     "erf_pair",
+    "erf_pair_unit",
     "h_theta",
     "leaky_decorrelation",
     "leaky_pair",
+    "leaky_unit",
     "pair_correlation",
 ]
 
 _PI = math.pi
+_INV_PI = 1.0 / math.pi
 _TWO_OVER_PI = 2.0 / math.pi
 _FOUR_OVER_PI = 4.0 / math.pi
 
@@ -71,34 +75,57 @@ def pair_correlation(s, r):
     return 1.0 - s if s <= r else r - 1.0
 
 
-@njit(cache=True, error_model="numpy")
-def _erf_asin(q1, q2):
-    """(rho, sqrt(1 - rho^2), arcsin rho) with rho = 2 sqrt(q1 q2) / sqrt((1 + 2 q1)(1 + 2 q2)).
+@njit(cache=True, error_model="numpy", inline="always")
+def _asinc(x, sqx):
+    """arcsin(x) / x for 0 <= x <= 1 given sqx = sqrt(1 - x^2) (computed without cancellation by the caller), as
+    atan2 so that x near 1 loses nothing; 1 below x = 1e-8, where the next term x^2/6 is below the rounding."""
+    return math.atan2(x, sqx) / x if x > 1e-8 else 1.0
 
-    Written as an atan2 (exact as q -> infinity) and with the same operations for q1 == q2 as for the one-point
-    variance, so that the Cauchy-Schwarz gap of equal variances cancels to exactly zero.
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _atanc(t):
+    """arctan(t) / t for t >= 0 (1 below t = 1e-8, where the next term t^2/3 is below the rounding)."""
+    return math.atan(t) / t if t > 1e-8 else 1.0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _erf_scales(q):
+    """(a, rho_hat, rho) of one variance: a = 1/(1 + 2q), rho_hat = sqrt(2/(1 + 2q)), rho = sqrt(2q/(1 + 2q)).
+
+    Each is a ratio of terms of the size of q, so nothing over- or underflows for any representable q
+    (``rho = sqrt(q) rho_hat``; q = 0 gives rho = 0 and rho_hat = sqrt 2).
     """
-    d1 = 1.0 + 2.0 * q1
-    d2 = 1.0 + 2.0 * q2
-    rho = 2.0 * math.sqrt(q1 * q2) / math.sqrt(d1 * d2)
-    sq_rho = math.sqrt((1.0 + 2.0 * q1 + 2.0 * q2) / (d1 * d2))
-    return rho, sq_rho, math.atan2(rho, sq_rho)
+    h = 0.5 + q
+    rho_hat = 1.0 / math.sqrt(h)
+    return 0.5 / h, rho_hat, math.sqrt(q) * rho_hat
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _erf_self(a, rho):
+    """arcsin(x) / x for x = rho^2 = 2q/(1 + 2q), with sqrt(1 - x^2) = sqrt(a (2 - a)) exact."""
+    return _asinc(rho * rho, math.sqrt(a * (2.0 - a)))
+
+
+@njit(cache=True, error_model="numpy")
+def closed_variance_unit(kind, slope, q):
+    """(E phi(sqrt q z)^2 / q, E phi'(sqrt q z)^2) of the closed forms, finite down to q = 0 (the q -> 0 limit).
+
+    Leaky family: ((1 + a^2)/2, (1 + a^2)/2). erf (Williams 1997): (2/pi) arcsin(x) / q with x = 2q/(1 + 2q),
+    written (2/pi) asinc(x) rho_hat^2, and 4 / (pi sqrt(1 + 4q)).
+    """
+    if kind == KIND_LEAKY:
+        e = 0.5 * (1.0 + slope * slope)
+        return e, e
+    a, rho_hat, rho = _erf_scales(q)
+    dv = _FOUR_OVER_PI / math.sqrt(1.0 + 4.0 * q) if q < 1e300 else 0.5 * _FOUR_OVER_PI / math.sqrt(q)
+    return _TWO_OVER_PI * _erf_self(a, rho) * (rho_hat * rho_hat), dv
 
 
 @njit(cache=True, error_model="numpy")
 def closed_variance(kind, slope, q):
     """One-point moments (E phi(sqrt q z)^2, E phi'(sqrt q z)^2) of the closed forms (leaky family or erf)."""
-    if kind == KIND_LEAKY:
-        e = 0.5 * (1.0 + slope * slope)
-        return e * q, e
-    return _TWO_OVER_PI * _erf_asin(q, q)[2], _FOUR_OVER_PI / math.sqrt(1.0 + 4.0 * q)
-
-
-@njit(cache=True, error_model="numpy")
-def _asin_diff(a, b, a2_minus_b2, sqa, sqb):
-    """arcsin(a) - arcsin(b) for 0 <= b <= a <= 1, given a^2 - b^2 exactly, sqa = sqrt(1 - a^2), sqb = sqrt(1 - b^2)."""
-    num = a2_minus_b2 / (a * sqb + b * sqa) if a > 0.0 else 0.0
-    return math.atan2(num, sqa * sqb + a * b)
+    vq, dv = closed_variance_unit(kind, slope, q)
+    return vq * q, dv
 
 
 # fdlibm (e_asin.c) rational approximation asin(y) = y + y R(y^2), R = z P(z) / Q(z), for z = y^2 <= 1/4, with
@@ -176,6 +203,21 @@ def leaky_pair(a, sq12, s, r):
     return cov, gap, agap, dcov
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def leaky_unit(a, s, r):
+    """:func:`leaky_pair` per unit of sqrt(E phi(u)^2 E phi(v)^2) = (1 + a^2)/2 sqrt(q1) sqrt(q2): (cov, gap, agap)
+    divided by it, and dcov. These are the correlation map itself, independent of q (derived here from Cho & Saul
+    2009): with kappa = (1 - a)^2 / (1 + a^2), gap = s - kappa h(theta)/pi, agap = r + kappa h(theta)/pi and
+    cov = (h(pi - theta) - 2a h(theta) / (1 + a^2)) / pi, as in :func:`leaky_decorrelation`.
+    """
+    theta, pi_minus_theta, c, h, hc = _leaky_angles(s, r)
+    ea = 1.0 + a * a
+    kh = ((1.0 - a) * (1.0 - a) / (ea * _PI)) * h  # the factors are loop invariants: no division per pair
+    cov = _INV_PI * hc - (2.0 * a / (ea * _PI)) * h
+    dcov = (ea * pi_minus_theta + 2.0 * a * theta) / (2.0 * _PI)
+    return cov, s - kh, r + kh, dcov
+
+
 @njit(cache=True, error_model="numpy")
 def leaky_decorrelation(kappa, s):
     """One layer of the leaky-ReLU family at sigma_b^2 = 0 in the variable s = 1 - c: ``(s', x)``.
@@ -190,24 +232,50 @@ def leaky_decorrelation(kappa, s):
     return max(s - kappa * h / _PI, 0.0), kappa * theta / _PI
 
 
-@njit(cache=True, error_model="numpy")
-def erf_pair(q1, q2, s, r):
-    """Williams' (1997) erf kernels: (cov, gap, agap, dcov), with the gaps from the stable arcsin difference."""
+@njit(cache=True, error_model="numpy", inline="always")
+def erf_pair_unit(q1, q2, s, r):
+    """Williams' (1997) erf kernels per unit of sqrt(q1) sqrt(q2): (cov, gap, agap) / (sqrt(q1) sqrt(q2)) and dcov.
+
+    With rho_i = sqrt(2 q_i / (1 + 2 q_i)), rho = rho_1 rho_2 and a_i = 1/(1 + 2 q_i):
+    E[phi phi] = (2/pi) arcsin(rho c), 1 - rho^2 = a_1 + a_2 - a_1 a_2 (no product of variances is formed) and
+    E[phi' phi'] = (4/pi) sqrt(a_1) sqrt(a_2) / sqrt(1 - rho^2 c^2). Every arcsin / arctan of an argument
+    proportional to rho is written as that argument times asinc / atanc, and rho / (sqrt(q1) sqrt(q2)) =
+    rho_hat_1 rho_hat_2 is finite, so the forms hold for any representable q_i, including q_i -> 0 (the linear
+    limit) and q_i -> infinity (the sign limit). The gaps use the stable arcsin difference (derived here):
+    arcsin(rho) - arcsin(rho |c|) = arctan(num / den) with num = rho (1 - |c|)(1 + |c|) / (sqrt(1 - rho^2 c^2) +
+    |c| sqrt(1 - rho^2)) and den = sqrt(1 - rho^2) sqrt(1 - rho^2 c^2) + rho^2 |c|, plus the Cauchy-Schwarz
+    mismatch sqrt(A_1 A_2) - arcsin(rho) with A_i = arcsin(rho_i^2), exactly zero when q1 == q2.
+    """
     c = pair_correlation(s, r)
-    rho, sq_rho, asin_rho = _erf_asin(q1, q2)
-    sr = s * r  # 1 - c^2
-    sq_rhoc = math.sqrt(sq_rho * sq_rho + rho * rho * sr)  # sqrt(1 - rho^2 c^2)
-    asin_rhoc = math.atan2(rho * c, sq_rhoc)
-    mismatch = math.sqrt(_erf_asin(q1, q1)[2] * _erf_asin(q2, q2)[2]) - asin_rho  # zero when q1 == q2
-    rc = rho * abs(c)
+    a1, h1, rho1 = _erf_scales(q1)
+    a2, h2, rho2 = _erf_scales(q2)
+    rho = rho1 * rho2
+    rho_n = h1 * h2  # rho / (sqrt(q1) sqrt(q2))
+    one_m_rho2 = a1 + a2 - a1 * a2
+    sq_rho = math.sqrt(one_m_rho2)
+    sq_rhoc = math.sqrt(one_m_rho2 + rho * rho * (s * r))  # sqrt(1 - rho^2 c^2)
+    ac = abs(c)
     d = s if c >= 0.0 else r  # 1 - |c|, exact
-    # arcsin(rho) - arcsin(rho |c|) cancels as |c| -> 1: use the stable difference formula there
-    near = _asin_diff(rho, rc, rho * rho * d * (2.0 - d), sq_rho, sq_rhoc)
-    far = asin_rho + math.atan2(rc, sq_rhoc)
+    asinc_rho = _asinc(rho, sq_rho)
+    mism = math.sqrt(_erf_self(a1, rho1)) * h1 * (math.sqrt(_erf_self(a2, rho2)) * h2) - asinc_rho * rho_n
+    mismatch = 0.0 if q1 == q2 else mism  # sqrt(A1 A2) - arcsin(rho), per unit of sqrt(q1) sqrt(q2)
+    # arcsin(rho) - arcsin(rho |c|) cancels as |c| -> 1: the stable difference
+    num_n = rho_n * d * (2.0 - d) / (sq_rhoc + ac * sq_rho)
+    den = sq_rho * sq_rhoc + rho * rho * ac
+    near = _atanc(num_n * math.sqrt(q1) * math.sqrt(q2) / den) * num_n / den
+    tc = _atanc(rho * ac / sq_rhoc) * rho_n / sq_rhoc  # arctan(rho |c| / sqrt(1 - rho^2 c^2)) / |c|, per unit
+    far = asinc_rho * rho_n + tc * ac
     if c >= 0.0:
         gap, agap = mismatch + near, mismatch + far
     else:
         gap, agap = mismatch + far, mismatch + near
-    cov = _TWO_OVER_PI * asin_rhoc
-    dcov = _FOUR_OVER_PI / math.sqrt(1.0 + 2.0 * q1 + 2.0 * q2 + 4.0 * q1 * q2 * sr)
-    return cov, _TWO_OVER_PI * gap, _TWO_OVER_PI * agap, dcov
+    dcov = _FOUR_OVER_PI * math.sqrt(a1) * math.sqrt(a2) / sq_rhoc
+    return _TWO_OVER_PI * tc * c, _TWO_OVER_PI * gap, _TWO_OVER_PI * agap, dcov
+
+
+@njit(cache=True, error_model="numpy")
+def erf_pair(q1, q2, s, r):
+    """Williams' (1997) erf kernels: (cov, gap, agap, dcov), :func:`erf_pair_unit` times sqrt(q1) sqrt(q2)."""
+    cov, gap, agap, dcov = erf_pair_unit(q1, q2, s, r)
+    sq12 = math.sqrt(q1) * math.sqrt(q2)
+    return cov * sq12, gap * sq12, agap * sq12, dcov

@@ -1,7 +1,7 @@
 r"""One layer step for a block of columns of one row: the compiled inner loops of :func:`meanfield.kernels`.
 
 A row ``i`` and a block of up to 256 columns ``j`` share the row's quantities (scalars) while the column loop
-vectorizes. :func:`closed_columns` inlines the one pair step (:func:`meanfield.gaussian.step.pair_step`);
+vectorizes. :func:`closed_columns` inlines the closed forms' unit pair step (:mod:`meanfield.gaussian.step`);
 the general (Mehler) path reorders the sums for SIMD, with the Hermite order as the outer loop and the columns
 inside (:func:`hermite_columns`, :func:`hermite_two_rows`), but states no algebra of its own: every Horner step,
 parity term and gap comes from the inlined helpers of :mod:`meanfield.gaussian.hermite`, and every layer update
@@ -21,7 +21,7 @@ from ..gaussian.hermite import (
     parity_dcov,
     parity_terms,
 )
-from ..gaussian.step import next_correlation, pair_step
+from ..gaussian.step import closed_unit_step, next_correlation, next_correlation_unit
 
 __all__ = ["closed_columns", "gather_columns", "hermite_columns", "hermite_two_rows", "layer_update"]
 
@@ -49,14 +49,25 @@ def layer_update(sw, sb, ow, ob, sv1, sv2, sqn1, sqn2, cov, gap, agap, dcov, jj,
 
 @njit(cache=True, error_model="numpy", inline="always")
 def closed_columns(
-    kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2, rb, TA, TB, s, r, w, th,
-    wl, dl,
+    kind, slope, sw, sb, q1, sv1, sqn1, t1, u1, ow, ob, q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl
 ):  # fmt: skip
-    """One layer step for a block of columns of one row through the one pair step (row quantities are scalars)."""
+    """One layer step for a block of columns of one row with the closed forms (row quantities are scalars).
+
+    The pair step is taken per unit of sqrt(v1 v2) (:func:`meanfield.gaussian.step.closed_unit_step`; ``u`` =
+    sqrt(v/q)) and the next correlation from the ratios ``t = sqrt(sigma_w^2 v / q')``
+    (:func:`meanfield.gaussian.step.next_correlation_unit`): no product of variances is formed, so the
+    correlations stay exact when the variances are huge or underflow; w = sigma_w^2 cov_n sqrt(v1) sqrt(v2) and
+    the kernels' update as in :func:`layer_update`.
+    """
     for jj in range(q2.shape[0]):
-        cov, gap, agap, dcov = pair_step(kind, slope, q1, q2[jj], sq1 * sq2[jj], s[jj], r[jj], TA, TB, ra, rb[jj], k,
-                                         npar, apar)  # fmt: skip
-        layer_update(sw, sb, ow, ob, sv1, sv2[jj], sqn1, sqn2[jj], cov, gap, agap, dcov, jj, s, r, w, th, wl, dl)
+        cov, gap, agap, dcov = closed_unit_step(kind, slope, q1, q2[jj], u1 * u2[jj], s[jj], r[jj])
+        s[jj], r[jj] = next_correlation_unit(sw, sb, sv1, sv2[jj], sqn1, sqn2[jj], t1 * t2[jj], gap, agap)
+        wpart = sw * cov * sv1 * sv2[jj]
+        dot = sw * dcov
+        w[jj] = wpart
+        th[jj] = th[jj] * dot + ow * wpart + ob
+        wl[jj] = wpart
+        dl[jj] = dot
 
 
 @njit(cache=True, error_model="numpy")

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_layers, check_memory, check_network
+from ..activations import KIND_HERMITE
 from ..network import Network
-from .inputs import check_inputs, first_layer, variance_sequences
+from .inputs import check_inputs, first_layer, variance_ratios, variance_sequences
 from .tiles import propagate
 
 __all__ = ["Kernels", "kernels"]
@@ -87,6 +88,17 @@ def kernels_nbytes(n: int, m: int, d: int, depth: int, n_layers: int = 0) -> flo
     return 8.0 * (pairs + per_input + tiles)
 
 
+def _refuse_nonfinite(nngp, ntk, ntk_l):
+    """The variances are finite (checked with the inputs), but the NTK sums over layers and in standard
+    parameterization carries fan-in factors: refuse a kernel that overflows rather than return inf or NaN."""
+    for name, arr in (("NNGP", nngp), ("NTK", ntk), ("per-layer NTK", ntk_l)):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"the {name} overflows float64 (its entries exceed 1.8e308; the variances grow too fast with depth "
+                "or the inputs are too large): use a smaller input norm, sigma_w2 or depth"
+            )
+
+
 def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     r"""Infinite-width NNGP and NTK of ``net`` on a dataset, optionally with every layer's decomposition.
 
@@ -132,6 +144,11 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     the Mehler expansion (:func:`meanfield.gaussian.hermite_coefficients`, 1e-9 relative for variances ``q <= 10``;
     cost grows with ``q``).
 
+    Range: the closed forms never multiply two variances (correlations are k / (sqrt(q1) sqrt(q2)) and the next
+    layer's from ratios of variances), so inputs of any representable norm keep their correlations, and a
+    variance that underflows (ReLU at small sigma_w2, deep) leaves the correlations exact while the kernel entries
+    round to 0. A variance, NNGP or NTK that overflows float64 raises ``ValueError`` naming it (never inf or NaN).
+
     Examples
     --------
     >>> import numpy as np
@@ -175,8 +192,11 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))  # (M, npar, apar) per layer
     # per-input sequences laid out (layer, input): the row kernel's column loop reads them contiguously
     SQ, SV = np.sqrt(Q), np.sqrt(V)
+    T = variance_ratios(act, sw, sb, Q) if act.kind != KIND_HERMITE else np.zeros((2,) + Q.shape)
     Q1, SQ1, SV1, R1 = (np.ascontiguousarray(a[:, :n]) for a in (Q, SQ, SV, rows))
     Q2, SQ2, SV2, R2 = (Q1, SQ1, SV1, R1) if sym else (np.ascontiguousarray(a[:, n:]) for a in (Q, SQ, SV, rows))
+    T1 = np.ascontiguousarray(T[:, :, :n])
+    T2 = T1 if sym else np.ascontiguousarray(T[:, :, n:])
 
     slots = np.full(depth, -1, dtype=np.int64)
     nl = 0
@@ -188,9 +208,10 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     nngp, ntk = np.empty((n, m)), np.empty((n, m))
     nngp_l, back_l, ntk_l = np.empty(shape_l), np.empty(shape_l), np.empty(shape_l)
     propagate(
-        act.kind, float(act.slope), sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order,
+        act.kind, float(act.slope), sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order,
         W0, S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l,
     )  # fmt: skip
+    _refuse_nonfinite(nngp, ntk, ntk_l)
     if nl == 0:
         return Kernels(nngp, ntk)
     return Kernels(nngp, ntk, slots_t, nngp_l, back_l, ntk_l)

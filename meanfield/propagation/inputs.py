@@ -16,10 +16,10 @@ from numba import prange
 from .._checks import finite_array
 from .._jit import njit
 from ..activations import KIND_HERMITE
-from ..gaussian.closed import closed_variance
+from ..gaussian.closed import closed_variance, closed_variance_unit
 from ..gaussian.hermite import adaptive_coefficients, pack_parity
 
-__all__ = ["check_inputs", "first_layer", "variance_sequences"]
+__all__ = ["check_inputs", "first_layer", "variance_ratios", "variance_sequences"]
 
 
 def check_inputs(X, name="X", d=None) -> np.ndarray:
@@ -61,35 +61,71 @@ def _refine(A, B, S, R, thresh, sym):
                 S[i, j] = 2.0 - R[i, j]
 
 
+def _unit_rows(Z, sw, sb):
+    """Rows of ``[Z sqrt(sw/d), sqrt(sb)]`` scaled to unit length, and their squared norms q (layer-1 variances).
+
+    Each row is first scaled exactly by a power of two (its largest entry into [0.5, 1)) before its norm is formed, so
+    the unit vectors (hence the layer-1 correlations) are exact for any representable input, however large or small,
+    and a tiny row is never mistaken for a zero one. A q outside the normal float64 range is refused: above it the
+    NNGP is not representable, below it every kernel of the row has lost its relative precision."""
+    d = Z.shape[1]
+    aug = np.hstack([Z * math.sqrt(sw / d), np.full((Z.shape[0], 1), math.sqrt(sb))])
+    top = np.max(np.abs(aug), axis=1)
+    if np.any(top == 0):
+        i = int(np.flatnonzero(top == 0)[0])
+        raise ValueError(f"row {i} of the inputs has zero norm: a zero input has an undefined correlation when "
+                         "sigma_b2 = 0; remove it")  # fmt: skip
+    if not np.all(np.isfinite(top)):
+        i = int(np.argmin(np.isfinite(top)))
+        raise ValueError(f"input {i} times sqrt(sigma_w2 / d) overflows float64; rescale the inputs")
+    e = np.frexp(top)[1]
+    scaled = np.ldexp(aug, -e[:, None])
+    norm = np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+    with np.errstate(over="ignore", under="ignore"):
+        q = np.ldexp(norm**2, 2 * e)  # sigma_w^2/d ||x||^2 + sigma_b^2
+    if not np.all(np.isfinite(q)):
+        i = int(np.argmin(np.isfinite(q)))
+        raise ValueError(
+            f"the layer-1 variance sigma_w2 ||x||^2 / d + sigma_b2 of input {i} overflows float64 "
+            f"(||x|| = {np.ldexp(norm[i], e[i]) / math.sqrt(sw / d):.3g}); rescale the inputs"
+        )
+    if np.any(q < np.finfo(np.float64).tiny):
+        i = int(np.flatnonzero(q < np.finfo(np.float64).tiny)[0])
+        raise ValueError(f"row {i} of the inputs has sigma_w2/d ||x||^2 + sigma_b2 outside the float64 range (it "
+                         "underflows below 2.2e-308); rescale the inputs")  # fmt: skip
+    return scaled / norm[:, None], q
+
+
 def first_layer(X, X2, sw, sb, sym):
     """Layer 1 (Sigma_1 - sigma_b^2, s, r, q_1(X), q_1(X2)): (s, r) from the bias-augmented unit inputs."""
     d = X.shape[1]
-
-    def unit(Z):
-        aug = np.hstack([Z * math.sqrt(sw / d), np.full((Z.shape[0], 1), math.sqrt(sb))])
-        top = np.max(np.abs(aug), axis=1)  # scale each row exactly by a power of two first: no under/overflow
-        if np.any(top == 0):
-            i = int(np.flatnonzero(top == 0)[0])
-            raise ValueError(f"row {i} of the inputs has zero norm: a zero input has an undefined correlation when "
-                             "sigma_b2 = 0; remove it")  # fmt: skip
-        aug = np.ldexp(aug, -np.frexp(top)[1][:, None])
-        norm = np.sqrt(np.einsum("ij,ij->i", aug, aug))
-        q = np.ldexp(norm**2, 2 * np.frexp(top)[1])  # sigma_w^2/d ||x||^2 + sigma_b^2
-        bad = ~np.isfinite(q) | (q < np.finfo(np.float64).tiny)
-        if np.any(bad):
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"row {i} of the inputs has sigma_w2/d ||x||^2 + sigma_b2 outside the float64 range "
-                             "(2.2e-308 to 1.8e308); rescale the inputs")  # fmt: skip
-        return aug / norm[:, None], q
-
-    A, q1 = unit(X)
-    B, q2 = (A, q1) if sym else unit(X2)
+    A, q1 = _unit_rows(X, sw, sb)
+    B, q2 = (A, q1) if sym else _unit_rows(X2, sw, sb)
     C = np.clip(A @ B.T, -1.0, 1.0)
     S = 1.0 - C
     R = 1.0 + C
     _refine(A, B, S, R, 0.05, sym)
-    W0 = (sw / d) * (X @ X2.T)
+    with np.errstate(over="ignore", under="ignore"):
+        W0 = (sw / d) * (X @ X2.T)
+        if not np.all(np.isfinite(W0)):  # x . x' overflows although sigma_w2 x . x' / d may not: scale first
+            f = math.sqrt(sw / d)
+            W0 = (X * f) @ (X2 * f).T
+    if not np.all(np.isfinite(W0)):
+        raise ValueError("the layer-1 kernel sigma_w2 x . x' / d overflows float64; rescale the inputs")
     return W0, S, R, q1, q2
+
+
+def _refuse_overflow(Q, sw, sb):
+    """ValueError naming the first layer whose variance q_l = Sigma_l(x, x) overflows float64, if any."""
+    bad = ~np.isfinite(Q)
+    if bad.any():
+        l = int(np.argmax(bad.any(axis=1)))
+        prev = np.max(Q[l - 1]) if l > 0 else math.inf
+        raise ValueError(
+            f"the variance Sigma_l(x, x) overflows float64 at layer l = {l + 1} (max q_{l} = {prev:.3g} with "
+            f"sigma_w2 = {sw:g}, sigma_b2 = {sb:g}): the NNGP itself is not representable; use a smaller input norm, "
+            "a smaller sigma_w2 or a shallower network"
+        )
 
 
 @njit(cache=True, error_model="numpy")
@@ -116,6 +152,29 @@ def _check_representable(q, layer, act, sw, sb):
         )
 
 
+@njit(cache=True, error_model="numpy")
+def _ratios(kind, slope, sw, sb, Q, T):
+    for l in range(Q.shape[0] - 1):
+        for i in range(Q.shape[1]):
+            q = Q[l, i]
+            u = closed_variance_unit(kind, slope, q)[0]
+            T[1, l, i] = math.sqrt(u)
+            if sb > 0.0:
+                T[0, l, i] = 1.0 / math.sqrt(1.0 + sb / q / (sw * u))  # q = 0 (underflowed): 0
+            else:
+                T[0, l, i] = 1.0
+
+
+def variance_ratios(act, sw, sb, Q):
+    """Per-input ratios of the closed forms, shape (2, depth, n): ``T[0, l, i] = sqrt(sigma_w^2 v_l / q_{l+1})``
+    and ``T[1, l, i] = sqrt(v_l / q_l)`` with v_l = E phi(sqrt(q_l) z)^2, from v/q in closed form
+    (:func:`meanfield.gaussian.closed.closed_variance_unit`): finite when q under- or overflows, and T[0] exactly
+    1 without bias. The last layer is unused."""
+    T = np.zeros((2,) + Q.shape)
+    _ratios(act.kind, float(act.slope), sw, sb, Q, T)
+    return T
+
+
 def variance_sequences(act, sw, sb, q1, depth):
     """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L; on the general path also the parity-packed Hermite
     coefficients (:func:`meanfield.gaussian.hermite.pack_parity`) as flat tables (TA, TB) with ``rows[l, i]`` =
@@ -131,13 +190,16 @@ def variance_sequences(act, sw, sb, q1, depth):
     Q[0] = q1
     tables_a, tables_b = [], []
     if act.kind != KIND_HERMITE:
-        _closed_sequences(act.kind, float(act.slope), sw, sb, Q, V)
+        with np.errstate(over="ignore"):
+            _closed_sequences(act.kind, float(act.slope), sw, sb, Q, V)
         depth = 0  # no Hermite tables
     offset = 0
     prev = None
     if depth > 1:
         _check_representable(Q[0], 1, act, sw, sb)
     for l in range(depth - 1):  # Python loop over layers (general path only), never over matrix entries
+        if not np.all(np.isfinite(Q[l])):
+            _refuse_overflow(Q[: l + 1], sw, sb)
         uq, inv = np.unique(Q[l], return_inverse=True)
         inv = inv.reshape(-1)
         if prev is not None and np.array_equal(uq, prev[0]):  # variances at their fixed point: reuse the rows
@@ -156,6 +218,7 @@ def variance_sequences(act, sw, sb, q1, depth):
         V[l] = np.einsum("ij,ij->i", a, a)[inv]
         Q[l + 1] = sw * V[l] + sb
         _check_representable(Q[l + 1], l + 2, act, sw, sb)
+    _refuse_overflow(Q, sw, sb)
     if tables_a:
         TA = np.concatenate(tables_a)
         TB = np.concatenate(tables_b)

@@ -9,10 +9,11 @@ import numpy as np
 
 from .._checks import check_network, check_real
 from .._jit import njit
+from ..activations import KIND_HERMITE
 from ..gaussian.closed import pair_correlation
-from ..gaussian.step import next_correlation, pair_step
+from ..gaussian.step import closed_unit_step, next_correlation, next_correlation_unit, pair_step
 from ..network import Network
-from .inputs import variance_sequences
+from .inputs import variance_ratios, variance_sequences
 
 __all__ = ["PairCurve", "pair_curve"]
 
@@ -46,11 +47,11 @@ class PairCurve:
 
 
 @njit(cache=True, error_model="numpy")
-def _curve(kind, slope, sw, sb, Q, V, rows, TA, TB, order, s, r, out):
+def _curve(kind, slope, sw, sb, Q, V, T, rows, TA, TB, order, s, r, out):
     depth = Q.shape[1]
     out[0, 0] = s
     out[1, 0] = r
-    out[2, 0] = math.sqrt(Q[0, 0] * Q[1, 0]) * pair_correlation(s, r)
+    out[2, 0] = math.sqrt(Q[0, 0]) * math.sqrt(Q[1, 0]) * pair_correlation(s, r)
     out[3, 0] = np.nan
     out[4, 0] = np.nan
     out[5, 0] = np.nan
@@ -62,12 +63,17 @@ def _curve(kind, slope, sw, sb, Q, V, rows, TA, TB, order, s, r, out):
         q2 = Q[1, l - 1]
         sq1 = math.sqrt(q1)
         sq2 = math.sqrt(q2)
-        cov, gap, agap, dcov = pair_step(kind, slope, q1, q2, sq1 * sq2, s, r, TA, TB, ra, rb, k, npar, apar)
         d1 = pair_step(kind, slope, q1, q1, q1, 0.0, 2.0, TA, TB, ra, ra, k, npar, apar)[3]
         d2 = pair_step(kind, slope, q2, q2, q2, 0.0, 2.0, TA, TB, rb, rb, k, npar, apar)[3]
-        s, r = next_correlation(
-            sw, sb, math.sqrt(V[0, l - 1]), math.sqrt(V[1, l - 1]), math.sqrt(Q[0, l]), math.sqrt(Q[1, l]), gap, agap
-        )
+        sv1, sv2 = math.sqrt(V[0, l - 1]), math.sqrt(V[1, l - 1])
+        sqn1, sqn2 = math.sqrt(Q[0, l]), math.sqrt(Q[1, l])
+        if kind == KIND_HERMITE:
+            cov, gap, agap, dcov = pair_step(kind, slope, q1, q2, sq1 * sq2, s, r, TA, TB, ra, rb, k, npar, apar)
+            s, r = next_correlation(sw, sb, sv1, sv2, sqn1, sqn2, gap, agap)
+        else:  # per unit of sqrt(q1) sqrt(q2), correlations from variance ratios (exact if q under/overflows)
+            cov, gap, agap, dcov = closed_unit_step(kind, slope, q1, q2, T[0, 1, l - 1] * T[1, 1, l - 1], s, r)
+            s, r = next_correlation_unit(sw, sb, sv1, sv2, sqn1, sqn2, T[0, 0, l - 1] * T[1, 0, l - 1], gap, agap)
+            cov = cov * sv1 * sv2
         out[0, l] = s
         out[1, l] = r
         out[2, l] = sw * cov + sb
@@ -121,7 +127,9 @@ def pair_curve(net: Network, q1=1.0, q2=None, c=None, s=None) -> PairCurve:
     qs = np.array([q1, q2], dtype=np.float64)
     Q, V, rows, order, npar, apar, TA, TB = variance_sequences(act, net.sigma_w2, net.sigma_b2, qs, depth)
     order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))
+    T = variance_ratios(act, net.sigma_w2, net.sigma_b2, Q) if act.kind != KIND_HERMITE else np.zeros((2,) + Q.shape)
+    T = np.ascontiguousarray(T.transpose(2, 0, 1))  # (input, ratio, layer)
     Q, V, rows = (np.ascontiguousarray(a.T) for a in (Q, V, rows))
     out = np.empty((6, depth))
-    _curve(act.kind, float(act.slope), net.sigma_w2, net.sigma_b2, Q, V, rows, TA, TB, order, s, r, out)
+    _curve(act.kind, float(act.slope), net.sigma_w2, net.sigma_b2, Q, V, T, rows, TA, TB, order, s, r, out)
     return PairCurve(Q[0].copy(), Q[1].copy(), out[0], out[1], out[2], out[3], out[4], out[5])

@@ -25,8 +25,8 @@ _ROWS = 16
 
 @njit(cache=True, error_model="numpy")
 def _block_layers(
-    kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb, S, R, W, TH,
-    keep, wbuf, dbuf, A2, B2, work,
+    kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, omw, omb, S, R, W,
+    TH, keep, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
     """Carry the pairs (i0 + ii, j0 + jj), ii < ni, jj < nj, through the layers: the layer loop outside, then the
     rows, then the column loop inside, which vectorizes (per-input arrays are laid out (layer, input)).
@@ -48,10 +48,11 @@ def _block_layers(
         ow = omw[l]
         ob = omb[l]
         q2 = Q2[l - 1, j0 : j0 + nj]
-        sq2 = SQ2[l - 1, j0 : j0 + nj]
         sv2 = SV2[l - 1, j0 : j0 + nj]
         sqn2 = SQ2[l, j0 : j0 + nj]
         rb = R2[l - 1, j0 : j0 + nj]
+        t2 = T2[0, l - 1, j0 : j0 + nj]
+        u2 = T2[1, l - 1, j0 : j0 + nj]
         if kind == KIND_HERMITE:
             gather_columns(TA, TB, rb, npar * k, A2, B2)
             lk = l if keep else 0
@@ -74,22 +75,22 @@ def _block_layers(
         for ii in range(ni):
             i = i0 + ii
             q1 = Q1[l - 1, i]
-            sq1 = SQ1[l - 1, i]
             sv1 = SV1[l - 1, i]
             sqn1 = SQ1[l, i]
-            ra = R1[l - 1, i]
             s = S[ii]
             r = R[ii]
             w = W[ii]
             th = TH[ii]
             wl = wbuf[l if keep else 0, ii]
             dl = dbuf[l if keep else 0, ii]
+            t1 = T1[0, l - 1, i]
+            u1 = T1[1, l - 1, i]
             if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the loop vectorizes
-                closed_columns(KIND_LEAKY, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2,
-                               sqn2, rb, TA, TB, s, r, w, th, wl, dl)  # fmt: skip
+                closed_columns(KIND_LEAKY, slope, sw, sb, q1, sv1, sqn1, t1, u1, ow, ob, q2, sv2, sqn2, t2, u2, s, r,
+                               w, th, wl, dl)  # fmt: skip
             else:
-                closed_columns(kind, slope, sw, sb, q1, sq1, sv1, sqn1, ra, k, npar, apar, ow, ob, q2, sq2, sv2, sqn2,
-                               rb, TA, TB, s, r, w, th, wl, dl)  # fmt: skip
+                closed_columns(kind, slope, sw, sb, q1, sv1, sqn1, t1, u1, ow, ob, q2, sv2, sqn2, t2, u2, s, r, w, th,
+                               wl, dl)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
@@ -107,8 +108,8 @@ def _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, i, j, nngp_l, back_l,
 
 @njit(cache=True, error_model="numpy")
 def _tile(
-    i0, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
-    nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
+    i0, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, W0, S0, R0, omw, omb, sym,
+    slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
     """Rows i0 .. i0 + _ROWS - 1 against all columns (from i0 on with symmetry; only j >= i is stored there)."""
     n, m = W0.shape
@@ -125,7 +126,7 @@ def _tile(
                 W[ii, jj] = W0[i0 + ii, j0 + jj]
                 TH[ii, jj] = omw[0] * W[ii, jj] + omb[0]
         _block_layers(
-            kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, omw, omb,
+            kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, omw, omb,
             S, R, W, TH, keep, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
         for ii in range(ni):
@@ -147,7 +148,7 @@ def _tile(
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def propagate(
-    kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
+    kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, W0, S0, R0, omw, omb, sym, slots,
     nngp, ntk, nngp_l, back_l, ntk_l,
 ):  # fmt: skip
     n = W0.shape[0]
@@ -171,12 +172,12 @@ def propagate(
         B2 = np.empty((nk, width + 2))
         work = np.empty((2, 13, _BLOCK))  # per-column state of up to two rows of the general path
         _tile(
-            t * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0, S0, R0, omw, omb,
-            sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
+            t * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, W0, S0, R0, omw,
+            omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
         if sym and tiles - 1 - t != t:
             _tile(
-                (tiles - 1 - t) * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, TA, TB, order, W0,
-                S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2,
+                (tiles - 1 - t) * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order,
+                W0, S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2,
                 work,
             )  # fmt: skip
