@@ -1,6 +1,7 @@
 """Small input factories shared by the test modules (import as ``from helpers import ...``)."""
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, example, given, settings
 
 from meanfield.data import to_sphere
 
@@ -13,3 +14,27 @@ def inputs_at_correlations(rhos, d=8, seed=0):
     v -= (v @ x0) / d * x0
     v = to_sphere(v[None])[0]
     return np.stack([x0] + [rho * x0 + np.sqrt(1 - rho**2) * v for rho in rhos])
+
+
+#: random examples per property in the slow suite (``pytest -m slow``)
+SLOW_EXAMPLES = 500
+
+
+def check(budget, fast, prop, examples=(), **strategies):
+    """Run the property ``prop`` under ``given(**strategies)`` after the explicit ``examples`` (the issue's
+    reproducers, run first in both budgets): ``fast`` derandomized examples (no shrinking, so a failure costs no more
+    than the budget) or :data:`SLOW_EXAMPLES` random ones (shrunk)."""
+    is_fast = budget == "fast"
+    conf = settings(
+        max_examples=fast if is_fast else SLOW_EXAMPLES,
+        deadline=None,  # numba compiles on the first call
+        derandomize=is_fast,
+        database=None,
+        print_blob=True,
+        phases=(Phase.explicit, Phase.generate) if is_fast else tuple(Phase),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+    )
+    test = given(**strategies)(prop)
+    for ex in examples:
+        test = example(**ex)(test)
+    conf(test)()

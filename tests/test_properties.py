@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from helpers import SLOW_EXAMPLES, check  # noqa: F401 (SLOW_EXAMPLES: the slow budget)
 from hypothesis import strategies as st
 
 import meanfield as mf
@@ -32,7 +32,6 @@ from meanfield.activations import KIND_HERMITE, KIND_LEAKY
 from meanfield.alignment import cosine, hsic, kta
 
 #: examples per property in the slow suite (the fast suite's budgets are given per test, 8 to 40)
-SLOW_EXAMPLES = 500
 
 #: largest variance reached on the general (Hermite) path: the documented accuracy domain (q <= 10)
 Q_MAX_HERMITE = 10.0
@@ -55,25 +54,6 @@ RELU_FAMILY = ("relu", "leaky_relu", "linear", "leaky_relu:0.2")
 BOUNDED = ("erf", "tanh", "sigmoid")  # an edge of chaos exists at every sigma_b2 >= 0
 
 BUDGETS = [pytest.param("fast", id="fast"), pytest.param("slow", id="slow", marks=pytest.mark.slow)]
-
-
-def check(budget, fast, prop, examples=(), **strategies):
-    """Run ``prop`` under ``given(**strategies)`` after the explicit ``examples``: ``fast`` derandomized examples
-    (no shrinking, so a failure costs no more than the budget) or SLOW_EXAMPLES random ones (shrunk)."""
-    is_fast = budget == "fast"
-    conf = settings(
-        max_examples=fast if is_fast else SLOW_EXAMPLES,
-        deadline=None,  # numba compiles on the first call
-        derandomize=is_fast,
-        database=None,
-        print_blob=True,
-        phases=(Phase.explicit, Phase.generate) if is_fast else tuple(Phase),
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    )
-    test = given(**strategies)(prop)
-    for ex in examples:  # the issue's reproducers, run first in both budgets
-        test = example(**ex)(test)
-    conf(test)()
 
 
 @contextmanager

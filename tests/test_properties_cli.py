@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from helpers import SLOW_EXAMPLES, check  # noqa: F401 (SLOW_EXAMPLES: the slow budget)
 from hypothesis import strategies as st
 
 from meanfield import ACTIVATION_NAMES, get_activation
@@ -27,32 +27,12 @@ from meanfield.activations import KIND_HERMITE
 from meanfield.cli import main
 
 #: examples per property in the slow suite
-SLOW_EXAMPLES = 500
 
 BUDGETS = [pytest.param("fast", id="fast"), pytest.param("slow", id="slow", marks=pytest.mark.slow)]
 
 HERMITE = tuple(a for a in ACTIVATION_NAMES if get_activation(a).kind == KIND_HERMITE)
 ACTIVATIONS = tuple(ACTIVATION_NAMES) + ("leaky_relu:0.2",)
 BOUNDED = ("erf", "tanh", "sigmoid")
-
-
-def check(budget, fast, prop, examples=(), **strategies):
-    """Run ``prop`` under ``given(**strategies)``: ``fast`` derandomized examples (no shrinking, so a failure costs
-    no more than the budget) or SLOW_EXAMPLES random ones."""
-    is_fast = budget == "fast"
-    conf = settings(
-        max_examples=fast if is_fast else SLOW_EXAMPLES,
-        deadline=None,
-        derandomize=is_fast,
-        database=None,
-        print_blob=True,
-        phases=(Phase.explicit, Phase.generate) if is_fast else tuple(Phase),
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
-    )
-    test = given(**strategies)(prop)
-    for ex in examples:  # the issue's reproducers, run first in both budgets
-        test = example(**ex)(test)
-    conf(test)()
 
 
 def run_cli(argv):
