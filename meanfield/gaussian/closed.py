@@ -192,15 +192,9 @@ def leaky_pair(a, sq12, s, r):
     (Cho & Saul 2009, degree 1), and the gaps sqrt(q1 q2)(1 + a^2)/2 -/+ E[phi phi] written so that they carry
     s = 1 - c and r = 1 + c without cancellation (derived here).
     """
-    theta, pi_minus_theta, c, h, hc = _leaky_angles(s, r)
-    sq = sq12 / (2.0 * _PI)
-    ia = (1.0 - a) * (1.0 - a)
-    ea = 1.0 + a * a
-    cov = sq * (ea * hc - 2.0 * a * h)
-    gap = sq * (ea * _PI * s - ia * h)
-    agap = sq * (ea * _PI * r + ia * h)
-    dcov = (ea * pi_minus_theta + 2.0 * a * theta) / (2.0 * _PI)
-    return cov, gap, agap, dcov
+    cov, gap, agap, dcov = leaky_unit(a, s, r)
+    scale = 0.5 * (1.0 + a * a) * sq12  # sqrt(E phi(u)^2 E phi(v)^2)
+    return cov * scale, gap * scale, agap * scale, dcov
 
 
 @njit(cache=True, error_model="numpy", inline="always")

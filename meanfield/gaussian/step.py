@@ -34,6 +34,14 @@ def pair_step(kind, slope, q1, q2, sq12, s, r, TA, TB, ra, rb, M, npar, apar):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _bias_mix(sw, sb, sv1, sv2, den):
+    """sqrt(q1' q2') - (a sqrt(v1 v2) + b) = a b (sqrt v1 - sqrt v2)^2 / (sqrt(q1' q2') + a sqrt(v1 v2) + b) with
+    a = sigma_w^2, b = sigma_b^2 and den = sqrt(q1' q2'): the bias part of the next correlation, without
+    cancellation (derived here)."""
+    return sw * sb * (sv1 - sv2) ** 2 / (den + sw * sv1 * sv2 + sb)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def next_correlation(sw, sb, sv1, sv2, sqn1, sqn2, gap, agap):
     """(s, r) of the next layer from the Cauchy-Schwarz gaps, with the bias mixed in without cancellation.
 
@@ -43,9 +51,7 @@ def next_correlation(sw, sb, sv1, sv2, sqn1, sqn2, gap, agap):
     so 1 - c' = (that + a gap) / sqrt(q1' q2') and 1 + c' = (that + a agap + 2 b) / sqrt(q1' q2') (derived here).
     """
     den = sqn1 * sqn2
-    mix = 0.0
-    if sb > 0.0:
-        mix = sw * sb * (sv1 - sv2) ** 2 / (den + sw * sv1 * sv2 + sb)
+    mix = _bias_mix(sw, sb, sv1, sv2, den) if sb > 0.0 else 0.0
     inv = 1.0 / den
     s = (mix + sw * gap) * inv
     r = (mix + sw * agap + 2.0 * sb) * inv
@@ -80,7 +86,7 @@ def next_correlation_unit(sw, sb, sv1, sv2, sqn1, sqn2, t12, gap_n, agap_n):
     r = t12 * agap_n
     if sb > 0.0:
         den = sqn1 * sqn2
-        mix = sw * sb * (sv1 - sv2) ** 2 / (den + sw * sv1 * sv2 + sb)
+        mix = _bias_mix(sw, sb, sv1, sv2, den)
         s += mix / den
         r += (mix + 2.0 * sb) / den
     return min(max(s, 0.0), 2.0), min(max(r, 0.0), 2.0)
