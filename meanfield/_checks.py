@@ -198,13 +198,22 @@ def check_layers(l, depth: int, name: str = "l"):
     return tuple(check_int(v, name, 1, depth) for v in ls), single
 
 
-def check_network(net, name: str = "net"):
+def check_network(net, name: str = "net", supports=(), what: str | None = None):
     """``net`` if it is a :class:`meanfield.Network` (the spec every theory function takes first), else a ValueError.
+
+    ``supports`` lists the options beyond the plain MLP the caller implements (a subset of
+    ``Network.features``' names: "schedule", "residual", "normalization", "dropout"); a network using any other
+    option is refused with a ValueError naming it (and ``what``, the caller), never computed as if it were plain.
 
     >>> check_network("relu")
     Traceback (most recent call last):
     ...
     ValueError: net must be a meanfield.Network (the spec carrying the activation and both variances), got str
+    >>> from meanfield import Network
+    >>> check_network(Network(3, residual=1.0), what="fixed_point_q")
+    Traceback (most recent call last):
+    ...
+    ValueError: net: fixed_point_q does not support residual networks (net.residual=1.0); it needs a plain MLP
     """
     from .network import Network
 
@@ -213,6 +222,17 @@ def check_network(net, name: str = "net"):
             f"{name} must be a meanfield.Network (the spec carrying the activation and both variances), "
             f"got {type(net).__name__}"
         )
+    missing = [f for f in net.features if f not in supports]
+    if missing:
+        words = {
+            "schedule": ("per-layer variances", f"sigma_w2={net.sigma_w2!r}, sigma_b2={net.sigma_b2!r}"),
+            "residual": ("residual networks", f"residual={net.residual!r}"),
+            "normalization": ("normalization", f"normalization={net.normalization!r}"),
+            "dropout": ("dropout", f"dropout={net.dropout!r}"),
+        }
+        f = missing[0]
+        who = what or "this function"
+        raise ValueError(f"{name}: {who} does not support {words[f][0]} ({name}.{words[f][1]}); it needs a plain MLP")
     return net
 
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_choice, check_int, check_real
+from .._checks import check_network as check_plain
 from .._jit import njit
 from ..activations import KIND_LEAKY
-from ..network import Network
 
 __all__ = ["NTKMoments", "check_network", "ntk_moments"]
 
@@ -69,8 +69,7 @@ def check_network(net, d=None) -> np.ndarray | None:
     ...
     ValueError: parameterization must be 'standard' (the NTK dispersion formulas are for the standard ...), got 'ntk'
     """
-    if not isinstance(net, Network):
-        raise ValueError(f"net must be a meanfield.Network, got {type(net).__name__}")
+    check_plain(net, what="the NTK dispersion")
     act = net.activation
     if not (act.kind == KIND_LEAKY and act.slope == 0.0):
         raise ValueError(f"activation must be 'relu' (the NTK dispersion formulas are for ReLU networks), got {act!r}")

@@ -190,8 +190,7 @@ class MLP:
     """
 
     def __init__(self, net: Network, weights, biases=None):
-        if not isinstance(net, Network):
-            raise ValueError(f"net must be a meanfield.Network, got {type(net).__name__}")
+        check_network(net, what="MLP")
         if net.width is None:
             raise ValueError("net.width is None; a finite MLP needs Network(width=...) (int or hidden widths)")
         weights = [np.asarray(w, dtype=np.float64) for w in weights]

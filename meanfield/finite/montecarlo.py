@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_bool, check_int, check_memory, finite_array, format_bytes
+from .._checks import check_bool, check_int, check_memory, check_network, finite_array, format_bytes
 from ..activations import KIND_LEAKY
 from ..network import Network
 from ..stats import Bootstrap, bootstrap, stderr
@@ -415,8 +415,7 @@ def simulate(
     >>> bool(np.all(sim.stderr("ntk") > 0))
     True
     """
-    if not isinstance(net, Network):
-        raise ValueError(f"net must be a meanfield.Network, got {type(net).__name__}")
+    check_network(net, what="simulate")
     if net.width is None:
         raise ValueError("net.width is None: simulate needs finite networks, e.g. Network(..., width=512)")
     X = finite_array(X, "X")  # real: no complex (whose imaginary part a cast drops), bool or object dtype
