@@ -28,7 +28,7 @@ import numpy as np
 from ..network import Network
 from .streams import generator
 
-__all__ = ["branch_scales", "draw_masks", "layer_norm", "layer_norm_vjp", "mask_sequence", "skips"]
+__all__ = ["branch_scales", "check_mask_seeds", "draw_masks", "layer_norm", "layer_norm_vjp", "mask_sequence", "skips"]
 
 #: child spawn key of a network's seed sequence that owns its dropout masks
 MASK_KEY = 0
@@ -75,6 +75,21 @@ def layer_norm_vjp(g, y, s):
 def mask_sequence(seq: np.random.SeedSequence) -> np.random.SeedSequence:
     """The seed sequence of a network's dropout masks: child ``MASK_KEY`` of the network's sequence ``seq``."""
     return np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (MASK_KEY,))
+
+
+def check_mask_seeds(net: Network, mask_seeds, n_seq: int):
+    """``mask_seeds`` as a list of ``n_seq`` SeedSequences for a dropout ``net`` (None otherwise), or ValueError."""
+    if net.dropout is None:
+        if mask_seeds is not None:
+            raise ValueError("mask_seeds is only for dropout networks (net.dropout is None)")
+        return None
+    if mask_seeds is None or len(mask_seeds) != n_seq:
+        raise ValueError(f"mask_seeds must hold {n_seq} numpy.random.SeedSequence (one per network) for a dropout "
+                         f"network (net.dropout={net.dropout}); MLP.sample draws them")  # fmt: skip
+    mask_seeds = list(mask_seeds)
+    if not all(isinstance(q, np.random.SeedSequence) for q in mask_seeds):
+        raise ValueError("mask_seeds must hold numpy.random.SeedSequence objects")
+    return mask_seeds
 
 
 def draw_masks(mask_seqs, n: int, widths, rho: float) -> list:

@@ -42,7 +42,7 @@ from .._checks import (
     real_array,
 )
 from ..network import Network
-from .blocks import draw_masks, mask_sequence, skips
+from .blocks import check_mask_seeds, draw_masks, mask_sequence, skips
 from .stack import (  # noqa: F401  (the layer-kernel functions are part of this module's interface)
     backward_factor,
     backward_stack,
@@ -179,18 +179,8 @@ class MLP:
                     raise ValueError(f"biases[{l}] (layer {l + 1}) must have shape {want}, got {b.shape}")
                 if not np.all(np.isfinite(b)):
                     raise ValueError(f"biases[{l}] (layer {l + 1}) contains non-finite values")
-        if net.dropout is not None:
-            n_seq = stack or 1
-            if mask_seeds is None or len(mask_seeds) != n_seq:
-                raise ValueError(f"mask_seeds must hold {n_seq} numpy.random.SeedSequence (one per network) for a "
-                                 f"dropout network (net.dropout={net.dropout}); MLP.sample draws them")  # fmt: skip
-            mask_seeds = list(mask_seeds)
-            if not all(isinstance(q, np.random.SeedSequence) for q in mask_seeds):
-                raise ValueError("mask_seeds must hold numpy.random.SeedSequence objects")
-        elif mask_seeds is not None:
-            raise ValueError("mask_seeds is only for dropout networks (net.dropout is None)")
         self.net = net
-        self.mask_seeds = mask_seeds
+        self.mask_seeds = check_mask_seeds(net, mask_seeds, stack or 1)
         self._masks = {}
         self._skip = skips(net) if net.residual is not None else None
         self.weights = weights
@@ -418,7 +408,9 @@ class MLP:
         ``K_l[(i,a),(j,b)] = (omega_W h_{l-1}(x_i).h_{l-1}(x_j) + omega_b) delta^a_l(x_i).delta^b_l(x_j)`` with
         ``(omega_W, omega_b) = (m_w^2, m_b^2)``: ``(sigma_w^2/N_{l-1}, sigma_b^2)`` in NTP (so ``K_l = F_l * B_l``)
         and ``(1, 1)`` in SP (:func:`tangent_kernel`; Lou et al. 2022, eq. (9)). ``omega_b = 0`` without biases.
-        Exact at any width; the Jacobian ``Psi_l`` is never formed.
+        On a residual layer both get ``beta^2`` and ``delta_l = df/dz_l`` is the gradient of the residual stream;
+        with dropout the masks are those of the network (fixed). Exact at any width; the Jacobian ``Psi_l`` is never
+        formed.
         """
         X = self.check_inputs(X)
         l = self.check_layer(l)

@@ -359,7 +359,7 @@ def _per_net_bytes(net: Network, d: int, n: int, bias: bool) -> int:
     fan = net.fan_ins(d)
     outs = net.width + (1,)
     params = sum(o * f for o, f in zip(outs, fan, strict=True)) + (sum(outs) if bias else 0)
-    acts = 4 * n * sum(outs)  # z, h, phi'(z), delta
+    acts = (4 if net.plain or net.features == ("schedule",) else 6) * n * sum(outs)  # z, h, phi'(z), delta; LN, masks
     kernels = 4 * net.depth * n * n
     return 8 * (params + acts + kernels)
 

@@ -96,7 +96,7 @@ def forward_stack(X, Ws, bs, mw, mb, act, skip=None, norm: bool = False, masks=N
         if l < L - 1:
             h = act.fn(layer_norm(z)[0] if norm else z)
             if masks is not None:
-                h *= masks[l]
+                h = h * masks[l]  # not in place: a user phi may return its argument
             hs.append(h)
     return zs, hs
 
