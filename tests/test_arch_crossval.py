@@ -106,9 +106,10 @@ def test_reference_dropout_scales_the_diagonal_only():
 # ---------------------------------------------------------------------------------------------------------------
 # the theory of meanfield.kernels with the options (runs once the theory implements them)
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
-@pytest.mark.parametrize("activation", list(ACTS))
-@pytest.mark.parametrize("option", list(OPTIONS))
+THEORY_CASES = [(o, a, "ntk") for o in OPTIONS for a in ACTS] + [(o, "relu", "standard") for o in OPTIONS]
+
+
+@pytest.mark.parametrize("option, activation, parameterization", THEORY_CASES)
 def test_kernels_with_options_match_the_reference(option, activation, parameterization):
     X = crossval_inputs()
     net = make_net(option, activation, width=300, parameterization=parameterization)
