@@ -2,6 +2,8 @@
 independent references: central finite differences of the parameters, the definition of LayerNorm, the law of the
 dropout masks, and reproducibility (bit-identical across batch sizes)."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -146,8 +148,10 @@ def test_simulate_with_every_option_is_bit_identical_across_batch_sizes_and_matc
     q = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
     a = simulate(X, net, 7, seed=3, quantities=q, layers=True, batch_size=2)
     b = simulate(X, net, 7, seed=3, quantities=q, layers=True, batch_size=7)
+    with ThreadPoolExecutor(2) as ex:
+        c = simulate(X, net, 7, seed=3, quantities=q, layers=True, batch_size=3, executor=ex)
     for k in q:
-        assert np.array_equal(a[k], b[k])
+        assert np.array_equal(a[k], b[k]) and np.array_equal(a[k], c[k])
     mlp = MLP.sample(net, d=3, seed=3, n_nets=7)
     assert_allclose(a["outputs"], mlp(X)[..., 0], rtol=1e-13)
     assert_allclose(a["ntk"], mlp.ntk(X), rtol=1e-12)
