@@ -17,7 +17,7 @@ from .._checks import check_bool, check_int, check_real
 from ..finite.mlp import MLP
 from ..finite.training import train
 
-__all__ = ["TrainedEnsemble", "trained_ensemble"]
+__all__ = ["SilentGap", "TrainedEnsemble", "silent_alignment_gap", "trained_ensemble"]
 
 
 @dataclass(frozen=True)
@@ -154,3 +154,59 @@ def trained_ensemble(
         train(mlp, X, y, epochs=max(max(marks), 1), lr=lr, batch_size=n, momentum=0.0, loss="mse", seed=0,
               callback=record)  # fmt: skip
     return TrainedEnsemble(np.array(marks), test, tr, ro, lr, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class SilentGap:
+    """What :func:`silent_alignment_gap` measured (relative differences on the test inputs)."""
+
+    final: float
+    initial: float
+    loss: float
+    test_norm: float
+
+
+def silent_alignment_gap(depth, sigma, lr, steps, D=30, N=20, P=10, n_test=8, seed=0, net_seed=1) -> SilentGap:
+    r"""Trained linear network vs kernel regression with its final and its initial empirical NTK.
+
+    Atanasov et al. 2022, eq. (14): a network trained from small initialization is (as ``sigma -> 0``) the kernel
+    regressor :math:`f(x) = k_\infty(x)^\top K_\infty^{-1} y` of its *final* NTK. Set-up: ``P < D`` Gaussian
+    inputs (so the interpolant is not unique and the kernel matters), linear teacher ``y = beta . x`` with a unit
+    ``beta``, a depth-``L`` linear network ``f = W_L ... W_1 x`` (standard parameterization, no biases, hidden
+    width ``N``, ``W_l`` entries ``N(0, sigma^2 / fan_in)``), full-batch gradient descent on
+    :math:`\frac1{2P}\sum(f - y)^2` (:func:`meanfield.train`) for ``steps`` steps at rate ``lr``; the tangent
+    kernels are :meth:`MLP.ntk` of the final and the initial network and the regression is
+    :func:`meanfield.kernel_regression` (``t = inf``).
+
+    Returns
+    -------
+    SilentGap
+        ``final`` / ``initial``: :math:`\|f_{KR}(X_*) - f(X_*)\| / \|f(X_*)\|` on ``n_test`` Gaussian test inputs
+        with the final / initial NTK; ``loss``: the final training loss (check convergence); ``test_norm``:
+        :math:`\|f(X_*)\|`.
+
+    Examples
+    --------
+    >>> g = silent_alignment_gap(2, 1e-2, 0.1, 500)
+    >>> bool(g.loss < 1e-15), bool(g.final < 0.01 < 0.2 < g.initial)
+    (True, True)
+    """
+    from ..network import Network
+    from ..predict import kernel_regression
+
+    rng = np.random.default_rng(seed)
+    Xt, Xs = rng.standard_normal((P, D)), rng.standard_normal((n_test, D))
+    beta = rng.standard_normal(D)
+    y = Xt @ (beta / np.linalg.norm(beta))
+    r = np.random.default_rng(net_seed)
+    widths = [N] * (depth - 1)
+    Ws = [r.standard_normal((o, f)) * sigma / np.sqrt(f) for o, f in zip(widths + [1], [D] + widths, strict=True)]
+    mlp = MLP(Network(depth, "linear", parameterization="standard", width=widths), Ws)
+    h = train(mlp, Xt, y, epochs=steps, lr=lr, batch_size=P, momentum=0.0, loss="mse", seed=0)
+    f = h.mlp(Xs)[:, 0]
+    XA = np.vstack([Xt, Xs])
+    gaps = []
+    for m in (h.mlp, mlp):
+        K = m.ntk(XA)
+        gaps.append(float(np.linalg.norm(kernel_regression(K[:P, :P], K[P:, :P], y) - f) / np.linalg.norm(f)))
+    return SilentGap(gaps[0], gaps[1], float(h.loss[-1]), float(np.linalg.norm(f)))
