@@ -178,7 +178,8 @@ class _Spectrum:
             raise ValueError(
                 f"diag_reg: the training kernel is singular to working precision (smallest eigenvalue "
                 f"{self.lam[0]:.3g} <= {self.tol:.3g} = 4 n eps lambda_max) and {why} needs its inverse; "
-                "pass diag_reg > 0 (e.g. 1e-10 times its largest eigenvalue) or finite times t"
+                "pass diag_reg > 0 (e.g. 1e-10 times its largest eigenvalue)"
+                + ("" if "NNGP" in why else " or finite times t")
             )
 
     def check_lr(self, lr):
