@@ -1,4 +1,4 @@
-"""meanfield.predict against Neural Tangents on the same kernel matrices: agreement (1e-10) and time.
+"""meanfield.prediction against Neural Tangents on the same kernel matrices: agreement (1e-10) and time.
 
 Neural Tangents 0.6.5 pins an older numpy and cannot import meanfield's numba stack, so it runs in its own virtual
 environment (``../shared/bench/neural-tangents.txt``; default ``/work/nt-venv``, or ``NT_PYTHON=/path/to/python``):

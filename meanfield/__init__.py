@@ -29,7 +29,7 @@ from .gaussian import (
 )
 from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
-from .predict import Prediction, kernel_regression, max_learning_rate, predict, predict_kernels
+from .prediction import Prediction, kernel_regression, max_learning_rate, predict, predict_kernels
 from .propagation import Kernels, PairCurve, kernels, pair_curve
 from .stats import ScalingFit, scaling_fit
 

@@ -1,4 +1,4 @@
-"""``meanfield predict``: the command line face of meanfield.predict (JSON, tables, .npz output, bad input)."""
+"""``meanfield predict``: the command line face of meanfield.prediction (JSON, tables, .npz output, bad input)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""meanfield.predict: NNGP posterior and NTK-ensemble predictions (Lee et al. 2019) against independent dense
+"""meanfield.prediction: NNGP posterior and NTK-ensemble predictions (Lee et al. 2019) against independent dense
 formulas, explicit gradient descent, a 50-digit mpmath solve for ill-conditioned kernels, the learning-curve theory,
 and the silent-alignment claim (Atanasov et al. 2022, eq. (14)) on trained linear networks."""
 

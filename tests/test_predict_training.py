@@ -1,4 +1,4 @@
-"""meanfield.predict against trained finite networks (slow: run with -m slow).
+"""meanfield.prediction against trained finite networks (slow: run with -m slow).
 
 Task: 32 training points of the bundled digits (put on the sphere |x|^2 = 64) with the standardized digit value as a
 scalar target, 4 test points. Networks: depth 2 (one hidden ReLU layer), sigma_w2 = 2, sigma_b2 = 0.1, NTK

@@ -42,7 +42,7 @@ def parse_times(text: str | None):
 
 def _predict(args) -> Result:
     from ..network import Network
-    from ..predict import predict
+    from ..prediction import predict
 
     output = output_path(args.output, ".npz", "--output")  # checked before the work; the path really written
     times = parse_times(args.time)

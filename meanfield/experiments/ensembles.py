@@ -192,7 +192,7 @@ def silent_alignment_gap(depth, sigma, lr, steps, D=30, N=20, P=10, n_test=8, se
     (True, True)
     """
     from ..network import Network
-    from ..predict import kernel_regression
+    from ..prediction import kernel_regression
 
     rng = np.random.default_rng(seed)
     Xt, Xs = rng.standard_normal((P, D)), rng.standard_normal((n_test, D))

@@ -13,7 +13,7 @@ inputs ``X_*`` (``m`` of them), with :math:`K` the NNGP kernel (:math:`\Sigma_L`
 
 *NTK ensemble* (an infinite ensemble of infinitely wide networks trained by gradient flow on the MSE loss
 :math:`\mathcal L = \frac1{2n}\sum_i\|f(x_i) - y_i\|^2`, the loss of :func:`meanfield.train` with ``loss="mse"``;
-Lee et al. 2019, sec. 2.3.1, eqs. (15)-(16)): at time :math:`t` the outputs on ``X_*`` are Gaussian with
+Lee et al. 2019, sec. 2.3.1): at time :math:`t` the outputs on ``X_*`` are Gaussian with
 
 .. math::
     \mu_t &= \Theta_* P_t Y,\qquad P_t = \Theta^{-1}(I - e^{-\Theta t/n}),\\
@@ -488,7 +488,7 @@ def predict(net, X_train, y_train, X_test, t=None, kernel="ntk", diag_reg=0.0, l
     -----
     Computes :func:`meanfield.kernels` on the training set, between test and training inputs and (with the
     covariance) on the test set, then :func:`predict_kernels` (formulas, numerics and cost in the module
-    docstring: Lee et al. 2019, sec. 2.3.1, eqs. (15)-(16); Rasmussen & Williams 2006, eqs. (2.23)-(2.24)).
+    docstring: Lee et al. 2019, sec. 2.3.1; Rasmussen & Williams 2006, eqs. (2.23)-(2.24)).
 
     Examples
     --------
