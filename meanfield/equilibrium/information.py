@@ -166,7 +166,7 @@ class LossModel:
             if not net.plain:
                 what += f" with {', '.join(net.features)}"
             warnings.warn(
-                f"the L^(3/5) law is proven only for the plain ReLU network at the edge of chaos (2, 0); {what} uses "
+                f"the L^(3/5) law is proven only for ReLU at the edge of chaos (2, 0) (plain network); {what} uses "
                 "the generalized definitions (information_loss)",
                 UserWarning,
                 stacklevel=3,
