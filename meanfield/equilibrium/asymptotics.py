@@ -172,7 +172,7 @@ def residual_peak_layer_constant(alpha, form="corrected", score="crossing"):
     Returns
     -------
     float
-        :math:`((1 + \alpha)/\alpha)^{2/5}` times :func:`peak_layer_constant` (2.81775 at :math:`\beta = 1`,
+        :math:`((1 + \alpha)/\alpha)^{2/5}` times :func:`peak_layer_constant` (2.81783 at :math:`\beta = 1`,
         :math:`\sigma_w^2 = 2`).
 
     Notes
@@ -191,7 +191,7 @@ def residual_peak_layer_constant(alpha, form="corrected", score="crossing"):
     Examples
     --------
     >>> round(residual_peak_layer_constant(1.0), 5)
-    2.81775
+    2.81783
     """
     a = check_real(alpha, "alpha", low=0.0, low_open=True)
     return ((1.0 + a) / a) ** 0.4 * peak_layer_constant(form, score)
