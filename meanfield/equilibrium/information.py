@@ -230,7 +230,8 @@ def information_loss(net, eps=0.5, pairs=None, form="corrected"):
     Parameters
     ----------
     net : Network
-        Depth L >= 2, activation, ``sigma_w2``, ``sigma_b2`` (the width is ignored: infinite-width theory).
+        Depth L >= 2, activation, ``sigma_w2``, ``sigma_b2`` and any option (per-layer variances, ``residual``,
+        ``normalization``, ``dropout``; see Notes); the width is ignored (infinite-width theory).
     eps : float
         Pairs are restricted to :math:`x\cdot x'/d \le 1 - \epsilon`, :math:`\epsilon\in(0, 2)` (Lou et al. 2022,
         eq. (10), which takes :math:`\epsilon \in (0, 1)`).
@@ -264,6 +265,19 @@ def information_loss(net, eps=0.5, pairs=None, form="corrected"):
     ``form="corrected"``; ``"published"`` keeps the printed factor 1/2, which moves :math:`l^*` by
     :math:`2^{-1/5}` asymptotically (:func:`peak_layer_constant`).
 
+    Networks with options (derived here; :func:`meanfield.equilibrium.curves.layer_update`): the same two
+    definitions, with :math:`c_l` and the normalized backward factors of the network's own layers. A residual block
+    :math:`z_l = z_{l-1} + \beta(W_l\phi(z_{l-1}) + b_l)` has the backward factor
+    :math:`\frac{1 + \beta^2\sigma_w^2\mathbb E[\phi'(u)\phi'(v)]}{\sqrt{(1 + \beta^2\sigma_w^2\mathbb E\phi'(u)^2)
+    (1 + \beta^2\sigma_w^2\mathbb E\phi'(v)^2)}}` (skip path 1, branch :math:`\beta^2\dot\Sigma`; the cross term
+    vanishes at infinite width); the readout :math:`z_L = W_L\phi(z_{L-1}) + b_L` is a plain layer, so a residual
+    network of depth L has :math:`\mathcal F_L` and :math:`\mathcal B_{\cdot,L}`'s last factor from a plain step.
+    LayerNorm: :math:`\phi` sees unit variances and its derivative carries :math:`1/\sqrt{q_{l-1}}` (relevant only
+    inside residual blocks, where it does not cancel). Dropout (keep probability :math:`\rho`): the variance map
+    and the diagonal derivative kernel get :math:`1/\rho`, the covariances do not, so a plain layer's factor is
+    :math:`\rho\,\mathbb E[\phi'\phi']/\mathbb E\phi'^2` and :math:`1 - c_l` does not tend to 0. Per-layer
+    variances enter layer by layer.
+
     Numerics: the leaky-ReLU family at :math:`\sigma_b = 0` (ReLU included) tracks :math:`s = 1 - c` with the exact
     series of :math:`h(\theta)` and accumulates :math:`\log g' = \mathrm{log1p}(-\theta/\pi)`; other settings use
     :func:`meanfield.propagation.pair_curve`, which also carries :math:`1 - c` exactly. Inputs on the sphere:
@@ -276,6 +290,9 @@ def information_loss(net, eps=0.5, pairs=None, form="corrected"):
     >>> il = information_loss(Network(10))
     >>> round(float(il.forward[4]), 6), round(float(il.backward[4]), 6)   # layer 5 of a depth-10 ReLU net
     (0.395174, 0.354263)
+    >>> il = information_loss(Network(10, residual=1.0))                  # a residual ReLU network
+    >>> round(float(il.forward[4]), 6), round(float(il.backward[4]), 6)
+    (0.82914, 0.458476)
     """
     L = check_depths(check_network(net, supports=FEATURES, what="information_loss").depth)
     check_loss_memory(L)

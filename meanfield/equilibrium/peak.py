@@ -170,6 +170,10 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
         :math:`\arg\max_l(\mathcal F_l^{-1} + \mathcal B_{l,L}^{-1})^{-1}` (costs O(L) per depth).
     pairs : array_like (n, d), optional
         Data set whose correlation range replaces :math:`[-1, 1-\epsilon]`.
+    residual_scaling : {"fixed", "inverse_sqrt"}
+        For a residual ``net``: ``"fixed"`` uses ``beta = net.residual`` at every depth; ``"inverse_sqrt"`` uses
+        ``beta = net.residual / sqrt(L)`` for depth L (the stable scaling of Hayou et al. 2021), which makes every
+        depth its own O(L) computation.
 
     Returns
     -------
@@ -187,6 +191,13 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
     approached slowly: the local log-log slope is 0.715 over [10, 100] and 0.604 over [1e4, 1e6] (the
     :math:`\log l/l` corrections of :func:`relu_eoc_one_minus_c` and :func:`relu_eoc_slope`).
 
+    Every network option is accepted (:func:`information_loss`). Per-layer variances fix the depth (``depths`` must
+    be ``net.depth``). A residual network's readout is a plain layer, so the curves to :math:`L_{\max}` also carry
+    each layer computed as a readout, and each depth is scanned exactly in O(L). Residual ReLU at
+    :math:`\sigma_b = 0` with a fixed :math:`\beta` keeps the 3/5 law with the constant of
+    :func:`residual_peak_layer_constant` (``asymptote``; NaN where no law is derived); with
+    :math:`\beta = 1/\sqrt L`, :math:`l^*/L` tends to a constant (``notebooks/residual_peak.ipynb``).
+
     Examples
     --------
     >>> from meanfield import Network
@@ -195,6 +206,9 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
     [5, 9, 12, 14, 17, 19, 21, 23, 25, 27]
     >>> round(float(peak_layer(Network(100000)).l_cont), 2)
     2120.38
+    >>> import warnings; warnings.simplefilter("ignore", UserWarning)
+    >>> peak_layer(Network(10, residual=1.0), [10, 100, 1000], residual_scaling="inverse_sqrt").l_star.tolist()
+    [10, 100, 1000]
     """
     check_network(net, supports=FEATURES, what="peak_layer")
     check_choice(form, FORMS, "form")
