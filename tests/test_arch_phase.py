@@ -34,7 +34,7 @@ def test_dropout_destroys_the_critical_line():
             p = phase(Network(1, "tanh", sw, 0.05, dropout=rho))
             assert p.c_star < 1.0 and p.chi_c < 1.0 and "no critical line" in p.note
             xi.append(p.xi_c)
-        assert max(xi) < bound  # measured: 4.67 (rho = 0.9), 13.6 (rho = 0.99)
+        assert max(xi) < bound  # measured: 4.67 (rho = 0.9), 14.5 (rho = 0.99)
     # the maximum grows as rho -> 1 (the critical line is recovered only at rho = 1)
     peak = [max(phase(Network(1, "tanh", sw, 0.05, dropout=rho)).xi_c for sw in grid) for rho in (0.9, 0.99, 0.999)]
     assert peak[0] < peak[1] < peak[2]

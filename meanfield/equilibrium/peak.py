@@ -239,7 +239,8 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
             _scan(lf, S, Z, arr[t : t + 1], score == "harmonic", l_star[t : t + 1], l_cont[t : t + 1],
                   log_b[t : t + 1])  # fmt: skip
             log_f_star[t] = lf[l_star[t] - 1]
-        model = m
+            if L == L_max:
+                model = m  # the curves returned are those of the largest depth
     else:
         model = LossModel(_depth_net(net, L_max, residual_scaling), eps, form, pairs)
         fast = (
