@@ -28,7 +28,7 @@ from scipy import optimize
 
 from ._checks import check_network, check_real
 from .activations import KIND_LEAKY, get_activation
-from .gaussian.maps import correlation_map, pair_moments, single_moments, variance_slope
+from .gaussian.maps import correlation_map, pair_moments, second_moment, single_moments, variance_slope
 from .network import FEATURES, Network
 from .propagation.pair import pair_curve
 
@@ -152,6 +152,22 @@ def _tail(net):
 #: the variance brackets are widened by this factor per step, up to _Q_MAX (beyond which q_l is taken to diverge)
 _WIDEN = 10.0
 _Q_MAX = 1e300
+#: first positive node of the variance grid of the fixed-point search
+_Q_GRID_FIRST = 1e-12
+
+
+#: variances at which the large-q slope sigma_w^2 v(q) / q is sampled before the dense upward search
+_FAR_Q = (1e6, 1e9, 1e14, 1e22, 1e35, 1e55, 1e90, 1e150, 1e220, 1e300)
+
+
+def _diverges(act, sw, margin=1.01):
+    r"""True if the variance map grows faster than the identity at every sampled large variance,
+    :math:`\sigma_w^2 v(q) / q \ge` ``margin`` for q in :data:`_FAR_Q` (then :math:`g(q) > 0` there for every
+    :math:`\sigma_b^2 \ge 0`: the map has no fixed point above :math:`10^6`). A shortcut of the dense search (each
+    quadrature at :math:`q \sim 10^{300}` costs ~1000 panels); between the samples :math:`v(q)/q` is taken to
+    move monotonically towards its limit :math:`(\phi_+^2 + \phi_-^2)/2`, :math:`\phi_\pm = \lim \phi(u)/u`,
+    as it does for every activation of the table."""
+    return all(sw * float(second_moment(act, q)) / q >= margin for q in _FAR_Q)
 
 
 def _fixed_point_q(act, sw, sb):
@@ -163,9 +179,9 @@ def _fixed_point_q(act, sw, sb):
         return math.nan if (m == 1.0 and sb == 0.0) else math.inf
 
     def g(q):
-        return float(sw * single_moments(act, q)[0] + sb - q)
+        return float(sw * second_moment(act, q) + sb - q)
 
-    grid = list(np.concatenate([[0.0], np.logspace(-12, 6, 181)]))
+    grid = list(np.concatenate([[0.0], np.logspace(math.log10(_Q_GRID_FIRST), 6, 181)]))
     vals = [g(q) for q in grid]
     if vals[0] == 0.0 and vals[1] < 0.0:
         # q = 0 is a fixed point; it is the stable one unless the map's slope at 0 exceeds 1, in which case a
@@ -180,6 +196,8 @@ def _fixed_point_q(act, sw, sb):
         if vals[1] < 0.0:
             return 0.0
     # the first sign change from + to - above 0; widen the grid upwards while g stays >= 0 (large sigma_b2)
+    if not any(v < 0.0 for v in vals) and _diverges(act, sw):
+        return math.inf
     while not any(v < 0.0 for v in vals) and grid[-1] < _Q_MAX:
         grid.append(grid[-1] * _WIDEN)
         vals.append(g(grid[-1]))
@@ -415,6 +433,16 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
         q0 = _fixed_point_q(act, sw0, sb)
         if math.isfinite(q0) and abs(math.log(sw0 * float(single_moments(act, q0)[1]))) < 1e-6:
             return sw0
+        if _fixed_point_q(act, sw0 * (1.0 - 1e-6), sb) == 0.0:
+            # q* = 0 up to sw0, where chi_1 = sigma_w2 phi'(0)^2 -> 1 (SiLU, GELU: at sw0 the variance map's next
+            # term pushes q away from 0 and q* jumps to inf). The edge is the left limit: the largest sigma_w2 whose
+            # stable fixed point is still q* = 0, i.e. sigma_w2 v(q) < q at the variance grid's first node (chi_1
+            # there is 1 to ~1e-12)
+            q_first = _Q_GRID_FIRST
+            sw = min(sw0, q_first / float(second_moment(act, q_first)))
+            while _fixed_point_q(act, sw, sb) != 0.0:
+                sw = math.nextafter(sw, 0.0)
+            return sw
 
     def log_chi(log_sw):
         sw = math.exp(log_sw)
