@@ -230,6 +230,22 @@ def phase(net: Network) -> Phase:
     :math:`c^*` is the root of :math:`C(c) = c` on :math:`[0, 1)` (Brent). References: Poole et al. 2016,
     Schoenholz et al. 2017.
 
+    Options (derived here unless cited). *Per-layer variances*: the values of the constant tail of the schedule
+    (``tail_start``, and a note). *Dropout* (keep probability :math:`\rho`; Schoenholz et al. 2017, sec. 5):
+    :math:`q^* = \sigma_w^2\mathbb E\phi^2/\rho + \sigma_b^2` and :math:`C(c) = (\sigma_w^2\mathbb E[\phi(u)\phi(v)]
+    + \sigma_b^2)/q^*`, so :math:`C(1) < 1`: :math:`c^* < 1` is the last down-crossing of :math:`C(c) - c` on
+    :math:`[-1, 1]` (grid of 401 points, then Brent), :math:`\chi_c = \sigma_w^2\mathbb E[\phi'\phi']_{c^*}` and
+    :math:`\xi_c` is finite for every :math:`\sigma_w^2` (tanh, :math:`\sigma_b^2 = 0.05`: at most 4.67, 14.5,
+    42.8 for :math:`\rho = 0.9, 0.99, 0.999`, growing like :math:`(1-\rho)^{-1/2}`); ``chi1`` stays the slope of
+    :math:`C` at :math:`c = 1`, :math:`\sigma_w^2\mathbb E\phi'^2`, and ``phase`` is "ordered" for ``chi1 <= 1``,
+    else "chaotic" (never "edge_of_chaos"). *LayerNorm*: :math:`\phi` sees unit variances, :math:`q^* =
+    \sigma_w^2\mathbb E\phi(z)^2/\rho + \sigma_b^2` from layer 2 on (:math:`\xi_q = 0`), :math:`\chi_1 =
+    \sigma_w^2\mathbb E\phi'(z)^2/q^*`. *Residual networks* have no fixed point: ``phase = "residual"`` and the
+    growth fields ``q_rate``, ``q_power``, ``c_power``, ``one_minus_c`` of :class:`Phase`, measured on the network's
+    own layers (:func:`meanfield.equilibrium.curves.arch_curves`, orthogonal inputs on the sphere); for ReLU with a
+    fixed :math:`\beta` the approach :math:`1 - c_l \simeq ((1+\alpha)/\alpha)^2\,9\pi^2/(2l^2)`,
+    :math:`\alpha = \beta^2\sigma_w^2/2`, is polynomial (Yang & Schoenholz 2017 for the polynomial approach).
+
     Examples
     --------
     >>> p = phase(Network(1, "erf", 2.0, 0.05))
