@@ -30,6 +30,7 @@ from .gaussian import (
 from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
 from .propagation import Kernels, PairCurve, kernels, pair_curve
+from .propagation.ondisk import DiskKernels, kernels_to_disk
 from .stats import ScalingFit, scaling_fit
 
 __version__ = "0.1.0"
@@ -68,6 +69,8 @@ __all__ = [
     "InformationLoss",
     "Kernels",
     "kernels",
+    "kernels_to_disk",
+    "DiskKernels",
     "leaky_relu",
     "learning_curve",
     "LearningCurve",
