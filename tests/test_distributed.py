@@ -10,6 +10,9 @@ distributed = pytest.importorskip(
     "distributed", reason="the [distributed] extra (dask, distributed) is absent: pip install -e '.[distributed]'"
 )
 
+import multiprocessing  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+
 from meanfield import Activation, Network, kernels_to_disk, leaky_relu  # noqa: E402
 from meanfield.finite import run, simulate  # noqa: E402
 from meanfield.finite.streams import generator  # noqa: E402
@@ -58,3 +61,13 @@ def test_kernels_to_disk_on_dask(executor, tmp_path):
     serial = kernels_to_disk(Xk, net, tmp_path / "S", block=32, progress=False)
     dask = kernels_to_disk(Xk, net, tmp_path / "D", block=32, executor=executor, progress=False)
     assert np.array_equal(serial.ntk, dask.ntk) and np.array_equal(serial.nngp, dask.nngp)
+
+
+@pytest.mark.slow  # process start-up
+def test_simulate_in_a_process_pool_ships_closures():
+    """The standard pickle of a process pool refuses closures; the cloudpickled task carries them."""
+    net = Network(3, _scaled_tanh(1.1), 1.6, 0.05, width=16)
+    serial = simulate(X, net, n_nets=6, seed=2, quantities=("ntk",), batch_size=6)
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as ex:
+        pooled = simulate(X, net, n_nets=6, seed=2, quantities=("ntk",), batch_size=2, executor=ex)
+    assert np.array_equal(serial["ntk"], pooled["ntk"])
