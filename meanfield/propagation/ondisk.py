@@ -77,7 +77,7 @@ class DiskKernels:
     def _open(self, name):
         if name != "nngp" and name != "ntk" and self.layers is None:
             raise ValueError(f"{name} was not computed; pass layers=... to kernels_to_disk")
-        return np.load(os.path.join(self.path, name + ".npy"), mmap_mode="r")
+        return np.load(os.path.join(self.path, name + ".npy"), mmap_mode="r", allow_pickle=False)
 
     @property
     def nngp(self) -> np.memmap:
