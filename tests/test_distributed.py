@@ -55,6 +55,7 @@ def test_run_ships_a_closure_task(executor):
     assert np.array_equal(serial["x"], dask["x"])
 
 
+@pytest.mark.slow  # the workers' first kernels call loads the propagation code (~8 s under load); threads run fast
 def test_kernels_to_disk_on_dask(executor, tmp_path):
     Xk = np.random.default_rng(1).standard_normal((70, 4))
     net = Network(3, leaky_relu(0.3), 1.5, 0.1)  # a closure activation, closed form (fast)

@@ -114,10 +114,13 @@ def _tile_task(rows, cols, net, layers):
     Hermite coefficients would depend on the BLAS threads of the process computing the tile (a Dask worker has one,
     this process may have more), and tiles must not depend on where they run. BLAS is a negligible part of a tile.
     """
-    from ..finite.montecarlo import blas_limit
-
-    with blas_limit(1):
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency; without it BLAS keeps its threads
         k = kernels(rows, net, X2=cols, layers=layers)
+    else:
+        with threadpool_limits(limits=1, user_api="blas"):
+            k = kernels(rows, net, X2=cols, layers=layers)
     out = {"nngp": k.nngp, "ntk": k.ntk}
     if k.layers is not None:
         out.update(nngp_layers=k.nngp_layers, backward=k.backward, ntk_layers=k.ntk_layers)
