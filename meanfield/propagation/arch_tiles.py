@@ -8,8 +8,6 @@ laid out (layer, input), so the closed forms vectorize over the columns).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import prange
 
@@ -24,48 +22,48 @@ __all__ = ["arch_kernels"]
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _columns(kind, slope, lay, ln, i, l, P1, P2, SQ1, SQ2, SV1, SV2, RW1, RW2, TA, TB,
-             order, j0, s, r, w, th, wl, ml, fl):  # fmt: skip
-    """Layer l -> l + 1 for row ``i`` against columns j0 .. j0 + len(s) - 1 (state s, r, w = Sigma, th = Theta)."""
-    p1 = P1[l, i]
-    sp1 = math.sqrt(p1)
-    sq1 = SQ1[l, i]
-    sqn1 = SQ1[l + 1, i]
-    sve1 = SV1[l, i]
-    ra = RW1[l, i]
-    M, npar, apar = order[l, 0], order[l, 1], order[l, 2]
+def _columns(kind, slope, lay, row, p2, sp2, sq2, sqn2, sv2, ln2, rb, TA, TB, M, npar, apar, s, r, w, th, wl, ml,
+             fl):  # fmt: skip
+    """Layer l -> l + 1 for one row against a block of columns (state s, r, w = Sigma, th = Theta, 1-D over the
+    block). ``row`` = (p, sqrt(p), sqrt(q_l), sqrt(q_{l+1}), sqrt(E h^2), LayerNorm factor, Hermite row offset) of
+    the row; the column arrays are the same quantities as contiguous slices, so the loop has no branch or square
+    root of its own and vectorizes for the closed forms."""
+    p1, sp1, sq1, sqn1, sve1, ln1, ra = row
+    isq1 = 1.0 / sqn1
     for jj in range(s.shape[0]):
-        j = j0 + jj
-        p2 = P2[l, j]
-        sq2 = SQ2[l, j]
-        lni12 = 1.0 / (sq1 * sq2) if ln else 1.0
         s[jj], r[jj], w[jj], th[jj], ml[jj], fl[jj], _ = arch_step(
-            kind, slope, lay, p1, p2, sp1 * math.sqrt(p2), sq1, sq2, sqn1, SQ2[l + 1, j],
-            sve1, SV2[l, j], lni12, s[jj], r[jj], w[jj], th[jj], TA, TB, ra, RW2[l, j], M, npar, apar,
+            kind, slope, lay, p1, p2[jj], sp1 * sp2[jj], sq1, sq2[jj], sqn1, sqn2[jj], isq1 / sqn2[jj], sve1, sv2[jj],
+            ln1 * ln2[jj], s[jj], r[jj], w[jj], th[jj], TA, TB, int(ra), rb[jj], M, npar, apar,
         )  # fmt: skip
         wl[jj] = w[jj]
 
 
 @njit(cache=True, error_model="numpy")
-def _block(kind, slope, sw, sb, g2, gam, ow, ob, mc, ex, ln, i0, ni, j0, nj, P1, P2, SQ1, SQ2, SV1, SV2, RW1, RW2,
-           TA, TB, order, S, R, W, TH, keep, wbuf, mbuf, fbuf):  # fmt: skip
+def _block(kind, slope, tab, i0, ni, j0, nj, P1, P2, SP1, SP2, SQ1, SQ2, SV1, SV2, LN1, LN2, RW1, RW2, TA, TB, order,
+           S, R, W, TH, keep, wbuf, mbuf, fbuf):  # fmt: skip
     depth = P1.shape[0]
     for l in range(depth - 1):
         lk = l + 1 if keep else 0
-        a = (sw[l + 1], sb[l + 1], g2[l + 1], gam[l + 1], ow[l + 1], ob[l + 1], mc, ex)
+        a = (tab[0, l + 1], tab[1, l + 1], tab[2, l + 1], tab[3, l + 1], tab[4, l + 1], tab[5, l + 1], tab[6, l + 1],
+             tab[7, l + 1])  # fmt: skip
+        M, npar, apar = order[l, 0], order[l, 1], order[l, 2]
+        jb = j0 + nj
+        p2, sp2, sq2, sqn2 = P2[l, j0:jb], SP2[l, j0:jb], SQ2[l, j0:jb], SQ2[l + 1, j0:jb]
+        sv2, ln2, rb = SV2[l, j0:jb], LN2[l, j0:jb], RW2[l, j0:jb]
         for ii in range(ni):
             i = i0 + ii
+            row = (P1[l, i], SP1[l, i], SQ1[l, i], SQ1[l + 1, i], SV1[l, i], LN1[l, i], float(RW1[l, i]))
             s, r, w, th = S[ii, :nj], R[ii, :nj], W[ii, :nj], TH[ii, :nj]
             wl, ml, fl = wbuf[lk, ii, :nj], mbuf[lk, ii, :nj], fbuf[lk, ii, :nj]
             if kind == KIND_LEAKY:  # constant kinds: only that closed form is inlined and the loop vectorizes
-                _columns(KIND_LEAKY, slope, a, ln, i, l, P1, P2, SQ1, SQ2,
-                         SV1, SV2, RW1, RW2, TA, TB, order, j0, s, r, w, th, wl, ml, fl)  # fmt: skip
+                _columns(KIND_LEAKY, slope, a, row, p2, sp2, sq2, sqn2, sv2, ln2, rb, TA, TB, M, npar, apar, s, r, w,
+                         th, wl, ml, fl)  # fmt: skip
             elif kind == KIND_ERF:
-                _columns(KIND_ERF, slope, a, ln, i, l, P1, P2, SQ1, SQ2,
-                         SV1, SV2, RW1, RW2, TA, TB, order, j0, s, r, w, th, wl, ml, fl)  # fmt: skip
+                _columns(KIND_ERF, slope, a, row, p2, sp2, sq2, sqn2, sv2, ln2, rb, TA, TB, M, npar, apar, s, r, w,
+                         th, wl, ml, fl)  # fmt: skip
             else:
-                _columns(kind, slope, a, ln, i, l, P1, P2, SQ1, SQ2,
-                         SV1, SV2, RW1, RW2, TA, TB, order, j0, s, r, w, th, wl, ml, fl)  # fmt: skip
+                _columns(kind, slope, a, row, p2, sp2, sq2, sqn2, sv2, ln2, rb, TA, TB, M, npar, apar, s, r, w, th,
+                         wl, ml, fl)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
@@ -83,8 +81,8 @@ def _store(slots, wbuf, mbuf, fbuf, ii, jj, i, j, nngp_l, back_l, ntk_l):
 
 
 @njit(cache=True, error_model="numpy")
-def _tile(i0, kind, slope, sw, sb, g2, gam, ow, ob, mc, ex, ln, P1, P2, SQ1, SQ2, SV1, SV2, RW1, RW2, TA, TB, order,
-          W0, S0, R0, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, mbuf, fbuf):  # fmt: skip
+def _tile(i0, kind, slope, tab, ins1, ins2, RW1, RW2, TA, TB, order, W0, S0, R0, sym, slots, nngp, ntk, nngp_l,
+          back_l, ntk_l, S, R, W, TH, wbuf, mbuf, fbuf):  # fmt: skip
     n, m = W0.shape
     ni = min(_ROWS, n - i0)
     keep = nngp_l.shape[0] > 0
@@ -95,13 +93,13 @@ def _tile(i0, kind, slope, sw, sb, g2, gam, ow, ob, mc, ex, ln, P1, P2, SQ1, SQ2
             for jj in range(nj):
                 S[ii, jj] = S0[i0 + ii, j0 + jj]
                 R[ii, jj] = R0[i0 + ii, j0 + jj]
-                W[ii, jj] = W0[i0 + ii, j0 + jj] + sb[0]
-                TH[ii, jj] = ow[0] * W0[i0 + ii, j0 + jj] + ob[0]
+                W[ii, jj] = W0[i0 + ii, j0 + jj] + tab[1, 0]
+                TH[ii, jj] = tab[4, 0] * W0[i0 + ii, j0 + jj] + tab[5, 0]
                 wbuf[0, ii, jj] = W[ii, jj]
                 fbuf[0, ii, jj] = TH[ii, jj]
                 mbuf[0, ii, jj] = 1.0
-        _block(kind, slope, sw, sb, g2, gam, ow, ob, mc, ex, ln, i0, ni, j0, nj, P1, P2, SQ1, SQ2, SV1, SV2, RW1, RW2,
-               TA, TB, order, S, R, W, TH, keep, wbuf, mbuf, fbuf)  # fmt: skip
+        _block(kind, slope, tab, i0, ni, j0, nj, ins1[0], ins2[0], ins1[1], ins2[1], ins1[2], ins2[2], ins1[3],
+               ins2[3], ins1[4], ins2[4], RW1, RW2, TA, TB, order, S, R, W, TH, keep, wbuf, mbuf, fbuf)  # fmt: skip
         for ii in range(ni):
             i = i0 + ii
             for jj in range(nj):
@@ -120,10 +118,12 @@ def _tile(i0, kind, slope, sw, sb, g2, gam, ow, ob, mc, ex, ln, P1, P2, SQ1, SQ2
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def _propagate(kind, slope, sw, sb, g2, gam, ow, ob, mc, ex, ln, P1, P2, SQ1, SQ2, SV1, SV2, RW1, RW2, TA, TB, order,
-               W0, S0, R0, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l):  # fmt: skip
+def _propagate(kind, slope, tab, ins1, ins2, RW1, RW2, TA, TB, order, W0, S0, R0, sym, slots, nngp, ntk, nngp_l,
+               back_l, ntk_l):  # fmt: skip
+    """``tab`` (8, depth): sigma_w^2, sigma_b^2, beta_l^2, gamma, omega_w, omega_b and the dropout factors (mc, ex)
+    per layer; ``ins1``/``ins2`` (5, depth, n): P, sqrt(P), sqrt(q), sqrt(E h^2) and the LayerNorm factor per input."""
     n = W0.shape[0]
-    depth = P1.shape[0]
+    depth = ins1.shape[1]
     nb = depth if nngp_l.shape[0] > 0 else 2
     tiles = (n + _ROWS - 1) // _ROWS
     tasks = (tiles + 1) // 2 if sym else tiles
@@ -135,13 +135,11 @@ def _propagate(kind, slope, sw, sb, g2, gam, ow, ob, mc, ex, ln, P1, P2, SQ1, SQ
         wbuf = np.empty((nb, _ROWS, _BLOCK))
         mbuf = np.empty((nb, _ROWS, _BLOCK))
         fbuf = np.empty((nb, _ROWS, _BLOCK))
-        _tile(t * _ROWS, kind, slope, sw, sb, g2, gam, ow, ob, mc, ex, ln, P1, P2, SQ1, SQ2, SV1, SV2, RW1, RW2, TA, TB,
-              order, W0, S0, R0, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, mbuf,
-              fbuf)  # fmt: skip
+        _tile(t * _ROWS, kind, slope, tab, ins1, ins2, RW1, RW2, TA, TB, order, W0, S0, R0, sym, slots, nngp, ntk,
+              nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, mbuf, fbuf)  # fmt: skip
         if sym and tiles - 1 - t != t:
-            _tile((tiles - 1 - t) * _ROWS, kind, slope, sw, sb, g2, gam, ow, ob, mc, ex, ln, P1, P2, SQ1, SQ2, SV1,
-                  SV2, RW1, RW2, TA, TB, order, W0, S0, R0, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH,
-                  wbuf, mbuf, fbuf)  # fmt: skip
+            _tile((tiles - 1 - t) * _ROWS, kind, slope, tab, ins1, ins2, RW1, RW2, TA, TB, order, W0, S0, R0, sym,
+                  slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, mbuf, fbuf)  # fmt: skip
 
 
 def arch_kernels(X, net, X2, layers):
@@ -166,12 +164,13 @@ def arch_kernels(X, net, X2, layers):
     seq = arch_sequences(act, net, sched, q1 if sym else np.concatenate([q1, q2]))
     Q, P, V, DV, rows, order, TA, TB = seq
     rho = 1.0 if net.dropout is None else float(net.dropout)
+    ln = net.normalization == "layer"
     SQ, SV = np.sqrt(Q), np.sqrt(V / rho)
-
-    def split(a):
-        return (np.ascontiguousarray(a[:, :n]), a if sym else np.ascontiguousarray(a[:, n:]))
-
-    (P1, P2), (SQ1, SQ2), (SV1, SV2), (RW1, RW2) = (split(a) for a in (P, SQ, SV, rows))
+    ins = np.stack([P, np.sqrt(P), SQ, SV, 1.0 / SQ if ln else np.ones_like(SQ)])
+    ins1 = np.ascontiguousarray(ins[:, :, :n])
+    ins2 = ins1 if sym else np.ascontiguousarray(ins[:, :, n:])
+    RW1 = np.ascontiguousarray(rows[:, :n])
+    RW2 = RW1 if sym else np.ascontiguousarray(rows[:, n:])
     slots = np.full(depth, -1, dtype=np.int64)
     for k, l in enumerate(slots_t or ()):
         slots[l - 1] = k
@@ -179,9 +178,9 @@ def arch_kernels(X, net, X2, layers):
     nngp, ntk = np.empty((n, m)), np.empty((n, m))
     nngp_l, back_l, ntk_l = np.empty(shape_l), np.empty(shape_l), np.empty(shape_l)
     mc, ex = dropout_factors(net, same=False)
-    ln = net.normalization == "layer"
-    _propagate(act.kind, float(act.slope), sw, sb, g2, gam, ow, ob, mc, ex, ln, P1, P2, SQ1, SQ2, SV1, SV2, RW1, RW2,
-               TA, TB, order, W0, S0, R0, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l)  # fmt: skip
+    table = np.array([sw, sb, g2, gam, ow, ob, np.full(depth, mc), np.full(depth, ex)])
+    _propagate(act.kind, float(act.slope), table, ins1, ins2, RW1, RW2, TA, TB, order, W0, S0, R0, sym, slots, nngp,
+               ntk, nngp_l, back_l, ntk_l)  # fmt: skip
     if sym and net.dropout is not None:  # the diagonal of kernels(X) is one forward pass (the same masks)
         mc, ex = dropout_factors(net, same=True)
         out = np.empty((7, depth))

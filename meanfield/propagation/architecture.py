@@ -156,16 +156,17 @@ def arch_sequences(act, net, sched, q1):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def arch_step(kind, slope, lay, p1, p2, sp12, sq1, sq2, sqn1, sqn2, sve1, sve2, lni12, s, r, sig, th, TA, TB, ra, rb,
-              M, npar, apar):  # fmt: skip
+def arch_step(kind, slope, lay, p1, p2, sp12, sq1, sq2, sqn1, sqn2, inv, sve1, sve2, lni12, s, r, sig, th, TA, TB, ra,
+              rb, M, npar, apar):  # fmt: skip
     """One layer l -> l + 1 of one pair (module docstring): returns (s', r', Sigma', Theta', m, F, Sigmadot).
 
-    Per input: ``p`` the variance fed to phi (``sp12 = sqrt(p1) sqrt(p2)``), ``sq = sqrt(q_l)``, ``sqn =
-    sqrt(q_{l+1})``, ``sve = sqrt(E h^2)`` within a pass (``E phi^2 / rho``), ``lni12`` the LayerNorm Jacobian factor
-    ``1/sqrt(q_l q_l')`` (1 without LayerNorm). Layer scalars ``lay = (sw, sb, g2, gam, ow, ob, mc, ex)``:
-    sigma_w^2, sigma_b^2 of layer l + 1, ``g2 = beta_l^2``, ``gam`` (1 on residual layers), (``ow``, ``ob``) the
-    tangent-kernel weights, and the dropout factors (``mc``, ``ex``) = (1, 1 - rho) between two forward passes,
-    (1/rho, 0) within one. (At most 30 arguments: CPython passes more as a tuple, which numba cannot inline.)
+    Per input: ``p`` the variance fed to phi (``sp12 = sqrt(p1) sqrt(p2)``), ``sq = sqrt(q_l)``,
+    ``sqn = sqrt(q_{l+1})`` (``inv = 1 / (sqn1 sqn2)``), ``sve = sqrt(E h^2)`` within a pass (``E phi^2 / rho``),
+    ``lni12`` the LayerNorm Jacobian factor ``1/sqrt(q_l q_l')`` (1 without LayerNorm). Layer scalars
+    ``lay = (sw, sb, g2, gam, ow, ob, mc, ex)``: sigma_w^2, sigma_b^2 of layer l + 1, ``g2 = beta_l^2``, ``gam`` (1
+    on residual layers), (``ow``, ``ob``) the tangent-kernel weights, and the dropout factors (``mc``, ``ex``) =
+    (1, 1 - rho) between two forward passes, (1/rho, 0) within one. (At most 30 arguments: CPython passes more as a
+    tuple, which numba cannot inline.)
     """
     sw, sb, g2, gam, ow, ob, mc, ex = lay
     cov, gap, agap, dcov = pair_step(kind, slope, p1, p2, sp12, s, r, TA, TB, ra, rb, M, npar, apar)
@@ -179,7 +180,6 @@ def arch_step(kind, slope, lay, p1, p2, sp12, sq1, sq2, sqn1, sqn2, sve1, sve2, 
     cross = gam * a * (sq1 * sve2 - sve1 * sq2) ** 2 + gam * b * (sq1 - sq2) ** 2 + a * b * (sve1 - sve2) ** 2
     den = sqn1 * sqn2
     mix = cross / (den + skip + a * sv12 + b)
-    inv = 1.0 / den
     s_n = (mix + s * skip + a * gap) * inv
     r_n = (mix + r * skip + a * agap + 2.0 * b) * inv
     dot = sw * (mc * dcov) * lni12
@@ -222,7 +222,8 @@ def arch_pair(
         lay = (sw[l + 1], sb[l + 1], g2[l + 1], gam[l + 1], ow[l + 1], ob[l + 1], mc, ex)
         sqn1, sqn2 = math.sqrt(Q[l + 1, i1]), math.sqrt(Q[l + 1, i2])
         s, r, sig, th, m, f, dot = arch_step(
-            kind, slope, lay, p1, p2, math.sqrt(p1) * math.sqrt(p2), sq1, sq2, sqn1, sqn2, SVE[l, i1], SVE[l, i2],
+            kind, slope, lay, p1, p2, math.sqrt(p1) * math.sqrt(p2), sq1, sq2, sqn1, sqn2, 1.0 / (sqn1 * sqn2),
+            SVE[l, i1], SVE[l, i2],
             lni12, s, r, sig, th, TA, TB, rows[l, i1], rows[l, i2], order[l, 0], order[l, 1], order[l, 2],
         )  # fmt: skip
         out[0, l + 1] = s
