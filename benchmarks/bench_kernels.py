@@ -87,7 +87,9 @@ def architecture_ratios(rng, cases, repeat):
         X = rng.normal(size=(n, 32))
         nets = {
             "plain": mf.Network(depth, "relu", 2.0, 0.0),
-            "schedule": mf.Network(depth, "relu", list(np.linspace(1.9, 2.1, depth)), list(np.linspace(0, 0.1, depth))),
+            "schedule": mf.Network(depth, "relu", list(np.linspace(1.9, 2.1, depth)), 0.0),
+            "plain, sigma_b2 = 0.1": mf.Network(depth, "relu", 2.0, 0.1),
+            "schedule, sigma_b2 sched.": mf.Network(depth, "relu", 2.0, list(np.linspace(0.05, 0.1, depth))),
             "residual 1/sqrt(L)": mf.Network(depth, "relu", 2.0, 0.0, residual=1 / np.sqrt(depth)),
             "residual 1 + schedule": mf.Network(depth, "relu", list(np.linspace(1.9, 2.1, depth)), 0.0, residual=1.0),
             "residual+LN+dropout": mf.Network(
