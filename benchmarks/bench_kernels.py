@@ -6,6 +6,8 @@ Baselines:
   (b) neural-tangents' analytic ``kernel_fn`` if it is installed (``pip install -e ".[bench]"``); skipped otherwise.
 
 Goals (issue 3): ReLU n=2000, L=100 at least 10x faster than (a) and faster than (b); tanh within 5x of ReLU.
+Issue 11: per-layer variance schedules and residual blocks cost at most 1.2x the plain ReLU kernel at n=2000, L=100
+(the ratios are printed at the end, timed interleaved in the same run, best of R).
 Usage: python benchmarks/bench_kernels.py [--quick] [--threads N] [--repeat R]
 (--threads sets numba's thread count for meanfield; numpy's BLAS threads are whatever the environment gives, and
 the numpy recursion is dominated by elementwise single-threaded ufuncs.)
@@ -78,6 +80,33 @@ def timed(fn, repeat=1):
     return best, out
 
 
+def architecture_ratios(rng, cases, repeat):
+    """Issue 11: per-layer schedules, residual blocks (and the other options) against the plain ReLU kernel, timed
+    interleaved (one round of every variant, repeated) so that the machine's load hits them alike; best of R."""
+    for n, depth in cases:
+        X = rng.normal(size=(n, 32))
+        nets = {
+            "plain": mf.Network(depth, "relu", 2.0, 0.0),
+            "schedule": mf.Network(depth, "relu", list(np.linspace(1.9, 2.1, depth)), 0.0),
+            "plain, sigma_b2 = 0.1": mf.Network(depth, "relu", 2.0, 0.1),
+            "schedule, sigma_b2 sched.": mf.Network(depth, "relu", 2.0, list(np.linspace(0.05, 0.1, depth))),
+            "residual 1/sqrt(L)": mf.Network(depth, "relu", 2.0, 0.0, residual=1 / np.sqrt(depth)),
+            "residual 1 + schedule": mf.Network(depth, "relu", list(np.linspace(1.9, 2.1, depth)), 0.0, residual=1.0),
+            "residual+LN+dropout": mf.Network(
+                depth, "relu", 2.0, 0.1, residual=1.0, normalization="layer", dropout=0.9
+            ),
+        }
+        for net in nets.values():
+            mf.kernels(X[:4], net)  # load the compiled kernels
+        best = dict.fromkeys(nets, np.inf)
+        for _ in range(repeat):
+            for name, net in nets.items():
+                best[name] = min(best[name], timed(lambda net=net, X=X: mf.kernels(X, net))[0])
+        for name in nets:
+            print(f"relu {name:>22} / plain at n={n}, L={depth}: {best[name] / best['plain']:.2f} "
+                  f"({best[name]:.3f} s, best of {repeat})")  # fmt: skip
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="only the small case")
@@ -120,6 +149,7 @@ def main():
                   f"{t_nt:>7.3f} {t_nt / t_mf:>7.1f}   (numpy max diff / max entry {err:.1e})")  # fmt: skip
     for n, depth in cases:
         print(f"tanh / relu time at n={n}, L={depth}: {results[('tanh', n)] / results[('relu', n)]:.2f}")
+    architecture_ratios(rng, cases, max(args.repeat, 3))
     try:
         import neural_tangents  # noqa: F401
     except ImportError:
