@@ -1,0 +1,309 @@
+"""The exact conditional sampler: every kernel of a finite random network without forming its weight matrices.
+
+For ``n`` inputs, a layer's weights only ever act on the ``n``-dimensional span of its inputs on the forward pass,
+so the ``N_l x N_{l-1}`` Gaussian weight matrix can be split into its action on that span (drawn forward) and an
+independent Gaussian on the complement (drawn on the backward pass, where only ``W^T delta`` is needed). This
+samples the exact joint law of the forward kernels, the backward kernels, the per-layer tangent kernels and the
+outputs of the finite network with about ``2 n N`` normals per layer instead of ``N^2`` and ``O(N n^2)`` work
+instead of ``O(N^2 n)``.
+
+The construction (derived here; the one-input case is the projection sampler of
+:func:`meanfield.dispersion.sample_ntk_diagonal`, which this generalises to ``n`` inputs, biases, both
+parameterizations, per-layer variances and every activation). Write layer ``l`` with its bias as one matrix: with
+``A = h_{l-1}`` (``n x N_{l-1}``, row ``i`` the input ``i``),
+
+    z_l = A W~_l^T + 1 b~_l^T = A~ V^T,    A~ = [sqrt(sigma_w,l^2 / N_{l-1}) A, sigma_b,l 1]   (n x M),
+
+where ``W~_l = m_w W_l`` and ``b~_l = m_b b_l`` are the effective parameters (the same law in NTP and SP) and
+``V`` is ``N_l x M`` with i.i.d. ``N(0, 1)`` entries, ``M = N_{l-1} + 1`` (``N_{l-1}`` without biases or with
+``sigma_b,l = 0``). Take a thin QR decomposition ``A~^T = Q R`` (Householder: ``Q`` is ``M x r`` with orthonormal
+columns, ``r = min(n, M)``, whatever the rank of ``A~``) and split ``V = (V Q) Q^T + V P``, ``P = I - Q Q^T``:
+
+* forward: ``z_l^T = (V Q) R`` and ``G = V Q`` is ``N_l x r`` i.i.d. ``N(0, 1)`` because ``Q`` has orthonormal
+  columns, so ``z_l`` is drawn exactly with ``r N_l`` normals. Every unit's pre-activations are
+  ``N(0, A~ A~^T) = N(0, F_l)``, the finite-width forward kernel.
+* backward: ``delta_l V = (delta_l G) Q^T + delta_l V P``. ``V P`` is independent of ``G``, and nothing else of the
+  forward or backward pass depends on it (``z_l`` depends on ``V`` only through ``G``; ``delta_l`` on ``z_l`` and the
+  later layers), so conditionally on everything else ``delta_l V P`` has the law of ``E P`` with
+  ``E = R_d^T Xi``, ``Xi`` an ``r' x M`` matrix of fresh normals and ``delta_l^T = Q_d R_d`` a QR decomposition
+  (``E`` then has the row covariance ``delta_l delta_l^T``, ``r' = min(n, N_l)``). Hence, exactly in law,
+
+      delta_l V = (delta_l G - E Q) Q^T + E,    delta_{l-1} = phi'(z_{l-1}) * sqrt(sigma_w,l^2 / N_{l-1}) [delta_l V]_w,
+
+  where ``[.]_w`` drops the bias column: ``r' M`` more normals.
+
+Rank deficiency needs no pseudo-inverse: the identities hold for any orthonormal ``Q`` whose span contains the rows
+of ``A~`` (Householder QR returns one even when ``A~`` is singular: duplicate inputs, ``n > N_{l-1}``, ReLU units
+that are zero on every input), and ``E`` only needs ``R_d^T R_d = delta_l delta_l^T``, which QR gives for a
+singular ``delta_l`` too. The kernels are then the same per-network formulas as the weight-drawing sampler
+(:func:`meanfield.simulate` with ``method="weights"``): ``F_l = sigma_w,l^2/N_{l-1} h_{l-1}.h'_{l-1} +
+sigma_b,l^2``, ``B_l = delta_l.delta'_l`` and ``K_l = (omega_W G_l + omega_b) B_l`` (Lou et al. 2022, eq. (9)).
+
+Randomness: network ``i`` of a seed draws all its normals from its own stream ``Generator(SFC64(SeedSequence(seed,
+spawn_key=(i,))))`` (:func:`meanfield.finite.streams.generator`) in a fixed order (forward normals of layers
+``1..L``, then backward normals of layers ``L..2``), so results are reproducible per seed and bit-identical for
+every batch size. The weight-drawing sampler uses the same streams for the weights themselves, so the two samplers
+agree in distribution, not network by network.
+
+Cost per network: ``sum_l (r_l N_l + r'_l M_l) ~ 2 n sum_l N_l`` normals and ``O(n^2 sum_l N_l)`` flops (QR
+decompositions of ``M x n`` matrices and ``n x N x r`` products), against ``sum_l N_l N_{l-1}`` normals and
+``4 n sum_l N_l N_{l-1}`` flops for drawing the weights (:func:`default_method` picks the cheaper one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._checks import check_bool, check_network, finite_array
+from ..network import Network
+from .mlp import gram
+from .streams import generator
+
+__all__ = ["SUPPORTS", "ConditionalPass", "conditional_pass", "default_method", "normal_counts"]
+
+#: options beyond the plain MLP the conditional sampler implements (``Network.features`` names)
+SUPPORTS = ("schedule",)
+
+#: seconds per normal and per flop of the cost model of :func:`default_method` (measured on one core, one BLAS
+#: thread; only their ratio matters)
+_NORMAL_COST = 1.0e-8
+_FLOP_COST = 4.0e-11
+#: fixed cost of one layer of one stack in numpy calls (seconds), amortised over a stack of networks
+_LAYER_OVERHEAD = 2.0e-4
+
+
+def _dims(net: Network, d: int, n: int, bias: bool):
+    """Per layer ``l = 1..L``: fan-in ``N_{l-1}``, width ``N_l``, ``M_l`` (fan-in plus a bias column when the
+    layer has a random bias), ``r_l = min(n, M_l)`` and ``r'_l = min(n, N_l)``."""
+    fan = net.fan_ins(d)
+    outs = net.width + (1,)
+    sb2 = net.bias_variances
+    M = tuple(f + (1 if bias and sb2[l] > 0 else 0) for l, f in enumerate(fan))
+    r = tuple(min(n, m) for m in M)
+    rd = tuple(min(n, o) for o in outs)
+    return fan, outs, M, r, rd
+
+
+def normal_counts(net: Network, d: int, n: int, bias: bool = True) -> tuple[int, int]:
+    """Numbers of normals one network draws: ``(forward, backward) = (sum_l r_l N_l, sum_{l >= 2} r'_l M_l)``.
+
+    >>> from meanfield import Network
+    >>> normal_counts(Network(3, "relu", width=100), d=10, n=4)
+    (804, 500)
+    """
+    fan, outs, M, r, rd = _dims(net, d, n, bias)
+    L = net.depth
+    return sum(r[l] * outs[l] for l in range(L)), sum(rd[l] * M[l] for l in range(1, L))
+
+
+def _costs(net: Network, d: int, n: int, bias: bool, batch: int) -> tuple[float, float]:
+    """Modelled seconds per network of the weight-drawing and of the conditional sampler (see
+    :func:`default_method`)."""
+    fan, outs, M, r, rd = _dims(net, d, n, bias)
+    params = sum(o * f for o, f in zip(outs, fan, strict=True))
+    weights = params * (_NORMAL_COST + 4.0 * n * _FLOP_COST)
+    fw, bw = normal_counts(net, d, n, bias)
+    flops = sum(6.0 * n * n * (M[l] + outs[l]) for l in range(net.depth))
+    conditional = (fw + bw) * _NORMAL_COST + flops * _FLOP_COST + net.depth * _LAYER_OVERHEAD / max(batch, 1)
+    return weights, conditional
+
+
+def default_method(net: Network, d: int, n: int, bias: bool = True, batch: int = 64) -> str:
+    """The faster sampler for ``n`` inputs of dimension ``d``: ``"conditional"`` or ``"weights"``.
+
+    The rule compares modelled costs per network: drawing the weights costs ``sum_l N_l N_{l-1}`` normals (10 ns
+    each) and ``4 n sum_l N_l N_{l-1}`` flops (0.04 ns each, one BLAS thread); the conditional sampler
+    ``sum_l (r_l N_l + r'_l M_l)`` normals, ``6 n^2 sum_l (M_l + N_l)`` flops and about 0.2 ms of numpy calls per
+    layer and stack of ``batch`` networks. In practice the conditional sampler wins unless ``n`` is comparable to
+    the widths (for ``n >= N`` it draws as many normals as the weights and adds the QR work) or the networks are
+    tiny. Networks using an option only one sampler implements go to that one. The choice depends only on the
+    network, ``d``, ``n`` and ``bias`` (never on the batch size of a run), so a run's results do not depend on
+    ``batch_size``.
+
+    >>> from meanfield import Network
+    >>> default_method(Network(10, "relu", width=512), d=512, n=8)
+    'conditional'
+    >>> default_method(Network(3, "relu", width=16), d=16, n=64)
+    'weights'
+    """
+    if any(f not in SUPPORTS for f in net.features):
+        return "weights"
+    if net.features:  # options only the conditional sampler implements
+        return "conditional"
+    weights, conditional = _costs(net, d, n, bias, batch)
+    return "conditional" if conditional < weights else "weights"
+
+
+@dataclass(frozen=True)
+class ConditionalPass:
+    """One conditional forward/backward pass over a stack of ``S`` networks (the result of
+    :func:`conditional_pass`).
+
+    Attributes
+    ----------
+    outputs : ndarray, shape (S, n)
+        The network outputs ``f(X) = z_L``.
+    grams : tuple of ndarray
+        ``G_l = h_{l-1}.h'_{l-1}`` for ``l = 1..L`` (index ``l - 1``), each ``(S, n, n)`` (``G_1 = X X^T``
+        broadcast over the stack).
+    backward : tuple of ndarray or None
+        ``B_l = delta_l.delta'_l`` for ``l = 1..L``, each ``(S, n, n)`` (``B_L = 1``); None when the pass was
+        forward only.
+    """
+
+    outputs: np.ndarray
+    grams: tuple
+    backward: tuple | None
+
+
+def conditional_pass(X, net: Network, seeds, bias: bool = True, backward: bool = True) -> ConditionalPass:
+    """Forward and backward pass of a stack of random networks by the exact conditional construction.
+
+    Parameters
+    ----------
+    X : array_like, shape (n, d)
+        Inputs.
+    net : Network
+        Finite widths, any activation, either parameterization (the pass does not depend on it; only the tangent
+        kernel weights do), per-layer variances allowed (:data:`SUPPORTS`).
+    seeds : sequence of numpy.random.SeedSequence
+        One per network: network ``k`` draws every normal from ``generator(seeds[k])``.
+    bias : bool
+        Whether every layer has a bias (variance ``sigma_b,l^2``).
+    backward : bool
+        Also run the backward pass (the backward normals are drawn after all forward ones, so the forward pass
+        of a network is the same either way).
+
+    Returns
+    -------
+    ConditionalPass
+
+    Notes
+    -----
+    The construction and its exactness are in the module docstring: per layer a thin QR of the ``M x n`` matrix
+    ``A~^T``, ``r N_l`` forward normals and (backward) a QR of ``delta_l^T`` and ``r' M`` normals; no ``N x N``
+    matrix is formed. Cost ``O(n^2 sum_l N_l)`` flops and about ``2 n sum_l N_l`` normals per network.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from meanfield import Network
+    >>> from meanfield.finite.streams import seed_sequences
+    >>> X = np.array([[1.0, 0.0], [0.6, 0.8], [1.0, 0.0]])  # a duplicate input: rank-deficient A
+    >>> p = conditional_pass(X, Network(3, "relu", width=64), seed_sequences(0, 5))
+    >>> p.outputs.shape, len(p.grams), p.backward[0].shape
+    ((5, 3), 3, (5, 3, 3))
+    >>> bool(np.allclose(p.outputs[:, 0], p.outputs[:, 2]) and np.allclose(p.backward[-1], 1.0))
+    True
+    """
+    check_network(net, supports=SUPPORTS, what="the conditional sampler")
+    if net.width is None:
+        raise ValueError("net.width is None: the conditional sampler needs finite networks, e.g. width=512")
+    X = finite_array(X, "X")
+    if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
+        raise ValueError(f"X must be a non-empty 2-D array (n, d), got shape {X.shape}")
+    bias, backward = check_bool(bias, "bias"), check_bool(backward, "backward")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must hold at least one numpy.random.SeedSequence (one per network)")
+    return _conditional_pass(X, net, seeds, bias, backward)
+
+
+def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> ConditionalPass:
+    """:func:`conditional_pass` without validation (the Monte Carlo task calls this)."""
+    n, d = X.shape
+    L, S = net.depth, len(seeds)
+    act = net.activation
+    fan, outs, M, r, rd = _dims(net, d, n, bias)
+    sw2, sb2 = net.weight_variances, net.bias_variances
+    n_fw, n_bw = normal_counts(net, d, n, bias)
+    total = n_fw + (n_bw if backward else 0)
+    buf = np.empty((S, total))
+    for k, seq in enumerate(seeds):  # network k: its own stream, forward normals first
+        generator(seq).standard_normal(out=buf[k])
+
+    pos = 0
+    h = X
+    zs, Qs, Gts, grams = [], [], [], []
+    for l in range(L):
+        grams.append(gram(h))
+        At = np.sqrt(sw2[l] / fan[l]) * h
+        if M[l] > fan[l]:  # the bias column
+            col = np.full(At.shape[:-1] + (1,), np.sqrt(sb2[l]))
+            At = np.concatenate([At, col], axis=-1)
+        Q, R = np.linalg.qr(np.swapaxes(At, -1, -2))  # (.., M, r), (.., r, n)
+        Gt = buf[:, pos : pos + r[l] * outs[l]].reshape(S, r[l], outs[l])
+        pos += r[l] * outs[l]
+        z = np.matmul(np.swapaxes(R, -1, -2), Gt)  # (S, n, N_l): every unit ~ N(0, A~ A~^T)
+        zs.append(z)
+        Qs.append(Q)
+        Gts.append(Gt)
+        if l < L - 1:
+            h = act.fn(z)
+    outputs = zs[-1][:, :, 0]
+    grams = tuple(np.broadcast_to(g, (S, n, n)) for g in grams)
+    if not backward:
+        return ConditionalPass(outputs, grams, None)
+
+    delta = np.ones((S, n, 1))
+    Bs = [None] * L
+    Bs[L - 1] = np.ones((S, n, n))
+    for l in range(L - 1, 0, -1):
+        Rd = np.linalg.qr(np.swapaxes(delta, -1, -2), mode="r")  # (S, r', n), Rd^T Rd = delta delta^T
+        Xi = buf[:, pos : pos + rd[l] * M[l]].reshape(S, rd[l], M[l])
+        pos += rd[l] * M[l]
+        E = np.matmul(np.swapaxes(Rd, -1, -2), Xi)  # (S, n, M): fresh delta V' with row covariance B_l
+        Q = Qs[l]
+        C = np.matmul(delta, np.swapaxes(Gts[l], -1, -2))  # delta G, (S, n, r)
+        C -= np.matmul(E, Q)
+        DV = np.matmul(C, np.swapaxes(Q, -1, -2))
+        DV += E
+        g = DV[..., : fan[l]]
+        g *= np.sqrt(sw2[l] / fan[l])
+        delta = act.derivative(zs[l - 1]) * g
+        Bs[l - 1] = gram(delta)
+    return ConditionalPass(outputs, grams, tuple(Bs))
+
+
+def conditional_task(batch, X, spec, quantities, layers, bias):
+    """Task of :func:`meanfield.finite.montecarlo.run` for ``simulate(..., method="conditional")``: the
+    quantities of :func:`meanfield.simulate` for the networks of ``batch``, from :func:`conditional_pass`."""
+    net = Network(**spec)
+    L = net.depth
+    fan = net.fan_ins(X.shape[1])
+    sw2, sb2 = net.weight_variances, net.bias_variances
+    need_back = any(q in quantities for q in ("backward", "ntk_layers", "ntk"))
+    p = _conditional_pass(X, net, batch.seeds, bias, need_back)
+    out = {}
+    if "outputs" in quantities:
+        out["outputs"] = p.outputs
+    if "nngp" in quantities:
+        ls = range(L) if layers else [L - 1]
+        F = np.stack([sw2[l] / fan[l] * p.grams[l] + (sb2[l] if bias else 0.0) for l in ls], axis=1)
+        out["nngp"] = F if layers else F[:, 0]
+    if need_back:
+        B = np.stack(p.backward, axis=1)
+        if "backward" in quantities:
+            out["backward"] = B
+        if "ntk_layers" in quantities or "ntk" in quantities:
+            ntp = net.parameterization == "ntk"
+            K = np.empty_like(B)
+            for l in range(L):
+                omega_w, omega_b = (sw2[l] / fan[l], sb2[l]) if ntp else (1.0, 1.0)
+                K[:, l] = (omega_w * p.grams[l] + (omega_b if bias else 0.0)) * B[:, l]
+            if "ntk_layers" in quantities:
+                out["ntk_layers"] = K
+            if "ntk" in quantities:
+                out["ntk"] = K.sum(axis=1)
+    return out
+
+
+def per_net_bytes(net: Network, d: int, n: int, bias: bool) -> int:
+    """Working memory of one network of :func:`conditional_pass` (normals, ``Q_l``, ``G_l``, ``z_l`` and the
+    kernels), for the default batch size of :func:`meanfield.simulate`."""
+    fan, outs, M, r, rd = _dims(net, d, n, bias)
+    fw, bw = normal_counts(net, d, n, bias)
+    kept = sum(M[l] * r[l] + 2 * n * outs[l] for l in range(net.depth))  # Q_l, z_l and h_l
+    return 8 * (fw + bw + kept + 6 * net.depth * n * n + 4 * n * max(M))

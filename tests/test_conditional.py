@@ -1,0 +1,245 @@
+"""The exact conditional sampler (meanfield.finite.conditional): identities per network, reproducibility, and
+agreement in distribution with the weight-drawing sampler and with the dispersion module's projection sampler."""
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import meanfield as mf
+from meanfield.dispersion import ntk_moments, sample_ntk_diagonal
+from meanfield.finite.conditional import conditional_pass, default_method, normal_counts
+from meanfield.finite.mlp import gram
+from meanfield.finite.montecarlo import simulate
+from meanfield.finite.stack import backward_stack, forward_stack
+from meanfield.finite.streams import generator, seed_sequences
+from meanfield.stats import bootstrap, stderr
+
+KERNELS = ("nngp", "backward", "ntk_layers", "ntk")
+ALL = KERNELS + ("outputs",)
+
+
+def _X(n=3, d=4, seed=0):
+    return np.random.default_rng(seed).standard_normal((n, d))
+
+
+def _z_mean(a, b):
+    """Entrywise z of the difference of two Monte Carlo means; entries that do not fluctuate in either sample
+    (F_1, B_L) must agree to rounding and get z = 0."""
+    se = np.sqrt(stderr(a) ** 2 + stderr(b) ** 2)
+    scale = np.maximum(np.abs(a).max(axis=0), np.abs(b).max(axis=0))
+    live = se > 1e-12 * scale
+    diff = a.mean(axis=0) - b.mean(axis=0)
+    assert np.all(np.abs(diff[~live]) <= 1e-12 * scale[~live])
+    return np.where(live, diff / np.where(live, se, 1.0), 0.0), live
+
+
+def _z_var(a, b, live, seed=0):
+    """Entrywise z of the difference of the two sample variances, bootstrap standard errors (meanfield.stats)."""
+    ba = bootstrap(lambda s: s.var(axis=0, ddof=1), a, n_boot=300, seed=seed)
+    bb = bootstrap(lambda s: s.var(axis=0, ddof=1), b, n_boot=300, seed=seed + 1)
+    se = np.sqrt(np.asarray(ba.stderr) ** 2 + np.asarray(bb.stderr) ** 2)
+    return np.where(live, (ba.estimate - bb.estimate) / np.where(live, se, 1.0), 0.0)
+
+
+def _upper(a):
+    """The entries ``i <= j`` of the trailing (n, n) axes (the kernels are symmetric)."""
+    n = a.shape[-1]
+    i, j = np.triu_indices(n)
+    return a[..., i, j]
+
+
+def _compare(X, net, n_nets, seed, bias=True, quantities=ALL):
+    """Largest |z| of means and of variances per quantity between the two samplers (independent seeds)."""
+    a = simulate(X, net, n_nets, seed=seed, quantities=quantities, layers=True, bias=bias, method="conditional")
+    b = simulate(X, net, n_nets, seed=seed + 1, quantities=quantities, layers=True, bias=bias, method="weights")
+    out = {}
+    for q in quantities:
+        x, y = (a[q], b[q]) if q == "outputs" else (_upper(a[q]), _upper(b[q]))
+        zm, live = _z_mean(x, y)
+        zv = _z_var(x, y, live)
+        out[q] = (float(np.abs(zm).max()), float(np.abs(zv).max()))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# fast: identities, reproducibility, the default, refusals, one small distribution check
+# ----------------------------------------------------------------------------------------------------------------
+def test_conditional_kernels_satisfy_the_per_network_identities_and_are_reproducible():
+    X = np.vstack([_X(n=3), _X(n=1)[:1]])  # the last input duplicates the first: a rank-deficient layer input
+    X[3] = X[0]
+    net = mf.Network(4, "tanh", sigma_w2=1.5, sigma_b2=0.1, width=(6, 3, 5))  # n = 4 > N_2 = 3
+    ref = simulate(X, net, 9, seed=11, quantities=ALL, layers=True, batch_size=9, method="conditional")
+    assert_allclose(ref["ntk_layers"].sum(axis=1), ref["ntk"], rtol=1e-13)
+    assert_allclose(ref["ntk_layers"], ref["nngp"] * ref["backward"], rtol=1e-12)  # NTP: K_l = F_l B_l
+    assert_allclose(ref["backward"][:, -1], 1.0)
+    assert_allclose(ref["nngp"][:, 0], np.broadcast_to(1.5 / 4 * X @ X.T + 0.1, (9, 4, 4)), rtol=1e-14)
+    assert_allclose(ref["outputs"][:, 3], ref["outputs"][:, 0], rtol=1e-9)  # duplicate inputs stay duplicates
+    assert_allclose(ref["ntk"][:, 3, 3], ref["ntk"][:, 0, 0], rtol=1e-9)
+    assert np.all(np.linalg.eigvalsh(ref["ntk"]) > -1e-10 * np.abs(ref["ntk"]).max())
+    with ThreadPoolExecutor(2) as ex:
+        others = [simulate(X, net, 9, seed=11, quantities=ALL, layers=True, batch_size=b, method="conditional",
+                           executor=ex if b == 4 else None) for b in (1, 4)]  # fmt: skip
+    for other in others:
+        for q in ALL:
+            assert np.array_equal(ref[q], other[q]), q
+    # forward-only runs draw the same forward normals
+    fwd = simulate(X, net, 9, seed=11, quantities=("nngp", "outputs"), layers=True, method="conditional")
+    assert np.array_equal(fwd["nngp"], ref["nngp"]) and np.array_equal(fwd["outputs"], ref["outputs"])
+    other_seed = simulate(X, net, 9, seed=12, quantities=("ntk",), method="conditional")
+    assert not np.array_equal(ref["ntk"], other_seed["ntk"])
+
+
+def test_standard_parameterization_and_no_bias_weights():
+    X = _X()
+    net = mf.Network(3, "erf", sigma_w2=1.7, sigma_b2=0.3, parameterization="standard", width=(5, 7))
+    s = simulate(X, net, 5, seed=2, quantities=("nngp", "backward", "ntk_layers"), layers=True, method="conditional")
+    G = [(s["nngp"][:, l] - 0.3) * [4, 5, 7][l] / 1.7 for l in range(3)]
+    for l in range(3):  # SP: K_l = (G_l + 1) B_l
+        assert_allclose(s["ntk_layers"][:, l], (G[l] + 1.0) * s["backward"][:, l], rtol=1e-10, atol=1e-12)
+    nb = simulate(X, net, 5, seed=2, quantities=("nngp", "ntk_layers"), layers=True, method="conditional", bias=False)
+    assert_allclose(nb["nngp"][:, 0], np.broadcast_to(1.7 / 4 * X @ X.T, (5, 3, 3)), rtol=1e-14)
+
+
+def test_normal_counts_and_the_default_method():
+    net = mf.Network(10, "relu", width=512)
+    fw, bw = normal_counts(net, 512, 8)
+    assert fw == 8 * 512 * 9 + 8 and bw == 512 * (8 * 8 + 1)  # r = n, M = N (sigma_b2 = 0); readout r' = 1
+    assert fw + bw < 512 * 512 * 10 / 25
+    assert default_method(net, 512, 8) == "conditional"
+    assert default_method(mf.Network(20, "relu", width=2048), 2048, 16) == "conditional"
+    assert default_method(mf.Network(3, "relu", width=16), 16, 64) == "weights"
+    sched = mf.Network(3, "relu", sigma_w2=(2.0, 1.5, 1.0), width=16)
+    assert default_method(sched, 16, 64) == "conditional"  # only the conditional sampler has per-layer variances
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(method="exact"), ("method", "conditional", "weights")),
+        (dict(net=mf.Network(3, residual=1.0, width=8)), ("residual", "simulate")),
+        (dict(net=mf.Network(3, dropout=0.9, width=8), method="conditional"), ("dropout",)),
+        (dict(net=mf.Network(3, normalization="layer", width=8)), ("normalization",)),
+        (dict(net=mf.Network(3, sigma_w2=(2.0, 1.5, 1.0), width=8), method="weights"), ("per-layer", "weights")),
+    ],
+)
+def test_bad_method_and_unsupported_options_are_refused_by_name(kwargs, words):
+    args = dict(net=mf.Network(3, width=8), method=None) | kwargs
+    with pytest.raises(ValueError) as e:
+        simulate(_X(), args.pop("net"), 4, **args)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_conditional_pass_refuses_bad_input():
+    net = mf.Network(2, width=4)
+    for call, word in [
+        (lambda: conditional_pass(np.ones(3), net, seed_sequences(0, 2)), "X"),
+        (lambda: conditional_pass(_X(), net, []), "seeds"),
+        (lambda: conditional_pass(_X(), mf.Network(2), seed_sequences(0, 2)), "width"),
+        (lambda: conditional_pass(_X(), net, seed_sequences(0, 2), bias="yes"), "bias"),
+    ]:
+        with pytest.raises(ValueError, match=word):
+            call()
+
+
+def test_per_layer_variances_give_the_exact_second_layer_kernel():
+    """E F_2 = sigma_w,2^2 E[relu(u) relu(v)] + sigma_b,2^2 with (u, v) ~ N(0, F_1): the arc-cosine kernel of
+    degree 1 (Cho & Saul 2009) of layer 1's own variances, exact at any width."""
+    X = _X(n=3, d=5)
+    net = mf.Network(3, "relu", sigma_w2=(1.2, 2.5, 1.0), sigma_b2=(0.3, 0.05, 0.0), width=(8, 8))
+    s = simulate(X, net, 3000, seed=4, quantities=("nngp",), layers=True, method="conditional")
+    S1 = 1.2 / 5 * X @ X.T + 0.3
+    q = np.sqrt(np.diag(S1))
+    c = np.clip(S1 / np.outer(q, q), -1, 1)
+    th = np.arccos(c)
+    exact = 2.5 * np.outer(q, q) * (np.sin(th) + (np.pi - th) * c) / (2 * np.pi) + 0.05
+    assert_allclose(s["nngp"][:, 0], np.broadcast_to(S1, (3000, 3, 3)), rtol=1e-14)
+    z = (s.mean("nngp")[1] - exact) / s.stderr("nngp")[1]
+    assert np.abs(z).max() <= 4, z
+
+
+def test_small_distribution_smoke_check_against_the_weight_sampler():
+    X = _X()
+    net = mf.Network(3, "relu", sigma_w2=2.0, sigma_b2=0.1, width=(10, 6))
+    a = simulate(X, net, 400, seed=1, quantities=("ntk", "backward"), layers=True, method="conditional")
+    b = simulate(X, net, 400, seed=2, quantities=("ntk", "backward"), layers=True, method="weights")
+    for q in ("ntk", "backward"):
+        z, _ = _z_mean(_upper(a[q]), _upper(b[q]))
+        assert np.abs(z).max() <= 4, (q, z)
+
+
+def test_one_input_matches_the_projection_sampler_and_the_exact_moments():
+    """For one input (SP ReLU, sigma_b = 0, trained biases) the conditional sampler is the projection sampler of
+    the dispersion module: the same law of Theta(x, x), and both match the exact moments (Seleznova & Kutyniok
+    2022 setting; meanfield.dispersion.ntk_moments)."""
+    widths, sw2, d = [12, 16, 10, 14], 2.4, 9
+    net = mf.Network(len(widths) + 1, "relu", sw2, 0.0, "standard", width=widths)
+    M = 20_000
+    proj = sample_ntk_diagonal(net, d, M, x0_norm2=1.3, seed=21).theta
+    cond = sample_ntk_diagonal(net, d, M, x0_norm2=1.3, method="conditional", seed=22).theta
+    X = np.zeros((1, d))
+    X[0, 0] = math.sqrt(1.3)
+    sim = simulate(X, net, 4000, seed=23, quantities=("ntk",), method="conditional")["ntk"][:, 0, 0]
+    for f in (lambda t: t, lambda t: t * t, lambda t: (t < np.median(proj)).astype(float)):
+        for other in (cond, sim):
+            x, y = f(proj), f(other)
+            z = (x.mean() - y.mean()) / math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
+            assert abs(z) <= 4, z
+    mom = ntk_moments(net, d, x0_norm2=1.3)
+    for t in (proj, cond):
+        assert abs(t.mean() - mom.mean) / stderr(t) <= 4
+        assert abs(np.mean(t * t) - mom.second) / stderr(t * t) <= 4
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# slow: the two samplers agree in distribution (means |z| <= 4, variances within 4 bootstrap standard errors)
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("activation", ["relu", "erf", "tanh"])
+@pytest.mark.parametrize(
+    "parameterization, widths, n, bias",
+    [("ntk", (12, 7), 3, True), ("standard", (9, 11), 3, True), ("ntk", (5, 3, 6), 7, False)],
+)
+def test_conditional_and_weight_samplers_agree_in_distribution(activation, parameterization, widths, n, bias):
+    X = _X(n=n)
+    if n > 4:  # duplicate inputs and n > width: rank-deficient layer inputs and backward vectors
+        X[4] = X[0]
+    net = mf.Network(len(widths) + 1, activation, 1.8, 0.2, parameterization, width=widths)
+    res = _compare(X, net, 2000, seed=100, bias=bias)
+    print(activation, parameterization, widths, {q: (round(m, 2), round(v, 2)) for q, (m, v) in res.items()})
+    for q, (zm, zv) in res.items():
+        assert zm <= 4 and zv <= 4, (q, zm, zv)
+
+
+def _weights_with_schedule(X, net, n_nets, seed):
+    """An independent weight-drawing reference for per-layer variances: W_l ~ N(0, sigma_w,l^2 / N_{l-1}),
+    b_l ~ N(0, sigma_b,l^2), the package's stacked forward/backward pass, NTP kernels ``K_l = F_l B_l``."""
+    d = X.shape[1]
+    fan, outs = net.fan_ins(d), net.width + (1,)
+    sw2, sb2 = net.weight_variances, net.bias_variances
+    rngs = [generator(s) for s in seed_sequences(seed, n_nets)]
+    Ws, bs = [], []
+    for l in range(net.depth):
+        Ws.append(np.stack([r.standard_normal((outs[l], fan[l])) for r in rngs]) * math.sqrt(sw2[l] / fan[l]))
+        bs.append(np.stack([r.standard_normal(outs[l]) for r in rngs]) * math.sqrt(sb2[l]))
+    ones = np.ones(net.depth)
+    zs, hs = forward_stack(X, Ws, bs, ones, ones, net.activation)
+    deltas = backward_stack(zs, Ws, ones, net.activation, np.ones((1, 1, X.shape[0], 1)))
+    shape = (n_nets, X.shape[0], X.shape[0])
+    F = np.stack([np.broadcast_to(sw2[l] / fan[l] * gram(hs[l]) + sb2[l], shape) for l in range(net.depth)], axis=1)
+    B = np.stack([gram(deltas[l][:, 0]) for l in range(net.depth)], axis=1)
+    return {"nngp": F, "backward": B, "ntk_layers": F * B, "ntk": (F * B).sum(axis=1)}
+
+
+@pytest.mark.slow
+def test_per_layer_variances_agree_with_an_independent_weight_sampler():
+    X = _X(n=3)
+    net = mf.Network(4, "tanh", sigma_w2=(1.0, 2.2, 1.6, 0.8), sigma_b2=(0.1, 0.0, 0.3, 0.2), width=(9, 6, 11))
+    a = simulate(X, net, 2000, seed=5, quantities=KERNELS, layers=True, method="conditional")
+    b = _weights_with_schedule(X, net, 2000, seed=6)
+    for q in KERNELS:
+        zm, live = _z_mean(_upper(a[q]), _upper(b[q]))
+        zv = _z_var(_upper(a[q]), _upper(b[q]), live)
+        assert np.abs(zm).max() <= 4 and np.abs(zv).max() <= 4, (q, np.abs(zm).max(), np.abs(zv).max())
