@@ -199,15 +199,20 @@ def test_one_input_matches_the_projection_sampler_and_the_exact_moments():
 @pytest.mark.slow
 @pytest.mark.parametrize("activation", ["relu", "erf", "tanh"])
 @pytest.mark.parametrize(
-    "parameterization, widths, n, bias",
-    [("ntk", (12, 7), 3, True), ("standard", (9, 11), 3, True), ("ntk", (5, 3, 6), 7, False)],
+    "parameterization, widths, n, bias, n_nets",
+    [("ntk", (12, 7), 3, True, 2000), ("standard", (9, 11), 3, True, 2000), ("ntk", (5, 3, 6), 7, False, 8000)],
 )
-def test_conditional_and_weight_samplers_agree_in_distribution(activation, parameterization, widths, n, bias):
+def test_conditional_and_weight_samplers_agree_in_distribution(activation, parameterization, widths, n, bias, n_nets):
+    """Means (|z| <= 4) and variances (within 4 bootstrap standard errors) of every entry of every kernel.
+
+    The last configuration is rank deficient (a duplicate input, n = 7 > widths 5, 3, 6, no biases); its ReLU
+    kernels are heavy-tailed at width 3, and at 2000 networks the backward kernel reached |z| = 4.08 (seed 100)
+    while 20 000 networks gave 2.0 and another seed 2.1, so it runs with 8000 networks."""
     X = _X(n=n)
     if n > 4:  # duplicate inputs and n > width: rank-deficient layer inputs and backward vectors
         X[4] = X[0]
     net = mf.Network(len(widths) + 1, activation, 1.8, 0.2, parameterization, width=widths)
-    res = _compare(X, net, 2000, seed=100, bias=bias)
+    res = _compare(X, net, n_nets, seed=100, bias=bias)
     print(activation, parameterization, widths, {q: (round(m, 2), round(v, 2)) for q, (m, v) in res.items()})
     for q, (zm, zv) in res.items():
         assert zm <= 4 and zv <= 4, (q, zm, zv)
@@ -229,7 +234,7 @@ def _weights_with_schedule(X, net, n_nets, seed):
     deltas = backward_stack(zs, Ws, ones, net.activation, np.ones((1, 1, X.shape[0], 1)))
     shape = (n_nets, X.shape[0], X.shape[0])
     F = np.stack([np.broadcast_to(sw2[l] / fan[l] * gram(hs[l]) + sb2[l], shape) for l in range(net.depth)], axis=1)
-    B = np.stack([gram(deltas[l][:, 0]) for l in range(net.depth)], axis=1)
+    B = np.stack([np.broadcast_to(gram(deltas[l][:, 0]), shape) for l in range(net.depth)], axis=1)
     return {"nngp": F, "backward": B, "ntk_layers": F * B, "ntk": (F * B).sum(axis=1)}
 
 
