@@ -11,9 +11,7 @@ from numpy.testing import assert_allclose
 import meanfield as mf
 from meanfield.dispersion import ntk_moments, sample_ntk_diagonal
 from meanfield.finite.conditional import conditional_pass, default_method, normal_counts
-from meanfield.finite.mlp import gram
 from meanfield.finite.montecarlo import simulate
-from meanfield.finite.stack import backward_stack, forward_stack
 from meanfield.finite.streams import generator, seed_sequences
 from meanfield.stats import bootstrap, stderr
 
@@ -119,9 +117,9 @@ def test_normal_counts_and_the_default_method():
     "kwargs, words",
     [
         (dict(method="exact"), ("method", "conditional", "weights")),
-        (dict(net=mf.Network(3, residual=1.0, width=8)), ("residual", "simulate")),
-        (dict(net=mf.Network(3, dropout=0.9, width=8), method="conditional"), ("dropout",)),
-        (dict(net=mf.Network(3, normalization="layer", width=8)), ("normalization",)),
+        (dict(net=mf.Network(3, residual=1.0, width=8), method="weights"), ("residual", "simulate", "weights")),
+        (dict(net=mf.Network(3, dropout=0.9, width=8), method="weights"), ("dropout",)),
+        (dict(net=mf.Network(3, normalization="layer", width=8), method="weights"), ("normalization",)),
         (dict(net=mf.Network(3, sigma_w2=(2.0, 1.5, 1.0), width=8), method="weights"), ("per-layer", "weights")),
     ],
 )
@@ -130,6 +128,25 @@ def test_bad_method_and_unsupported_options_are_refused_by_name(kwargs, words):
     with pytest.raises(ValueError) as e:
         simulate(_X(), args.pop("net"), 4, **args)
     assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_architecture_options_are_reproducible_and_keep_the_identities():
+    X = _X(n=4)
+    net = mf.Network(4, "tanh", (1.2, 1.8, 1.5, 0.9), 0.1, residual=0.6, normalization="layer", dropout=0.85, width=7)
+    assert default_method(net, 4, 4) == "conditional"
+    ref = simulate(X, net, 7, seed=3, quantities=ALL, layers=True, batch_size=7)
+    assert_allclose(ref["ntk_layers"].sum(axis=1), ref["ntk"], rtol=1e-13)
+    assert_allclose(ref["backward"][:, -1], 1.0)
+    assert np.all(np.linalg.eigvalsh(ref["ntk"]) > -1e-10 * np.abs(ref["ntk"]).max())
+    for b in (1, 3):
+        other = simulate(X, net, 7, seed=3, quantities=ALL, layers=True, batch_size=b)
+        assert all(np.array_equal(ref[q], other[q]) for q in ALL)
+    fwd = simulate(X, net, 7, seed=3, quantities=("nngp", "outputs"), layers=True)
+    assert np.array_equal(fwd["nngp"], ref["nngp"]) and np.array_equal(fwd["outputs"], ref["outputs"])
+    p = conditional_pass(X, net, seed_sequences(3, 2))
+    assert p.skips[0] is None and p.skips[-1] is None and p.skips[1].shape == (2, 4, 4)
+    with pytest.raises(ValueError, match="LayerNorm"):  # a zero input without biases: no normalization
+        simulate(np.zeros((2, 3)), net.replace(sigma_b2=0.0), 2, method="conditional")
 
 
 def test_conditional_pass_refuses_bad_input():
@@ -218,33 +235,115 @@ def test_conditional_and_weight_samplers_agree_in_distribution(activation, param
         assert zm <= 4 and zv <= 4, (q, zm, zv)
 
 
-def _weights_with_schedule(X, net, n_nets, seed):
-    """An independent weight-drawing reference for per-layer variances: W_l ~ N(0, sigma_w,l^2 / N_{l-1}),
-    b_l ~ N(0, sigma_b,l^2), the package's stacked forward/backward pass, NTP kernels ``K_l = F_l B_l``."""
-    d = X.shape[1]
+def _weights_reference(X, net, n_nets, seed):
+    """An independent weight-drawing reference for the options of the spec (per-layer variances, residual blocks,
+    LayerNorm, dropout; conventions of meanfield.network), one network at a time with explicit matrices: W_l ~
+    N(0, sigma_w,l^2 / N_{l-1}), b_l ~ N(0, sigma_b,l^2), dropout masks per input, the backward pass through the
+    explicit LayerNorm Jacobian (I - 1 1^T / N - y y^T / N) / s; NTP kernels."""
+    n, d = X.shape
+    L = net.depth
     fan, outs = net.fan_ins(d), net.width + (1,)
     sw2, sb2 = net.weight_variances, net.bias_variances
-    rngs = [generator(s) for s in seed_sequences(seed, n_nets)]
-    Ws, bs = [], []
-    for l in range(net.depth):
-        Ws.append(np.stack([r.standard_normal((outs[l], fan[l])) for r in rngs]) * math.sqrt(sw2[l] / fan[l]))
-        bs.append(np.stack([r.standard_normal(outs[l]) for r in rngs]) * math.sqrt(sb2[l]))
-    ones = np.ones(net.depth)
-    zs, hs = forward_stack(X, Ws, bs, ones, ones, net.activation)
-    deltas = backward_stack(zs, Ws, ones, net.activation, np.ones((1, 1, X.shape[0], 1)))
-    shape = (n_nets, X.shape[0], X.shape[0])
-    F = np.stack([np.broadcast_to(sw2[l] / fan[l] * gram(hs[l]) + sb2[l], shape) for l in range(net.depth)], axis=1)
-    B = np.stack([np.broadcast_to(gram(deltas[l][:, 0]), shape) for l in range(net.depth)], axis=1)
-    return {"nngp": F, "backward": B, "ntk_layers": F * B, "ntk": (F * B).sum(axis=1)}
+    beta = [net.residual if net.residual is not None and 1 <= l <= L - 2 else 1.0 for l in range(L)]
+    skip = [net.residual is not None and 1 <= l <= L - 2 for l in range(L)]
+    act = net.activation
+    out = {q: np.empty((n_nets, L, n, n)) for q in ("nngp", "backward", "ntk_layers")}
+    for k, seq in enumerate(seed_sequences(seed, n_nets)):
+        rng = generator(seq)
+        W = [rng.standard_normal((outs[l], fan[l])) * math.sqrt(sw2[l] / fan[l]) for l in range(L)]
+        b = [rng.standard_normal(outs[l]) * math.sqrt(sb2[l]) for l in range(L)]
+        keep = [(rng.random((n, outs[l])) < net.dropout) / net.dropout if net.dropout else None for l in range(L - 1)]
+        for i in range(n):  # one input at a time: forward, then backward with explicit Jacobians
+            h, zs, hs, Js = X[i], [], [X[i]], []
+            for l in range(L):
+                z = beta[l] * (W[l] @ h + b[l]) + (zs[-1] if skip[l] else 0.0)
+                zs.append(z)
+                if l < L - 1:
+                    J = np.eye(outs[l])
+                    u = z
+                    if net.normalization == "layer":
+                        c = z - z.mean()
+                        s = math.sqrt(np.mean(c * c))
+                        u = c / s
+                        J = (np.eye(outs[l]) - 1.0 / outs[l] - np.outer(u, u) / outs[l]) / s
+                    m = keep[l][i] if keep[l] is not None else 1.0
+                    h = m * act.fn(u)
+                    Js.append((J, m * act.derivative(u)))  # dh/dz = diag(m phi'(u)) J
+                    hs.append(h)
+            delta = [None] * L
+            delta[L - 1] = np.ones(1)
+            for l in range(L - 2, -1, -1):
+                g = beta[l + 1] * (W[l + 1].T @ delta[l + 1])  # df/dh_l
+                J, dphi = Js[l]
+                delta[l] = J.T @ (dphi * g) + (delta[l + 1] if skip[l + 1] else 0.0)
+            if i == 0:
+                H, D, Z = [[None] * L for _ in range(3)]
+            for l in range(L):
+                for lst, v in ((H, hs[l]), (D, delta[l]), (Z, zs[l - 1] if l > 0 else None)):
+                    if i == 0:
+                        lst[l] = [] if v is not None else None
+                    if v is not None:
+                        lst[l].append(v)
+        for l in range(L):
+            G = np.array(H[l]) @ np.array(H[l]).T
+            B = np.array(D[l]) @ np.array(D[l]).T
+            F = beta[l] ** 2 * (sw2[l] / fan[l] * G + sb2[l])
+            out["ntk_layers"][k, l] = F * B
+            if skip[l]:
+                F = F + np.array(Z[l]) @ np.array(Z[l]).T / fan[l]
+            out["nngp"][k, l], out["backward"][k, l] = F, B
+    out["ntk"] = out["ntk_layers"].sum(axis=1)
+    return out
+
+
+def _options_compare(X, net, n_nets, seed):
+    a = simulate(X, net, n_nets, seed=seed, quantities=KERNELS, layers=True, method="conditional")
+    b = _weights_reference(X, net, n_nets, seed=seed + 1)
+    res = {}
+    for q in KERNELS:
+        zm, live = _z_mean(_upper(a[q]), _upper(b[q]))
+        zv = _z_var(_upper(a[q]), _upper(b[q]), live)
+        res[q] = (float(np.abs(zm).max()), float(np.abs(zv).max()))
+    return res
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "activation, options",
+    [
+        ("relu", dict(residual=0.7)),
+        ("erf", dict(residual=0.7)),
+        ("tanh", dict(residual=1.0)),
+        ("erf", dict(normalization="layer")),
+        ("relu", dict(dropout=0.8)),
+        ("tanh", dict(residual=0.6, normalization="layer", dropout=0.85, sigma_w2=(1.2, 1.8, 1.5, 0.9))),
+    ],
+)
+def test_architecture_options_agree_with_an_independent_weight_sampler(activation, options):
+    X = _X(n=3)
+    kw = dict(sigma_w2=1.6, sigma_b2=0.1) | options
+    net = mf.Network(4, activation, parameterization="ntk", width=8, **kw)
+    res = _options_compare(X, net, 2000, seed=40)
+    print(activation, options, {q: (round(m, 2), round(v, 2)) for q, (m, v) in res.items()})
+    for q, (zm, zv) in res.items():
+        assert zm <= 4 and zv <= 4, (q, zm, zv)
 
 
 @pytest.mark.slow
 def test_per_layer_variances_agree_with_an_independent_weight_sampler():
     X = _X(n=3)
     net = mf.Network(4, "tanh", sigma_w2=(1.0, 2.2, 1.6, 0.8), sigma_b2=(0.1, 0.0, 0.3, 0.2), width=(9, 6, 11))
-    a = simulate(X, net, 2000, seed=5, quantities=KERNELS, layers=True, method="conditional")
-    b = _weights_with_schedule(X, net, 2000, seed=6)
-    for q in KERNELS:
-        zm, live = _z_mean(_upper(a[q]), _upper(b[q]))
-        zv = _z_var(_upper(a[q]), _upper(b[q]), live)
-        assert np.abs(zm).max() <= 4 and np.abs(zv).max() <= 4, (q, np.abs(zm).max(), np.abs(zv).max())
+    for q, (zm, zv) in _options_compare(X, net, 2000, seed=5).items():
+        assert zm <= 4 and zv <= 4, (q, zm, zv)
+
+
+def test_layer_norm_backward_equals_finite_differences():
+    """The LayerNorm vector-Jacobian product of the conditional backward pass against central differences."""
+    from meanfield.finite.conditional import _layer_norm, _layer_norm_vjp
+
+    rng = np.random.default_rng(5)
+    z, g = rng.standard_normal(7), rng.standard_normal(7)
+    y, s = _layer_norm(z)
+    eps = 1e-6
+    J = np.array([(_layer_norm(z + eps * e)[0] - _layer_norm(z - eps * e)[0]) / (2 * eps) for e in np.eye(7)]).T
+    assert_allclose(_layer_norm_vjp(g, y, s), J.T @ g, rtol=1e-7, atol=1e-9)

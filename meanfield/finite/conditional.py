@@ -32,6 +32,14 @@ columns, ``r = min(n, M)``, whatever the rank of ``A~``) and split ``V = (V Q) Q
 
   where ``[.]_w`` drops the bias column: ``r' M`` more normals.
 
+The options of :mod:`meanfield.network` change nothing in this split, which only concerns the Gaussian weights:
+residual layers add ``z_{l-1}`` to ``z_l`` and scale the branch ``A~`` by ``beta`` (backward: ``delta_{l-1}`` adds
+``delta_l``), LayerNorm and dropout act on the pre-/post-activations and enter the backward pass through the
+LayerNorm Jacobian and the masks; each network draws its dropout masks from the child ``(i, 0)`` of its seed
+sequence, as the weight-drawing sampler does. The kernels then follow the same conventions: ``F_l`` adds
+``z_{l-1}.z'_{l-1}/N_{l-1}`` on residual layers and the branch part gets ``beta^2``, ``B_l`` is the kernel of
+``df/dz_l`` (the residual stream) and ``K_l = beta^2 (omega_W G_l + omega_b) B_l``.
+
 Rank deficiency needs no pseudo-inverse: the identities hold for any orthonormal ``Q`` whose span contains the rows
 of ``A~`` (Householder QR returns one even when ``A~`` is singular: duplicate inputs, ``n > N_{l-1}``, ReLU units
 that are zero on every input), and ``E`` only needs ``R_d^T R_d = delta_l delta_l^T``, which QR gives for a
@@ -67,7 +75,9 @@ from .streams import generator
 __all__ = ["SUPPORTS", "ConditionalPass", "conditional_pass", "default_method", "normal_counts"]
 
 #: options beyond the plain MLP the conditional sampler implements (``Network.features`` names)
-SUPPORTS = ("schedule",)
+SUPPORTS = ("schedule", "residual", "normalization", "dropout")
+#: options the weight-drawing sampler implements (main's MLP: the plain network only; extended by issue 11)
+WEIGHTS_SUPPORTS = ()
 
 #: seconds per normal, per flop of the weight sampler's matmuls and per flop of the conditional sampler's small
 #: QR / matmul work, the cost model of :func:`default_method` (fitted to CPU times on one core, one BLAS thread,
@@ -137,7 +147,7 @@ def default_method(net: Network, d: int, n: int, bias: bool = True, batch: int =
     """
     if any(f not in SUPPORTS for f in net.features):
         return "weights"
-    if net.features:  # options only the conditional sampler implements
+    if any(f not in WEIGHTS_SUPPORTS for f in net.features):  # options only the conditional sampler implements
         return "conditional"
     weights, conditional = _costs(net, d, n, bias, batch)
     return "conditional" if conditional < weights else "weights"
@@ -287,6 +297,44 @@ def _activation(act):
     return fn, derivative
 
 
+def _skips(net: Network) -> np.ndarray:
+    """``skip[l - 1]``: layer ``l`` adds its input ``z_{l-1}`` (residual hidden layers ``l = 2..L-1``)."""
+    out = np.zeros(net.depth, dtype=bool)
+    if net.residual is not None:
+        out[1 : net.depth - 1] = True
+    return out
+
+
+def _layer_norm(z):
+    """``(y, s)``: LayerNorm over the units without gain, bias or epsilon, ``y = (z - mean z) / s`` (the convention
+    of :mod:`meanfield.network`; Ba et al. 2016, eq. (4) without ``g, b``); ValueError for a constant vector."""
+    c = z - z.mean(axis=-1, keepdims=True)
+    s = np.sqrt(np.mean(c * c, axis=-1, keepdims=True))
+    if np.any(s <= 0):
+        raise ValueError("LayerNorm of a constant pre-activation vector is undefined (zero variance over the units; "
+                         "e.g. a zero input row without biases): use inputs that are not zero or biases")  # fmt: skip
+    return c / s, s
+
+
+def _layer_norm_vjp(g, y, s):
+    """``(dy/dz)^T g = (g - mean(g) - y mean(g y)) / s`` (the Jacobian of LayerNorm is symmetric)."""
+    return (g - g.mean(axis=-1, keepdims=True) - y * np.mean(g * y, axis=-1, keepdims=True)) / s
+
+
+def _masks(seeds, n: int, widths, rho: float) -> list:
+    """Inverted-dropout multipliers ``m_l / rho`` ``(S, n, N_l)`` of the hidden layers: network ``k`` draws them from
+    the child ``SeedSequence(..., spawn_key=key + (0,))`` of its sequence, row ``j`` from uniforms ``j M ..
+    (j + 1) M - 1`` (``M = sum_l N_l``), unit kept when its uniform is below ``rho`` (the weight-drawing sampler's
+    convention for the masks, so both samplers give a network the same masks)."""
+    M = sum(widths)
+    U = np.empty((len(seeds), n, M))
+    for k, seq in enumerate(seeds):
+        generator(np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (0,))).random(out=U[k])
+    keep = (U < rho) * (1.0 / rho)
+    edges = np.cumsum((0,) + tuple(widths))
+    return [keep[:, :, edges[l] : edges[l + 1]] for l in range(len(widths))]
+
+
 @dataclass(frozen=True)
 class ConditionalPass:
     """One conditional forward/backward pass over a stack of ``S`` networks (the result of
@@ -299,6 +347,9 @@ class ConditionalPass:
     grams : tuple of ndarray
         ``G_l = h_{l-1}.h'_{l-1}`` for ``l = 1..L`` (index ``l - 1``), each ``(S, n, n)`` (``G_1 = X X^T``
         broadcast over the stack).
+    skips : tuple of ndarray or None
+        Residual networks: ``z_{l-1}.z'_{l-1}`` for every layer ``l`` that adds its input (None elsewhere); None
+        for a network without residual blocks.
     backward : tuple of ndarray or None
         ``B_l = delta_l.delta'_l`` for ``l = 1..L``, each ``(S, n, n)`` (``B_L = 1``); None when the pass was
         forward only.
@@ -307,6 +358,7 @@ class ConditionalPass:
     outputs: np.ndarray
     grams: tuple
     backward: tuple | None
+    skips: tuple | None = None
 
 
 def conditional_pass(X, net: Network, seeds, bias: bool = True, backward: bool = True) -> ConditionalPass:
@@ -318,7 +370,8 @@ def conditional_pass(X, net: Network, seeds, bias: bool = True, backward: bool =
         Inputs.
     net : Network
         Finite widths, any activation, either parameterization (the pass does not depend on it; only the tangent
-        kernel weights do), per-layer variances allowed (:data:`SUPPORTS`).
+        kernel weights do), and every option of the spec: per-layer variances, residual blocks, LayerNorm and
+        dropout (:data:`SUPPORTS`).
     seeds : sequence of numpy.random.SeedSequence
         One per network: network ``k`` draws every normal from ``generator(seeds[k])``.
     bias : bool
@@ -375,28 +428,42 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
     for k, seq in enumerate(seeds):  # network k: its own stream, forward normals first
         generator(seq).standard_normal(out=buf[k])
 
+    skip = _skips(net)
+    beta = np.where(skip, net.residual if net.residual is not None else 1.0, 1.0)
+    norm = net.normalization == "layer"
+    masks = _masks(seeds, n, net.width, net.dropout) if net.dropout is not None else None
     pos = 0
     h = X
-    zs, Qs, Gts, grams = [], [], [], []
+    zs, Qs, Gts, grams, lns = [], [], [], [], []
     for l in range(L):
         grams.append(gram(h))
-        At = np.sqrt(sw2[l] / fan[l]) * h
+        At = (beta[l] * np.sqrt(sw2[l] / fan[l])) * h
         if M[l] > fan[l]:  # the bias column
-            col = np.full(At.shape[:-1] + (1,), np.sqrt(sb2[l]))
+            col = np.full(At.shape[:-1] + (1,), beta[l] * np.sqrt(sb2[l]))
             At = np.concatenate([At, col], axis=-1)
         Qt, R = _qr(At if At.ndim == 3 else At[None], overwrite=True)  # (.., r, M), (.., r, n)
         Gt = buf[:, pos : pos + r[l] * outs[l]].reshape(S, r[l], outs[l])
         pos += r[l] * outs[l]
         z = np.matmul(np.swapaxes(R, -1, -2), Gt)  # (S, n, N_l): every unit ~ N(0, A~ A~^T)
+        if skip[l]:
+            z += zs[-1]
         zs.append(z)
         Qs.append(Qt)
         Gts.append(Gt)
         if l < L - 1:
-            h = fn(z)
+            if norm:
+                y, sd = _layer_norm(z)
+                lns.append((y, sd))
+                h = fn(y)
+            else:
+                h = fn(z)
+            if masks is not None:
+                h = h * masks[l]  # not in place: a user phi may return its argument
     outputs = zs[-1][:, :, 0]
     grams = tuple(np.broadcast_to(g, (S, n, n)) for g in grams)
+    sk = tuple(gram(zs[l - 1]) if skip[l] else None for l in range(L)) if skip.any() else None
     if not backward:
-        return ConditionalPass(outputs, grams, None)
+        return ConditionalPass(outputs, grams, None, sk)
 
     delta = np.ones((S, n, 1))
     Bs = [None] * L
@@ -412,10 +479,19 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
         DV = np.matmul(C, Qt)
         DV += E
         g = DV[..., : fan[l]]
-        g *= np.sqrt(sw2[l] / fan[l])
-        delta = derivative(zs[l - 1]) * g
+        g *= beta[l] * np.sqrt(sw2[l] / fan[l])  # df/dh_{l-1} through the weights of layer l + 1
+        if masks is not None:
+            g *= masks[l - 1]
+        if norm:
+            y, sd = lns[l - 1]
+            g = _layer_norm_vjp(derivative(y) * g, y, sd)
+        else:
+            g = derivative(zs[l - 1]) * g
+        if skip[l]:
+            g += delta  # the residual stream
+        delta = g
         Bs[l - 1] = gram(delta)
-    return ConditionalPass(outputs, grams, tuple(Bs))
+    return ConditionalPass(outputs, grams, tuple(Bs), sk)
 
 
 def conditional_task(batch, X, spec, quantities, layers, bias):
@@ -430,9 +506,14 @@ def conditional_task(batch, X, spec, quantities, layers, bias):
     out = {}
     if "outputs" in quantities:
         out["outputs"] = p.outputs
-    if "nngp" in quantities:
+    beta2 = np.where(_skips(net), net.residual**2 if net.residual is not None else 1.0, 1.0)
+    if "nngp" in quantities:  # F_l = [z_{l-1}.z'_{l-1} / N_{l-1}] + beta^2 (sigma_w^2/N_{l-1} G_l + sigma_b^2)
         ls = range(L) if layers else [L - 1]
-        F = np.stack([sw2[l] / fan[l] * p.grams[l] + (sb2[l] if bias else 0.0) for l in ls], axis=1)
+        F = []
+        for l in ls:
+            f = beta2[l] * (sw2[l] / fan[l] * p.grams[l] + (sb2[l] if bias else 0.0))
+            F.append(f if p.skips is None or p.skips[l] is None else f + p.skips[l] / fan[l])
+        F = np.stack(F, axis=1)
         out["nngp"] = F if layers else F[:, 0]
     if need_back:
         B = np.stack(p.backward, axis=1)
@@ -442,7 +523,7 @@ def conditional_task(batch, X, spec, quantities, layers, bias):
             ntp = net.parameterization == "ntk"
             K = np.empty_like(B)
             for l in range(L):
-                omega_w, omega_b = (sw2[l] / fan[l], sb2[l]) if ntp else (1.0, 1.0)
+                omega_w, omega_b = beta2[l] * np.array((sw2[l] / fan[l], sb2[l]) if ntp else (1.0, 1.0))
                 K[:, l] = (omega_w * p.grams[l] + (omega_b if bias else 0.0)) * B[:, l]
             if "ntk_layers" in quantities:
                 out["ntk_layers"] = K
@@ -456,5 +537,5 @@ def per_net_bytes(net: Network, d: int, n: int, bias: bool) -> int:
     kernels), for the default batch size of :func:`meanfield.simulate`."""
     fan, outs, M, r, rd = _dims(net, d, n, bias)
     fw, bw = normal_counts(net, d, n, bias)
-    kept = sum(M[l] * r[l] + 2 * n * outs[l] for l in range(net.depth))  # Q_l, z_l and h_l
+    kept = sum(M[l] * r[l] + 4 * n * outs[l] for l in range(net.depth))  # Q_l, z_l, h_l; LayerNorm, masks
     return 8 * (fw + bw + kept + 6 * net.depth * n * n + 4 * n * max(M))

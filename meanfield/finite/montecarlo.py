@@ -300,6 +300,9 @@ def _pack(net: Network) -> dict:
         sigma_b2=net.sigma_b2,
         parameterization=net.parameterization,
         width=net.width,
+        residual=net.residual,
+        normalization=net.normalization,
+        dropout=net.dropout,
     )
 
 
@@ -399,7 +402,9 @@ def simulate(
         of every recorded quantity without forming the weight matrices (about ``2 n N`` instead of ``N^2``
         normals per layer). Default: the faster one for this network and ``n``
         (:func:`meanfield.finite.conditional.default_method`). The two agree in distribution, not network by
-        network; each is reproducible per seed and bit-identical across batch sizes and executors.
+        network; each is reproducible per seed and bit-identical across batch sizes and executors. The conditional
+        sampler also implements every option of the spec (per-layer variances, residual blocks, LayerNorm,
+        dropout; conventions in :mod:`meanfield.finite.conditional`).
 
     Returns
     -------
