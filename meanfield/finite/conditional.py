@@ -69,6 +69,8 @@ from .._checks import check_bool, check_network, finite_array
 from .._jit import njit
 from ..activations import KIND_LEAKY
 from ..network import Network
+from .blocks import draw_masks, layer_norm, layer_norm_vjp, mask_sequence, skips
+from .mlp import SUPPORTS as WEIGHTS_SUPPORTS
 from .mlp import gram
 from .streams import generator
 
@@ -76,8 +78,6 @@ __all__ = ["SUPPORTS", "ConditionalPass", "conditional_pass", "default_method", 
 
 #: options beyond the plain MLP the conditional sampler implements (``Network.features`` names)
 SUPPORTS = ("schedule", "residual", "normalization", "dropout")
-#: options the weight-drawing sampler implements (main's MLP: the plain network only; extended by issue 11)
-WEIGHTS_SUPPORTS = ()
 
 #: seconds per normal, per flop of the weight sampler's matmuls and per flop of the conditional sampler's small
 #: QR / matmul work, the cost model of :func:`default_method` (fitted to CPU times on one core, one BLAS thread,
@@ -297,44 +297,6 @@ def _activation(act):
     return fn, derivative
 
 
-def _skips(net: Network) -> np.ndarray:
-    """``skip[l - 1]``: layer ``l`` adds its input ``z_{l-1}`` (residual hidden layers ``l = 2..L-1``)."""
-    out = np.zeros(net.depth, dtype=bool)
-    if net.residual is not None:
-        out[1 : net.depth - 1] = True
-    return out
-
-
-def _layer_norm(z):
-    """``(y, s)``: LayerNorm over the units without gain, bias or epsilon, ``y = (z - mean z) / s`` (the convention
-    of :mod:`meanfield.network`; Ba et al. 2016, eq. (4) without ``g, b``); ValueError for a constant vector."""
-    c = z - z.mean(axis=-1, keepdims=True)
-    s = np.sqrt(np.mean(c * c, axis=-1, keepdims=True))
-    if np.any(s <= 0):
-        raise ValueError("LayerNorm of a constant pre-activation vector is undefined (zero variance over the units; "
-                         "e.g. a zero input row without biases): use inputs that are not zero or biases")  # fmt: skip
-    return c / s, s
-
-
-def _layer_norm_vjp(g, y, s):
-    """``(dy/dz)^T g = (g - mean(g) - y mean(g y)) / s`` (the Jacobian of LayerNorm is symmetric)."""
-    return (g - g.mean(axis=-1, keepdims=True) - y * np.mean(g * y, axis=-1, keepdims=True)) / s
-
-
-def _masks(seeds, n: int, widths, rho: float) -> list:
-    """Inverted-dropout multipliers ``m_l / rho`` ``(S, n, N_l)`` of the hidden layers: network ``k`` draws them from
-    the child ``SeedSequence(..., spawn_key=key + (0,))`` of its sequence, row ``j`` from uniforms ``j M ..
-    (j + 1) M - 1`` (``M = sum_l N_l``), unit kept when its uniform is below ``rho`` (the weight-drawing sampler's
-    convention for the masks, so both samplers give a network the same masks)."""
-    M = sum(widths)
-    U = np.empty((len(seeds), n, M))
-    for k, seq in enumerate(seeds):
-        generator(np.random.SeedSequence(seq.entropy, spawn_key=tuple(seq.spawn_key) + (0,))).random(out=U[k])
-    keep = (U < rho) * (1.0 / rho)
-    edges = np.cumsum((0,) + tuple(widths))
-    return [keep[:, :, edges[l] : edges[l + 1]] for l in range(len(widths))]
-
-
 @dataclass(frozen=True)
 class ConditionalPass:
     """One conditional forward/backward pass over a stack of ``S`` networks (the result of
@@ -428,10 +390,10 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
     for k, seq in enumerate(seeds):  # network k: its own stream, forward normals first
         generator(seq).standard_normal(out=buf[k])
 
-    skip = _skips(net)
+    skip = skips(net)
     beta = np.where(skip, net.residual if net.residual is not None else 1.0, 1.0)
     norm = net.normalization == "layer"
-    masks = _masks(seeds, n, net.width, net.dropout) if net.dropout is not None else None
+    masks = draw_masks([mask_sequence(q) for q in seeds], n, net.width, net.dropout) if net.dropout else None
     pos = 0
     h = X
     zs, Qs, Gts, grams, lns = [], [], [], [], []
@@ -452,7 +414,7 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
         Gts.append(Gt)
         if l < L - 1:
             if norm:
-                y, sd = _layer_norm(z)
+                y, sd = layer_norm(z)
                 lns.append((y, sd))
                 h = fn(y)
             else:
@@ -484,7 +446,7 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
             g *= masks[l - 1]
         if norm:
             y, sd = lns[l - 1]
-            g = _layer_norm_vjp(derivative(y) * g, y, sd)
+            g = layer_norm_vjp(derivative(y) * g, y, sd)
         else:
             g = derivative(zs[l - 1]) * g
         if skip[l]:
@@ -506,7 +468,7 @@ def conditional_task(batch, X, spec, quantities, layers, bias):
     out = {}
     if "outputs" in quantities:
         out["outputs"] = p.outputs
-    beta2 = np.where(_skips(net), net.residual**2 if net.residual is not None else 1.0, 1.0)
+    beta2 = np.where(skips(net), net.residual**2 if net.residual is not None else 1.0, 1.0)
     if "nngp" in quantities:  # F_l = [z_{l-1}.z'_{l-1} / N_{l-1}] + beta^2 (sigma_w^2/N_{l-1} G_l + sigma_b^2)
         ls = range(L) if layers else [L - 1]
         F = []
