@@ -31,6 +31,7 @@ from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
 from .prediction import Prediction, kernel_regression, max_learning_rate, predict, predict_kernels
 from .propagation import Kernels, PairCurve, kernels, pair_curve
+from .propagation.ondisk import DiskKernels, kernels_to_disk
 from .stats import ScalingFit, scaling_fit
 
 __version__ = "0.1.0"
@@ -69,6 +70,8 @@ __all__ = [
     "InformationLoss",
     "Kernels",
     "kernels",
+    "kernels_to_disk",
+    "DiskKernels",
     "leaky_relu",
     "kernel_regression",
     "learning_curve",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._checks import check_bool, check_choice, check_int, check_memory, check_network, finite_array, format_bytes
+from .._executors import shipper
 from ..activations import KIND_LEAKY
 from ..network import Network
 from ..stats import Bootstrap, bootstrap, stderr
@@ -149,6 +150,11 @@ def _run_batch(task, batch, args, blas_threads):
         return batch.start, task(batch, *args)
 
 
+def _ship_batch(batch, task, args, blas_threads):
+    """:func:`_run_batch` with the batch first (the part that changes between submissions)."""
+    return _run_batch(task, batch, args, blas_threads)
+
+
 def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, progress: bool = False,
         blas_threads: int | None = 1, desc: str = "networks") -> Samples:  # fmt: skip
     """Run ``task`` over ``n_nets`` independent random networks, in batches, and collect per-network results.
@@ -158,14 +164,15 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
     task : callable
         ``task(batch, *args) -> dict`` of arrays whose leading axis has length ``len(batch)``: one row per network,
         network ``k`` of the :class:`Batch` drawn only from its own stream (``batch.seeds[k]`` or
-        ``batch.sfc64_states()[k]``). Must be picklable for a process pool (a module-level function).
+        ``batch.sfc64_states()[k]``). Closures and lambdas work with any executor: ``task`` and ``args`` are
+        cloudpickled once for executors other than thread pools (:mod:`meanfield._executors`).
     n_nets : int
         Number of networks.
     seed : None, int or numpy.random.SeedSequence
         Network ``i`` receives ``SeedSequence(seed, spawn_key=(i,))``; None draws fresh entropy once (stored in
         the result's ``seed``).
     args : tuple
-        Further arguments of ``task`` (picklable for a process pool).
+        Further arguments of ``task`` (anything cloudpickle serializes, for a process pool or Dask).
     batch_size : int
         Networks per task call.
     executor : concurrent.futures.Executor, optional
@@ -233,8 +240,10 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
             for s in starts:
                 store(*_run_batch(task, batch(s), args, blas_threads))
         else:  # at most _IN_FLIGHT batches submitted ahead, collected in network order
+            # task and args cloudpickled once (closures, custom activations reach worker processes)
+            ship = shipper(executor, _ship_batch, (task, args, blas_threads))
             for s in starts:
-                pending.append(executor.submit(_run_batch, task, batch(s), args, blas_threads))
+                pending.append(ship(batch(s)))
                 if len(pending) >= _IN_FLIGHT:
                     store(*pending.popleft().result())
             while pending:
