@@ -401,9 +401,9 @@ def simulate(
     n_nets : int
         Number of independent networks.
     seed : int
-        Network ``i`` is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (the same network as
-        ``MLP.sample(net, d, seed, n_nets=...)[i]``), so results are bit-identical whatever ``batch_size``,
-        ``executor`` or number of workers (:func:`run`).
+        Network ``i`` is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (with
+        ``method="weights"`` the same network as ``MLP.sample(net, d, seed, n_nets=...)[i]``), so results are
+        bit-identical whatever ``batch_size``, ``executor`` or number of workers (:func:`run`).
     quantities : sequence of str
         Any of ``"nngp"`` (forward kernels ``F_l``), ``"backward"`` (``B_l``), ``"ntk_layers"`` (``K_l``),
         ``"ntk"`` (``sum_l K_l``) and ``"outputs"`` (``f(X)``). Only these are computed and stored.
