@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_bool, check_int, check_memory, check_network, finite_array, format_bytes
+from .._checks import check_bool, check_choice, check_int, check_memory, check_network, finite_array, format_bytes
 from .._executors import shipper
 from ..activations import KIND_LEAKY
 from ..network import Network
 from ..stats import Bootstrap, bootstrap, stderr
+from . import conditional
 from .blocks import mask_sequence, skips
 from .mlp import MLP, SUPPORTS, backward_factor, gram, tangent_kernel
 from .stack import draw_stack
@@ -39,6 +40,8 @@ __all__ = ["QUANTITIES", "Batch", "Samples", "Simulation", "run", "simulate"]
 QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
 _PER_LAYER = ("backward", "ntk_layers")
 _NEEDS_BACKWARD = ("backward", "ntk_layers", "ntk")
+#: samplers of :func:`simulate`
+METHODS = ("conditional", "weights")
 _MEMORY_BUDGET = 128 * 2**20  # bytes of working memory per stack when batch_size is None
 #: batches submitted to an executor ahead of the one being collected (memory is bounded, not O(n_nets))
 _IN_FLIGHT = 2 * (os.cpu_count() or 1) + 8
@@ -385,6 +388,7 @@ def simulate(
     progress: bool | None = None,
     bias: bool = True,
     blas_threads: int | None = 1,
+    method: str | None = None,
 ) -> Simulation:
     """Empirical kernels of ``n_nets`` independent finite random networks.
 
@@ -397,9 +401,9 @@ def simulate(
     n_nets : int
         Number of independent networks.
     seed : int
-        Network ``i`` is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (the same network as
-        ``MLP.sample(net, d, seed, n_nets=...)[i]``), so results are bit-identical whatever ``batch_size``,
-        ``executor`` or number of workers (:func:`run`).
+        Network ``i`` is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (with
+        ``method="weights"`` the same network as ``MLP.sample(net, d, seed, n_nets=...)[i]``), so results are
+        bit-identical whatever ``batch_size``, ``executor`` or number of workers (:func:`run`).
     quantities : sequence of str
         Any of ``"nngp"`` (forward kernels ``F_l``), ``"backward"`` (``B_l``), ``"ntk_layers"`` (``K_l``),
         ``"ntk"`` (``sum_l K_l``) and ``"outputs"`` (``f(X)``). Only these are computed and stored.
@@ -419,6 +423,15 @@ def simulate(
         BLAS threads per process while a stack is computed (via threadpoolctl when it is installed). Default 1:
         a stack is many small matmuls, where BLAS threading costs more than it gains (measured 8x slower with
         2 threads at n = 4, width 1024); use ``executor`` to run stacks in parallel. None leaves BLAS alone.
+    method : {"conditional", "weights"}, optional
+        ``"weights"``: draw every weight matrix and run the network (:mod:`meanfield.finite.mlp`, the reference).
+        ``"conditional"``: the exact conditional sampler (:mod:`meanfield.finite.conditional`), the same joint law
+        of every recorded quantity without forming the weight matrices (about ``2 n N`` instead of ``N^2``
+        normals per layer). Default: the faster one for this network and ``n``
+        (:func:`meanfield.finite.conditional.default_method`). The two agree in distribution, not network by
+        network; each is reproducible per seed and bit-identical across batch sizes and executors. The conditional
+        sampler also implements every option of the spec (per-layer variances, residual blocks, LayerNorm,
+        dropout; conventions in :mod:`meanfield.finite.conditional`).
 
     Returns
     -------
@@ -451,13 +464,17 @@ def simulate(
     >>> bool(np.all(sim.stderr("ntk") > 0))
     True
     """
-    check_network(net, supports=SUPPORTS, what="simulate")
+    if method is not None:
+        check_choice(method, METHODS, "method")
+    check_network(net, supports=SUPPORTS if method == "weights" else conditional.SUPPORTS, what="simulate")
     if net.width is None:
         raise ValueError("net.width is None: simulate needs finite networks, e.g. Network(..., width=512)")
     X = finite_array(X, "X")  # real: no complex (whose imaginary part a cast drops), bool or object dtype
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must be a non-empty 2-D array (n, d), got shape {X.shape}")
     layers, bias = check_bool(layers, "layers"), check_bool(bias, "bias")
+    if method is None:
+        method = conditional.default_method(net, X.shape[1], X.shape[0], bias)
     if progress is not None:
         progress = check_bool(progress, "progress")
     n_nets = check_int(n_nets, "n_nets")
@@ -469,20 +486,22 @@ def simulate(
     if bad or not quantities:
         raise ValueError(f"quantities must be a non-empty subset of {QUANTITIES}, got {quantities!r}")
     n, d = X.shape
+    per_net = conditional.per_net_bytes if method == "conditional" else _per_net_bytes
     if batch_size is None:
-        batch_size = max(1, min(n_nets, _MEMORY_BUDGET // _per_net_bytes(net, d, n, bias)))
+        batch_size = max(1, min(n_nets, _MEMORY_BUDGET // per_net(net, d, n, bias)))
     L = net.depth
     per_q = {"nngp": L * n * n if layers else n * n, "backward": L * n * n, "ntk_layers": L * n * n, "ntk": n * n,
              "outputs": n}  # fmt: skip
     stored = 8.0 * sum(per_q[q] for q in quantities)
     check_memory(
-        float(n_nets) * stored + float(batch_size) * _per_net_bytes(net, d, n, bias),
+        float(n_nets) * stored + float(batch_size) * per_net(net, d, n, bias),
         f"simulate with {n_nets} networks of widths up to {max(net.width, default=1)} on {n} inputs",
         "use fewer networks (n_nets), a smaller width, fewer inputs or quantities, or a smaller batch_size",
     )
     if progress is None:
         progress = sys.stderr.isatty()
     args = (X, _pack(net), quantities, bool(layers), bool(bias))
-    res = run(_kernels_task, n_nets, seed, args, batch_size, executor, progress, blas_threads)
+    task = conditional.conditional_task if method == "conditional" else _kernels_task
+    res = run(task, n_nets, seed, args, batch_size, executor, progress, blas_threads)
     samples = {q: res.samples[q] for q in quantities}  # in the order asked for
     return Simulation(samples, seed, net, X, bool(bias))
