@@ -29,6 +29,7 @@ from .gaussian import (
 )
 from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
+from .phase_diagram import PhaseDiagram, phase_diagram
 from .propagation import Kernels, PairCurve, kernels, pair_curve
 from .stats import ScalingFit, scaling_fit
 
@@ -81,6 +82,8 @@ __all__ = [
     "PeakLayer",
     "Phase",
     "phase",
+    "phase_diagram",
+    "PhaseDiagram",
     "q_curve",
     "sample_ntk_diagonal",
     "scaling_fit",
