@@ -14,6 +14,7 @@ Papers are cited by author and year; the bibliography is ``docs/references.md`` 
 """
 
 from . import alignment, data, dispersion, equilibrium, experiments, finite, gaussian, nfa, propagation, silent, stats
+from . import plot as plot  # matplotlib is imported only when a plot function is called
 from .activations import ACTIVATION_NAMES, Activation, get_activation, leaky_relu
 from .alignment import LearningCurve, cka, cumulative_power, learning_curve, target_kernel
 from .dispersion import NTKMoments, dispersion_limit, dispersion_limit_expr, ntk_moments, sample_ntk_diagonal
@@ -45,6 +46,7 @@ __all__ = [
     "finite",
     "gaussian",
     "nfa",
+    "plot",
     "propagation",
     "silent",
     "stats",
