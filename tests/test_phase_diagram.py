@@ -98,3 +98,19 @@ def test_bad_input():
         mf.phase_diagram("tanh", [2.0, 1.0], [0.1])
     with pytest.raises(ValueError, match="sigma_w2"):
         mf.phase_diagram("tanh", [np.nan], [0.1])
+
+
+def test_cli_json(capsys):
+    import json
+
+    from meanfield.cli import main
+
+    assert (
+        main(["phase-diagram", "--activation", "relu", "--sigma-w2", "1:3:3", "--sigma-b2", "0:0.1:2", "--json"]) == 0
+    )
+    data = json.loads(capsys.readouterr().out)
+    d = mf.phase_diagram("relu", [1.0, 2.0, 3.0], [0.0, 0.1])
+    assert data["status"] == d.status.tolist() and data["phase"] == d.phase.tolist()
+    assert data["q_star"] == [[0.0, None, None], [0.2, None, None]]  # null: no finite fixed point
+    assert data["edge_sigma_w2"] == [2.0, None]
+    assert data["chi1"][0] == pytest.approx([0.5, 1.0, 1.5])

@@ -118,3 +118,32 @@ def test_missing_matplotlib(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
     with pytest.raises(ImportError, match=r"meanfield\[plot\]"):
         plot.dispersion([1, 2], [1.0, 1.0])
+
+
+def _cli(*argv):
+    from meanfield.cli import main
+
+    return main([str(a) for a in argv])
+
+
+def test_cli_plots(tmp_path, capsys):
+    """--plot on phase-diagram, phase, kernel, dispersion and simulate writes a PNG and says where."""
+    X = tmp_path / "X.npy"
+    np.save(X, np.random.default_rng(0).normal(size=(5, 3)))
+    runs = {
+        "pd": ("phase-diagram", "--activation", "erf", "--sigma-w2", "0.5:3:12", "--sigma-b2", "0:0.2:4"),
+        "ph": ("phase", "--activation", "tanh", "--sigma-w2", "1.5", "--sigma-b2", "0.05"),
+        "k": ("kernel", "--input", X, "--depth", "3", "--plot-kernel", "ntk"),
+        "d": ("dispersion", "--sigma-w2", "2", "--width", "10", "--depth", "4", "--simulate", "50"),
+        "s": ("simulate", "--random", "3,4", "--depth", "2", "--width", "16", "--nets", "10"),
+    }
+    for name, argv in runs.items():
+        assert _cli(*argv, "--plot", tmp_path / name) == 0, name
+        out = capsys.readouterr().out
+        path = tmp_path / f"{name}.png"
+        assert f"plot written to {path}" in out
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _cli("phase-diagram", "--sigma-w2", "1:2", "--plot", tmp_path / "x.png") == 2
+    assert "a:b:n" in capsys.readouterr().err
+    assert _cli("phase", "--plot", tmp_path / "x.unknownext") == 2
+    assert "unknown figure format" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Result, add_json_flag, add_network_arguments, load_array, output_path
+from . import Result, add_json_flag, add_network_arguments, load_array, output_path, plot_path
 
 
 def _kernel(args) -> Result:
@@ -12,11 +12,12 @@ def _kernel(args) -> Result:
     from ..propagation import kernels
 
     output = output_path(args.output, ".npz", "--output")  # checked before the work; the path really written
+    plot = plot_path(args.plot)
     X = load_array(args.input, "--input")
     X2 = load_array(args.input2, "--input2") if args.input2 else None
     width = args.width
     net = Network(args.depth, args.activation, args.sigma_w2, args.sigma_b2, args.parameterization, width)
-    k = kernels(X, net, X2=X2, layers=args.layers)
+    k = kernels(X, net, X2=X2, layers=args.layers or bool(plot))
     arrays = {"nngp": k.nngp, "ntk": k.ntk}
     if args.layers:
         arrays.update(layers=np.array(k.layers), nngp_layers=k.nngp_layers, backward=k.backward,
@@ -37,6 +38,11 @@ def _kernel(args) -> Result:
     rows = [["ntk", f"{n}x{m}", float(k.ntk.min()), float(k.ntk.max())],
             ["nngp", f"{n}x{m}", float(k.nngp.min()), float(k.nngp.max())]]  # fmt: skip
     notes = [f"saved {', '.join(arrays)} to {output}"] if output else ["use --output K.npz to save"]
+    if plot:
+        from .. import plot as mfplot
+        from ._figures import save
+
+        notes.append(save(mfplot.kernel_layers(k, args.plot_kernel), plot))
     return Result(data, ["kernel", "shape", "min", "max"], rows, notes)
 
 
@@ -50,5 +56,9 @@ def add_parser(sub) -> None:
     p.add_argument("--width", type=int, default=None, help="hidden width (needed for --parameterization standard)")
     p.add_argument("--layers", action="store_true", help="also per-layer NNGP, backward and NTK kernels")
     p.add_argument("--output", help="write the kernels to this .npz file (.npz is appended when missing)")
+    p.add_argument("--plot", metavar="PNG", help="write per-layer heat maps of --plot-kernel (.png appended when the "
+                   "name has no extension)")  # fmt: skip
+    p.add_argument("--plot-kernel", choices=("nngp", "backward", "ntk"), default="nngp",
+                   help="the per-layer kernel --plot draws: Sigma_l, B_l or Theta^(l) (default nngp)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(run=_kernel)

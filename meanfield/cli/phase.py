@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from . import Result, add_json_flag, add_network_arguments, finite_float
+from . import Result, add_json_flag, add_network_arguments, finite_float, plot_path
 
 
 def _phase(args) -> Result:
     from ..network import Network
     from ..phase import phase
 
+    plot = plot_path(args.plot)  # checked before the work
     p = phase(Network(1, args.activation, args.sigma_w2, args.sigma_b2))
     data = {
         "activation": args.activation,
@@ -24,7 +25,12 @@ def _phase(args) -> Result:
         "note": p.note,
     }
     rows = [[k, v] for k, v in data.items() if k not in ("note",)]
-    return Result(data, ["quantity", "value"], rows, [f"note: {p.note}"] if p.note else [])
+    notes = [f"note: {p.note}"] if p.note else []
+    if plot:
+        from ._figures import phase_point
+
+        notes.append(phase_point(args.activation, args.sigma_w2, args.sigma_b2, plot))
+    return Result(data, ["quantity", "value"], rows, notes)
 
 
 def _eoc(args) -> Result:
@@ -40,6 +46,8 @@ def _eoc(args) -> Result:
 def add_parser(sub) -> None:
     p = sub.add_parser("phase", help="fixed points, chi_1, depth scales and the phase of an initialization")
     add_network_arguments(p)
+    p.add_argument("--plot", metavar="PNG", help="write the phase diagram around this point, marked (.png appended "
+                   "when the name has no extension)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(run=_phase)
 
