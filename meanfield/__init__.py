@@ -31,6 +31,7 @@ from .gaussian import (
 from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
 from .phase_diagram import PhaseDiagram, phase_diagram
+from .prediction import Prediction, kernel_regression, max_learning_rate, predict, predict_kernels
 from .propagation import Kernels, PairCurve, kernels, pair_curve
 from .stats import ScalingFit, scaling_fit
 
@@ -72,13 +73,18 @@ __all__ = [
     "Kernels",
     "kernels",
     "leaky_relu",
+    "kernel_regression",
     "learning_curve",
     "LearningCurve",
+    "max_learning_rate",
     "MLP",
     "Network",
     "ntk_moments",
     "NTKMoments",
     "pair_curve",
+    "predict",
+    "predict_kernels",
+    "Prediction",
     "PairCurve",
     "peak_layer",
     "PeakLayer",

@@ -222,6 +222,24 @@ def nfa_early_argv(draw):
     return argv + flags(draw, "--json")
 
 
+@st.composite
+def predict_argv(draw, tmp):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n, m, d, k = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(0, 2))
+    for name, shape in (("Xp", (n, d)), ("yp", (n, k) if k else (n,)), ("Xtp", (m, d))):
+        np.save(os.path.join(tmp, f"{name}.npy"), rng.standard_normal(shape))
+    argv = ["predict", "--train", os.path.join(tmp, "Xp.npy"), "--targets", os.path.join(tmp, "yp.npy")]
+    argv += ["--test", os.path.join(tmp, "Xtp.npy"), "--depth", str(draw(st.integers(1, 5))), *draw(network_args())]
+    argv += ["--diag-reg", num(draw(log_uniform(-3.0, 0.0)))]  # random inputs may give a singular kernel
+    if draw(st.booleans()):
+        argv += ["--kernel", "nngp"]
+    elif draw(st.booleans()):
+        argv += ["--time", ",".join(num(t) for t in draw(st.lists(st.floats(0.0, 100.0), min_size=1, max_size=3)))]
+    if draw(st.booleans()):
+        argv += ["--output", os.path.join(tmp, "P.npz")]
+    return argv + flags(draw, "--mean-only", "--json")
+
+
 def _documented_refusal(argv, err):
     """Valid arguments whose refusal is documented: no edge of chaos for that activation and bias; labels of the
     sampled task constant."""
@@ -260,6 +278,7 @@ COMMANDS = {
     "dispersion": lambda tmp: dispersion_argv(),
     "silent": lambda tmp: silent_argv(),
     "nfa-early": lambda tmp: nfa_early_argv(),
+    "predict": predict_argv,
 }
 
 FAST_VALID = {
@@ -272,6 +291,7 @@ FAST_VALID = {
     "dispersion": 10,
     "silent": 10,
     "nfa-early": 6,
+    "predict": 6,
 }
 
 
@@ -377,6 +397,20 @@ INVALID = {
         "--nets": POSITIVE_INT + ["1"],
         "--task": ["", "parity"],
     },
+    "predict": {
+        "--depth": POSITIVE_INT,
+        "--sigma-w2": POSITIVE_FLOAT,
+        "--sigma-b2": NONNEGATIVE_FLOAT,
+        "--activation": ACTIVATION,
+        "--diag-reg": ["nan", "inf", "-inf", "-1", "abc", "", "1e400", "-1e-300"],
+        "--lr": ["nan", "inf", "-1", "0", "abc", "", "1e9"],
+        "--time": ["nan", "-1", "abc", "", "1,,2", "1,-1"],
+        "--kernel": ["gp", ""],
+        "--output": BAD_PATHS,
+        "--train": ["/nonexistent/X.npy", "{tmp}", "{tmp}/text.npy", "{tmp}/nan.npy", "{tmp}/cube.npy",
+                    "{tmp}/complex.npy", "{tmp}/arrays.npz", "{tmp}/object.npy", "{tmp}/vector.npy"],
+        "--targets": ["/nonexistent/y.npy", "{tmp}/nan.npy", "{tmp}/cube.npy", "{tmp}/object.npy"],
+    },
 }
 
 
@@ -439,6 +473,7 @@ FAST_INVALID = {
     "dispersion": 12,
     "silent": 12,
     "nfa-early": 12,
+    "predict": 10,
 }
 
 

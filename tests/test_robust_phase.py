@@ -102,3 +102,25 @@ def test_edge_of_chaos_erf_closed_form(sb):
         assert abs(sw - float(mp.pi / 4 * mp.sqrt(1 + 4 * qm))) <= 1e-12 * sw
         sb_ref = qm - mp.sqrt(1 + 4 * qm) / 2 * mp.asin(2 * qm / (1 + 2 * qm))
         assert abs(float(sb_ref) - sb) <= 1e-9 * max(sb, q)
+
+
+def test_edge_of_chaos_of_silu_and_gelu_without_bias_is_the_left_limit_four():
+    """phi(0) = 0, phi'(0) = 1/2: q* = 0 is stable up to sigma_w2 = 4, where the variance jumps to inf. The edge is
+    the left limit (chi_1 = sigma_w2 / 4 -> 1), found without a Brent search through the diverging side (which
+    took minutes: each fixed point with q* = inf swept quadratures up to q = 1e300)."""
+    for act in ("gelu", "silu"):
+        sw = mf.edge_of_chaos(act, 0.0)
+        assert 4.0 * (1 - 1e-11) < sw <= 4.0
+        p = mf.phase(mf.Network(1, act, sw, 0.0))
+        assert p.q_star == 0.0 and abs(p.chi1 - 1.0) < 1e-11
+        assert mf.fixed_point_q(mf.Network(1, act, 4.0 * (1 + 1e-9), 0.0)) == math.inf
+
+
+def test_quadrature_rule_is_shared_below_its_finest_panel_scale():
+    from meanfield.gaussian.quadrature import _gauss_rule, gauss_rule
+
+    for order in (0, 16, 300):
+        for q in (0.0, 1e-300, 1e-9, 0.2):
+            z, w = gauss_rule(q, order)
+            z0, w0 = _gauss_rule.__wrapped__(q, order)  # the rule built for q itself
+            assert np.array_equal(z, z0) and np.array_equal(w, w0)

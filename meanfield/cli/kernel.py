@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import Result, add_json_flag, add_network_arguments, load_array, output_path, plot_path
+from . import Result, add_json_flag, add_network_arguments, load_array, network_options, output_path, plot_path
 
 
 def _kernel(args) -> Result:
@@ -16,7 +16,8 @@ def _kernel(args) -> Result:
     X = load_array(args.input, "--input")
     X2 = load_array(args.input2, "--input2") if args.input2 else None
     width = args.width
-    net = Network(args.depth, args.activation, args.sigma_w2, args.sigma_b2, args.parameterization, width)
+    net = Network(args.depth, args.activation, parameterization=args.parameterization, width=width,
+                  **network_options(args, args.depth))  # fmt: skip
     k = kernels(X, net, X2=X2, layers=args.layers or bool(plot))
     arrays = {"nngp": k.nngp, "ntk": k.ntk}
     if args.layers:
@@ -51,7 +52,7 @@ def add_parser(sub) -> None:
     p.add_argument("--input", required=True, help="inputs X, an (n, d) .npy array")
     p.add_argument("--input2", help="optional second inputs X2 (m, d) for a cross kernel")
     p.add_argument("--depth", type=int, required=True, help="number of weight matrices L")
-    add_network_arguments(p)
+    add_network_arguments(p, options=True)
     p.add_argument("--parameterization", default="ntk", choices=["ntk", "standard"])
     p.add_argument("--width", type=int, default=None, help="hidden width (needed for --parameterization standard)")
     p.add_argument("--layers", action="store_true", help="also per-layer NNGP, backward and NTK kernels")

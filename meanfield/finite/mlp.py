@@ -42,7 +42,17 @@ from .._checks import (
     real_array,
 )
 from ..network import Network
-from .stack import backward_stack, draw_stack, forward_stack, multipliers
+from .blocks import check_mask_seeds, draw_masks, mask_sequence, skips
+from .stack import (  # noqa: F401  (the layer-kernel functions are part of this module's interface)
+    backward_factor,
+    backward_stack,
+    draw_stack,
+    forward_stack,
+    gram,
+    kernel_factors,
+    multipliers,
+    tangent_kernel,
+)
 from .streams import seed_sequences
 
 #: bytes of one network's numpy.random.SeedSequence in a stack (MLP.sample's memory estimate)
@@ -50,70 +60,12 @@ SEED_BYTES = 400
 
 __all__ = ["MLP", "Forward"]
 
+#: the options of the Network spec the finite networks implement (all of them)
+SUPPORTS = ("schedule", "residual", "normalization", "dropout")
+
 _LOSSES = ("mse", "xent")
 _PARTS = ("both", "weight", "bias")
 LAYOUTS = ("operator", "traced")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# the one forward / backward implementation (stacks of networks, leading axis S)
-# ----------------------------------------------------------------------------------------------------------------
-def gram(A):
-    """``A @ A^T`` over the last two axes."""
-    return np.matmul(A, np.swapaxes(A, -1, -2))
-
-
-def _output_major(delta):
-    """``(S, k, n, N)`` -> ``(S, n * k, N)`` in sample-major order (row ``i * k + a``)."""
-    S, k, n, N = delta.shape
-    return np.swapaxes(delta, 1, 2).reshape(S, n * k, N)
-
-
-def kernel_factors(h, delta, layout: str = "operator"):
-    """The two Gram factors of a layer's tangent kernel: ``G = h_{l-1}.h'_{l-1}`` and ``B = delta_l.delta'_l``.
-
-    Parameters
-    ----------
-    h : ndarray, shape (S, n, N_{l-1})
-        The layer's input ``h_{l-1}`` on the ``n`` inputs (``h_0 = X`` may have no stack axis).
-    delta : ndarray, shape (S, o, n, N_l)
-        Its backward vectors ``delta^a_l(x_i) = df_a(x_i)/dz_l`` (backpropagation seeded with ``e_a``).
-    layout : {"operator", "traced"}
-        ``"operator"``: ``(S, n o, n o)`` in sample-major order (row ``i o + a``; ``G`` repeated over outputs).
-        ``"traced"``: ``B`` is the class-traced ``(1/o) sum_a delta^a_l(x_i).delta^a_l(x_j)``, ``(S, n, n)``.
-
-    Returns
-    -------
-    G, B : ndarray
-        ``G`` of shape ``([S,] m, m)`` and ``B`` of shape ``(S, m, m)``, ``m = n o`` or ``n``. For ``o = 1``
-        both layouts agree: ``B`` is the backward kernel and ``G`` the (unnormalized) forward kernel of
-        Lou et al. 2022, eq. (9).
-    """
-    o = delta.shape[1]
-    G = gram(h)
-    if layout == "operator" and o > 1:
-        G = np.repeat(np.repeat(G, o, axis=-2), o, axis=-1)
-    return G, backward_factor(delta, layout)
-
-
-def backward_factor(delta, layout: str = "operator"):
-    """``B = delta_l.delta'_l`` of :func:`kernel_factors` alone: ``(S, n o, n o)`` or traced ``(S, n, n)``."""
-    if layout == "traced":
-        return gram(delta).sum(axis=1) / delta.shape[1]
-    return gram(_output_major(delta))
-
-
-def tangent_kernel(G, B, omega_w, omega_b):
-    """Tangent kernel of one layer's parameters from its factors (:func:`kernel_factors`): ``(omega_w G + omega_b) B``.
-
-    ``K_l[(i,a),(j,b)] = (omega_w h_{l-1}(x_i).h_{l-1}(x_j) + omega_b) delta^a_l(x_i).delta^b_l(x_j)`` with
-    ``(omega_w, omega_b) = (m_w,l^2, m_b,l^2)`` for the weights and biases of layer ``l`` (``omega_w = 0`` gives
-    the bias part alone, ``omega_b = 0`` the weight part or a network without biases). This is the factorization
-    of Lou et al. 2022, eq. (9), with biases and ``o`` outputs: in NTP ``(omega_w, omega_b) = (sigma_w^2/N_{l-1},
-    sigma_b^2)``, so ``K_l = F_l * B_l``; in SP ``(1, 1)``. Exact at any width; the parameter Jacobian is never
-    formed.
-    """
-    return (omega_w * G + omega_b) * B
 
 
 def check_mlp(mlp, name: str = "mlp"):
@@ -161,11 +113,19 @@ class MLP:
         the unit-variance parameters (the layer multiplies by ``sigma_w / sqrt(N_{l-1})``).
     biases : sequence of ndarray or None
         ``b_1..b_L``, each ``([S,] N_l)``; None for a network without bias parameters.
+    mask_seeds : sequence of numpy.random.SeedSequence, optional
+        Dropout networks only (``net.dropout``; required there): one sequence per network of the stack (one for a
+        single network) from which the masks of every input row are drawn
+        (:func:`meanfield.finite.blocks.draw_masks`; :meth:`sample` sets them). The masks are fixed: every pass
+        over the same input rows sees the same masks.
 
     Notes
     -----
     Layer ``l`` computes ``z_l = m_w,l W_l h_{l-1} + m_b,l b_l`` with ``(m_w, m_b) = (sigma_w / sqrt(N_{l-1}),
-    sigma_b)`` in NTP and ``(1, 1)`` in SP (module docstring); ``h_0 = x`` and ``h_l = phi(z_l)``.
+    sigma_b)`` in NTP and ``(1, 1)`` in SP (module docstring); ``h_0 = x`` and ``h_l = phi(z_l)``. Every option of
+    the spec is realised (:mod:`meanfield.network`; :mod:`meanfield.finite.blocks`): per-layer variances, residual
+    blocks (``beta`` folded into ``(m_w, m_b)`` of those layers, ``z_l = z_{l-1} + m_w W_l h_{l-1} + m_b b_l``),
+    LayerNorm (``h_l = phi(LN(z_l))``) and dropout (``h_l = m_l phi(.) / rho`` with fixed masks).
     Every method accepts ``X`` of shape ``(n, d)``; for a stack, every result gains a leading axis ``S``.
     The per-layer tangent kernel is computed without the parameter Jacobian from the exact factorization
     ``K_l[(i,a),(j,b)] = (m_w^2 h_{l-1}(x_i).h_{l-1}(x_j) + m_b^2) delta^a_l(x_i).delta^b_l(x_j)``
@@ -189,8 +149,8 @@ class MLP:
     True
     """
 
-    def __init__(self, net: Network, weights, biases=None):
-        check_network(net, what="MLP")
+    def __init__(self, net: Network, weights, biases=None, mask_seeds=None):
+        check_network(net, supports=SUPPORTS, what="MLP")
         if net.width is None:
             raise ValueError("net.width is None; a finite MLP needs Network(width=...) (int or hidden widths)")
         weights = [np.asarray(w, dtype=np.float64) for w in weights]
@@ -220,6 +180,9 @@ class MLP:
                 if not np.all(np.isfinite(b)):
                     raise ValueError(f"biases[{l}] (layer {l + 1}) contains non-finite values")
         self.net = net
+        self.mask_seeds = check_mask_seeds(net, mask_seeds, stack or 1)
+        self._masks = {}
+        self._skip = skips(net) if net.residual is not None else None
         self.weights = weights
         self.biases = biases
         self.stack = stack
@@ -253,7 +216,7 @@ class MLP:
         -------
         MLP
         """
-        check_network(net)
+        check_network(net, supports=SUPPORTS, what="MLP.sample")
         if net.width is None:
             raise ValueError("net.width is None; MLP.sample needs Network(width=...) (int or hidden widths)")
         d = check_int(d, "d")
@@ -267,16 +230,20 @@ class MLP:
             f"{n_nets or 1} network(s) of {params:.4g} parameters",
             "use a smaller width, or fewer networks at a time (n_nets; meanfield.simulate works in batches)",
         )
-        Ws, bs = draw_stack(net, d, outputs, check_bool(bias, "bias"), seed_sequences(seed, n_nets))
+        seqs = seed_sequences(seed, n_nets)
+        Ws, bs = draw_stack(net, d, outputs, check_bool(bias, "bias"), seqs)
         if n_nets is None:
             Ws = [w[0] for w in Ws]
             bs = None if bs is None else [b[0] for b in bs]
-        return cls(net, Ws, bs)
+        return cls(net, Ws, bs, [mask_sequence(q) for q in seqs] if net.dropout is not None else None)
 
     def copy(self) -> MLP:
         """A deep copy (independent parameter arrays)."""
         return MLP(
-            self.net, [w.copy() for w in self.weights], None if self.biases is None else [b.copy() for b in self.biases]
+            self.net,
+            [w.copy() for w in self.weights],
+            None if self.biases is None else [b.copy() for b in self.biases],
+            self.mask_seeds,
         )
 
     @property
@@ -291,6 +258,19 @@ class MLP:
         if self.stack is None:
             return [w[None] for w in self.weights], None if self.biases is None else [b[None] for b in self.biases]
         return self.weights, self.biases
+
+    def masks(self, n: int):
+        """The fixed dropout multipliers ``m_l / rho`` of hidden layers ``1..L-1`` for ``n`` input rows, each
+        ``(S or 1, n, N_l)`` (:func:`meanfield.finite.blocks.draw_masks`); None without dropout."""
+        if self.net.dropout is None:
+            return None
+        if n not in self._masks:
+            self._masks = {n: draw_masks(self.mask_seeds, n, self.net.width, self.net.dropout)}
+        return self._masks[n]
+
+    def _options(self, n: int) -> dict:
+        """The architecture keywords of :func:`~meanfield.finite.stack.forward_stack` / ``backward_stack``."""
+        return dict(skip=self._skip, norm=self.net.normalization == "layer", masks=self.masks(n))
 
     def unstack(self, a):
         """``a`` without its leading stack axis for a single network (``a`` itself for a stack)."""
@@ -327,7 +307,7 @@ class MLP:
         """
         Ws, bs = self._stacked()
         mw, mb = self.multipliers
-        return forward_stack(X, Ws, bs, mw, mb, self.net.activation)
+        return forward_stack(X, Ws, bs, mw, mb, self.net.activation, **self._options(X.shape[0]))
 
     def backward_pass(self, X, zs=None):
         """The stacked backward vectors of every output (:func:`meanfield.finite.stack.backward_stack`, seed ``e_a``).
@@ -340,7 +320,7 @@ class MLP:
         o, n = self.outputs, X.shape[0]
         seed = np.broadcast_to(np.eye(o)[None, :, None, :], (1, o, n, o))
         Ws, _ = self._stacked()
-        return backward_stack(zs, Ws, self.multipliers[0], self.net.activation, seed)
+        return backward_stack(zs, Ws, self.multipliers[0], self.net.activation, seed, **self._options(n))
 
     def layer_kernel(self, hs, deltas, l: int, part: str = "both", layout: str = "operator"):
         """Tangent kernel of layer ``l`` from one :meth:`forward_pass` / :meth:`backward_pass` (stacked).
@@ -428,7 +408,9 @@ class MLP:
         ``K_l[(i,a),(j,b)] = (omega_W h_{l-1}(x_i).h_{l-1}(x_j) + omega_b) delta^a_l(x_i).delta^b_l(x_j)`` with
         ``(omega_W, omega_b) = (m_w^2, m_b^2)``: ``(sigma_w^2/N_{l-1}, sigma_b^2)`` in NTP (so ``K_l = F_l * B_l``)
         and ``(1, 1)`` in SP (:func:`tangent_kernel`; Lou et al. 2022, eq. (9)). ``omega_b = 0`` without biases.
-        Exact at any width; the Jacobian ``Psi_l`` is never formed.
+        On a residual layer both get ``beta^2`` and ``delta_l = df/dz_l`` is the gradient of the residual stream;
+        with dropout the masks are those of the network (fixed). Exact at any width; the Jacobian ``Psi_l`` is never
+        formed.
         """
         X = self.check_inputs(X)
         l = self.check_layer(l)
@@ -624,7 +606,7 @@ class MLP:
         seed = resid[None, None] if self.stack is None else resid[:, None]
         Ws, _ = self._stacked()
         mw, mb = self.multipliers
-        deltas = backward_stack(zs, Ws, mw, self.net.activation, seed)
+        deltas = backward_stack(zs, Ws, mw, self.net.activation, seed, **self._options(X.shape[0]))
         out = []
         for l in range(self.net.depth):
             g = deltas[l][:, 0]  # (S, n, N_l)

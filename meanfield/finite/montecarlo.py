@@ -27,7 +27,8 @@ from .._checks import check_bool, check_int, check_memory, check_network, finite
 from ..activations import KIND_LEAKY
 from ..network import Network
 from ..stats import Bootstrap, bootstrap, stderr
-from .mlp import MLP, backward_factor, gram, tangent_kernel
+from .blocks import mask_sequence, skips
+from .mlp import MLP, SUPPORTS, backward_factor, gram, tangent_kernel
 from .stack import draw_stack
 from .streams import root_sequence, seed_sequences, sfc64_states
 
@@ -297,6 +298,9 @@ def _pack(net: Network) -> dict:
         sigma_b2=net.sigma_b2,
         parameterization=net.parameterization,
         width=net.width,
+        residual=net.residual,
+        normalization=net.normalization,
+        dropout=net.dropout,
     )
 
 
@@ -305,7 +309,9 @@ def _kernels_task(batch, X, spec, quantities, layers, bias):
     net = Network(**spec)
     L = net.depth
     fan = net.fan_ins(X.shape[1])
-    mlp = MLP(net, *draw_stack(net, X.shape[1], 1, bias, batch.seeds))
+    seqs = batch.seeds
+    masks = [mask_sequence(q) for q in seqs] if net.dropout is not None else None
+    mlp = MLP(net, *draw_stack(net, X.shape[1], 1, bias, seqs), masks)
     zs, hs = mlp.forward_pass(X)
     S, n = len(batch), X.shape[0]
     out = {}
@@ -313,10 +319,9 @@ def _kernels_task(batch, X, spec, quantities, layers, bias):
         out["outputs"] = zs[-1][:, :, 0]
     grams = [np.broadcast_to(gram(h), (S, n, n)) for h in hs] if set(quantities) - {"outputs"} else None
     if "nngp" in quantities:
-        sb2 = net.sigma_b2 if bias else 0.0
-        ls = range(L) if layers else [L - 1]
-        F = np.stack([net.sigma_w2 / fan[l] * grams[l] + sb2 for l in ls], axis=1)
-        out["nngp"] = F if layers else F[:, 0]
+        out["nngp"] = _forward_kernels(net, grams, zs, fan, bias, range(L) if layers else [L - 1])
+        if not layers:
+            out["nngp"] = out["nngp"][:, 0]
     if any(q in quantities for q in _NEEDS_BACKWARD):
         deltas = mlp.backward_pass(X, zs)
         B = np.empty((S, L, n, n))
@@ -334,11 +339,27 @@ def _kernels_task(batch, X, spec, quantities, layers, bias):
     return out
 
 
+def _forward_kernels(net: Network, grams, zs, fan, bias: bool, ls):
+    """``F_l = [z_{l-1}.z'_{l-1}/N_{l-1} on residual layers] + beta_l^2 (sigma_w,l^2/N_{l-1} h_{l-1}.h'_{l-1} +
+    sigma_b,l^2)`` for the layers ``ls`` (0-based), stacked on axis 1: the covariance of ``z_l`` per unit given the
+    layers below (the skip and the branch are uncorrelated given them), whose mean is ``Sigma_l``."""
+    skip = skips(net)
+    sw, sb = net.weight_variances, net.bias_variances
+    beta2 = net.residual**2 if net.residual is not None else 1.0
+    out = []
+    for l in ls:
+        F = sw[l] / fan[l] * grams[l] + (sb[l] if bias else 0.0)
+        if skip[l]:
+            F = gram(zs[l - 1]) / fan[l] + beta2 * F
+        out.append(F)
+    return np.stack(out, axis=1)
+
+
 def _per_net_bytes(net: Network, d: int, n: int, bias: bool) -> int:
     fan = net.fan_ins(d)
     outs = net.width + (1,)
     params = sum(o * f for o, f in zip(outs, fan, strict=True)) + (sum(outs) if bias else 0)
-    acts = 4 * n * sum(outs)  # z, h, phi'(z), delta
+    acts = (4 if net.plain or net.features == ("schedule",) else 6) * n * sum(outs)  # z, h, phi'(z), delta; LN, masks
     kernels = 4 * net.depth * n * n
     return 8 * (params + acts + kernels)
 
@@ -404,6 +425,12 @@ def simulate(
     As ``N -> inf`` in NTP, ``E F_l -> Sigma_l``, ``E B_l -> prod_{k>l} Sigmadot_k`` and ``E K_l -> Theta^(l)``;
     the finite-width bias is ``O(1/N)`` (Hanin & Nica 2019).
 
+    Every option of the spec is simulated (:class:`~meanfield.finite.MLP`): with residual blocks ``F_l`` adds the
+    skip ``z_{l-1}.z'_{l-1}/N_{l-1}`` and the branch gets ``beta^2`` (``B_l`` is the kernel of ``df/dz_l``, the
+    residual stream, and ``K_l = beta^2 (omega_W G + omega_b) B_l``); with dropout every network has its own fixed
+    masks (:mod:`meanfield.finite.blocks`, reproducible per seed and bit-identical across batch sizes), so
+    averages run over masks and weights.
+
     Examples
     --------
     >>> import numpy as np
@@ -415,7 +442,7 @@ def simulate(
     >>> bool(np.all(sim.stderr("ntk") > 0))
     True
     """
-    check_network(net, what="simulate")
+    check_network(net, supports=SUPPORTS, what="simulate")
     if net.width is None:
         raise ValueError("net.width is None: simulate needs finite networks, e.g. Network(..., width=512)")
     X = finite_array(X, "X")  # real: no complex (whose imaginary part a cast drops), bool or object dtype

@@ -43,7 +43,7 @@ def _rebuild(mlp, grads, scale_of_layer):
         new.append(p - s * g)
     Ws = new[::per]
     bs = None if mlp.biases is None else new[1::2]
-    return MLP(mlp.net, Ws, bs)
+    return MLP(mlp.net, Ws, bs, mlp.mask_seeds)
 
 
 def step_scales(mlp, grads, layer_lr=None, speeds=None, eps: float = 0.1) -> list:

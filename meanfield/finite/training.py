@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_int, check_real, check_seed
+from .._checks import check_int, check_network, check_real, check_seed
 from ..alignment.measures import cka, layer_alignment, target_kernel
 from .mlp import MLP
 from .montecarlo import blas_limit
@@ -230,6 +230,8 @@ def train(
     """
     if not isinstance(mlp, MLP):
         raise ValueError(f"mlp must be a meanfield.finite.MLP, got {type(mlp).__name__}")
+    # dropout masks are fixed per input row (the network at initialization), not redrawn per step: no training
+    check_network(mlp.net, "mlp.net", supports=("schedule", "residual", "normalization"), what="train")
     if loss not in _LOSSES:
         raise ValueError(f"loss must be one of {_LOSSES}, got {loss!r}")
     X = mlp.check_inputs(X)

@@ -75,6 +75,15 @@ def single_moments(activation, q):
     return expect(lambda u, z: act.fn(u) ** 2, q), expect(lambda u, z: act.derivative(u) ** 2, q)
 
 
+def second_moment(activation, q):
+    r""":math:`\mathbb E\phi(\sqrt q z)^2` alone (the first output of :func:`single_moments`, without the cost of
+    the derivative's moment on the general path; used by the fixed-point searches)."""
+    act = get_activation(activation)
+    if act.kind != KIND_HERMITE:
+        return single_moments(act, q)[0]
+    return expect(lambda u, z: act.fn(u) ** 2, finite_array(q, "q", low=0.0))
+
+
 def variance_slope(activation, q):
     r""":math:`\frac{d}{dq}\mathbb E[\phi(\sqrt q z)^2] = \mathbb E[z\,\phi(\sqrt q z)\phi'(\sqrt q z)]/\sqrt q`.
 

@@ -60,13 +60,21 @@ def _panel_edges(q: float, order: int) -> np.ndarray:
     return np.array(edges)
 
 
-@functools.lru_cache(maxsize=256)
 def gauss_rule(q: float, order: int = 0):
     """Nodes z and weights w with sum(w F(z)) = E[F(z)], z ~ N(0, 1), for integrands F(z) = f(sqrt(q) z) times,
     when ``order > 0``, Hermite polynomials up to He_(order-1) (see the module docstring).
 
-    Symmetric: ``z[::-1] == -z`` and ``w[::-1] == w``, an even number of nodes.
+    Symmetric: ``z[::-1] == -z`` and ``w[::-1] == w``, an even number of nodes. Variances below the one where the
+    finest panel stops shrinking share one cached rule (the panels depend on ``q`` only through
+    ``min(1, 1/sqrt q)``, resp. ``min(16/sqrt K, 1.5/sqrt q, 2.5)``).
     """
+    q, order = float(q), int(order)
+    floor = 1.0 if order == 0 else (1.5 / min(16.0 / math.sqrt(order), 2.5)) ** 2
+    return _gauss_rule(max(q, floor) if q == q else q, order)
+
+
+@functools.lru_cache(maxsize=256)
+def _gauss_rule(q: float, order: int):
     edges = _panel_edges(float(q), int(order))
     x, w = _gl16()
     lo, hi = edges[:-1, None], edges[1:, None]
