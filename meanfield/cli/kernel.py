@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from . import Result, add_json_flag, add_network_arguments, load_array, network_options, output_path
+from . import Result, add_json_flag, add_network_arguments, load_array, network_options, output_path, plot_path
 
 
 def _kernel(args) -> Result:
@@ -16,6 +16,7 @@ def _kernel(args) -> Result:
     if args.block is not None:  # asked for the on-disk path
         return _kernel_to_disk(args)
     output = output_path(args.output, ".npz", "--output")  # checked before the work; the path really written
+    plot = plot_path(args.plot)
     X = load_array(args.input, "--input")
     X2 = load_array(args.input2, "--input2") if args.input2 else None
     width = args.width
@@ -24,7 +25,7 @@ def _kernel(args) -> Result:
     if output and not _fits(X, X2, net, args.layers):  # too large for memory: tile by tile into a directory
         args.output = output[: -len(".npz")]  # the directory: K for --output K or K.npz
         return _kernel_to_disk(args, X, X2, net)
-    k = kernels(X, net, X2=X2, layers=args.layers)
+    k = kernels(X, net, X2=X2, layers=args.layers or bool(plot))
     arrays = {"nngp": k.nngp, "ntk": k.ntk}
     if args.layers:
         arrays.update(layers=np.array(k.layers), nngp_layers=k.nngp_layers, backward=k.backward,
@@ -45,6 +46,11 @@ def _kernel(args) -> Result:
     rows = [["ntk", f"{n}x{m}", float(k.ntk.min()), float(k.ntk.max())],
             ["nngp", f"{n}x{m}", float(k.nngp.min()), float(k.nngp.max())]]  # fmt: skip
     notes = [f"saved {', '.join(arrays)} to {output}"] if output else ["use --output K.npz to save"]
+    if plot:
+        from .. import plot as mfplot
+        from ._figures import save
+
+        notes.append(save(mfplot.kernel_layers(k, args.plot_kernel), plot))
     return Result(data, ["kernel", "shape", "min", "max"], rows, notes)
 
 
@@ -81,7 +87,8 @@ def _kernel_to_disk(args, X=None, X2=None, net=None) -> Result:
     if X is None:
         X = load_array(args.input, "--input")
         X2 = load_array(args.input2, "--input2") if args.input2 else None
-        net = Network(args.depth, args.activation, args.sigma_w2, args.sigma_b2, args.parameterization, args.width)
+        net = Network(args.depth, args.activation, parameterization=args.parameterization, width=args.width,
+                      **network_options(args, args.depth))  # fmt: skip
     block = 4096 if args.block is None else args.block
     k = kernels_to_disk(X, net, out, X2=X2, block=block, layers=args.layers, progress=None)
     n, m = k.shape
@@ -117,5 +124,9 @@ def add_parser(sub) -> None:
                    "--block, or when they do not fit in memory, to this directory of .npy files")  # fmt: skip
     p.add_argument("--block", type=int, default=None, help="compute tile by tile (block x block, a multiple of 16) "
                    "into the directory --output, in memory O(block n); a repeated command resumes")  # fmt: skip
+    p.add_argument("--plot", metavar="PNG", help="write per-layer heat maps of --plot-kernel (.png appended when the "
+                   "name has no extension)")  # fmt: skip
+    p.add_argument("--plot-kernel", choices=("nngp", "backward", "ntk"), default="nngp",
+                   help="the per-layer kernel --plot draws: Sigma_l, B_l or Theta^(l) (default nngp)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(run=_kernel)
