@@ -119,7 +119,7 @@ def kernels(X, net: Network, X2=None, layers=False, sphere="auto") -> Kernels:
         ``"auto"`` (default) detects exactly equal layer-1 variances and then evaluates the composed maps
         tabulated once in the angle, in :math:`O(L K + n m)` instead of :math:`O(n m L)`, agreeing with the layer
         loop to 1e-13 relative (pairs where the table cannot, the loop carries; :mod:`meanfield.propagation.sphere`);
-        ``True`` also takes variances equal to a relative 1e-15 (rows normalized in floating point) as equal and
+        ``True`` also takes variances equal to a relative 4e-15 (rows normalized in floating point) as equal and
         raises a ValueError when the tables do not apply; ``False`` always runs the layer loop.
 
     Returns

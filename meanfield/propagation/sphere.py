@@ -27,7 +27,7 @@ geometrically until the rounding of the recursion itself.
 Accuracy rule (decided when the table is built). Each piece's interpolants are compared with the exact
 recursion at four interior points; the largest difference times 2 (plus the tail coefficients) is the piece's
 error bound :math:`E` per function. A pair is evaluated from the table only when every returned entry has
-:math:`E/|{\rm entry}| \le` ``SPHERE_TOL`` (``1e-13``); other pairs (entries near a sign change of the kernel,
+:math:`E/|{\rm entry}| \le` ``SPHERE_TOL`` (``5e-14``, half the 1e-13 goal: the bound comes from four points); other pairs (entries near a sign change of the kernel,
 where the recursion itself has only absolute accuracy, e.g. tanh's NNGP at orthogonal inputs, or the zero of
 ReLU's :math:`\Sigma_2` at antiparallel inputs) are carried through the exact layer loop, pair by pair.
 
@@ -55,11 +55,11 @@ __all__ = ["SPHERE_TOL", "SphereTable", "equal_norms", "sphere_kernels", "sphere
 
 #: a pair is taken from the table only where the measured interpolation error is below this relative to every
 #: returned entry; elsewhere it goes through the exact layer loop
-SPHERE_TOL = 1e-13
+SPHERE_TOL = 5e-14
 #: with ``sphere=True``, layer-1 variances within this relative spread count as equal (rows normalized in floating
 #: point differ by a few ulps); the kernels then differ from the loop's by about the spread times the entry's
 #: condition number in q (large only near a sign change of the entry)
-NORM_SPREAD = 1e-15
+NORM_SPREAD = 4e-15
 #: Chebyshev degrees tried per piece (nested Lobatto grids)
 _DEGREES = (16, 32, 64)
 #: the last three coefficients must be below this fraction of the piece's largest value
@@ -88,14 +88,20 @@ def _pairs_loop(
     the requested layers and, with ``keep_dot``, D_l[l] = Sigmadot_l (0 at l = 0)."""
     depth = Q.shape[0]
     K = S0.shape[0]
-    nblk = (K + _NBLOCK - 1) // _NBLOCK
+    nblk = (K + _NBLOCK - 2) // (_NBLOCK - 1)
     nk = max(1, (order[:, 0] * order[:, 1]).max()) if kind == KIND_HERMITE else 1
     for b in prange(nblk):
-        j0 = b * _NBLOCK
-        nj = min(_NBLOCK, K - j0)
-        s = S0[j0 : j0 + nj].copy()
-        r = R0[j0 : j0 + nj].copy()
-        w = W0[j0 : j0 + nj].copy()
+        j0 = b * (_NBLOCK - 1)
+        nk0 = min(_NBLOCK - 1, K - j0)
+        # the general path takes the exact gap sums in a block with a pair near c = +-1, as the dataset loop does in
+        # every block holding the diagonal: one extra parallel pair (s = 0) makes every block take them
+        nj = nk0 + 1 if kind == KIND_HERMITE else nk0
+        s = np.zeros(nj)
+        r = np.full(nj, 2.0)
+        w = np.zeros(nj)
+        s[:nk0] = S0[j0 : j0 + nk0]
+        r[:nk0] = R0[j0 : j0 + nk0]
+        w[:nk0] = W0[j0 : j0 + nk0]
         th = omw[0] * w + omb[0]
         q2 = np.empty(nj)
         sv2 = np.empty(nj)
@@ -103,15 +109,15 @@ def _pairs_loop(
         t2 = np.empty(nj)
         u2 = np.empty(nj)
         rb = np.empty(nj, dtype=np.int64)
-        wscr = np.empty(nj)
-        dscr = np.empty(nj)
-        A2 = np.empty((nk, _NBLOCK + 2))
-        B2 = np.empty((nk, _NBLOCK + 2))
+        wl = np.empty(nj)
+        dl = np.empty(nj)
+        A2 = np.empty((nk, _NBLOCK + 3))
+        B2 = np.empty((nk, _NBLOCK + 3))
         work = np.empty((13, _NBLOCK))
         if slots[0] >= 0:
-            W_l[slots[0], j0 : j0 + nj] = w
+            W_l[slots[0], j0 : j0 + nk0] = w[:nk0]
         if keep_dot:
-            D_l[0, j0 : j0 + nj] = 0.0
+            D_l[0, j0 : j0 + nk0] = 0.0
         gathered = -1
         for l in range(1, depth):
             k = order[l - 1, 0]
@@ -122,8 +128,6 @@ def _pairs_loop(
             sqn2[:] = SQ[l]
             t2[:] = T[0, l - 1]
             u2[:] = T[1, l - 1]
-            wl = W_l[slots[l], j0 : j0 + nj] if slots[l] >= 0 else wscr
-            dl = D_l[l, j0 : j0 + nj] if keep_dot else dscr
             if kind == KIND_HERMITE:
                 if rows[l - 1] != gathered:  # at the variances' fixed point the rows repeat: gather once
                     rb[:] = rows[l - 1]
@@ -137,8 +141,12 @@ def _pairs_loop(
             else:
                 closed_columns(kind, slope, sw, sb, Q[l - 1], SV[l - 1], SQ[l], T[0, l - 1], T[1, l - 1], omw[l],
                                omb[l], q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl)  # fmt: skip
-        out_w[j0 : j0 + nj] = w
-        out_th[j0 : j0 + nj] = th
+            if slots[l] >= 0:
+                W_l[slots[l], j0 : j0 + nk0] = wl[:nk0]
+            if keep_dot:
+                D_l[l, j0 : j0 + nk0] = dl[:nk0]
+        out_w[j0 : j0 + nk0] = w[:nk0]
+        out_th[j0 : j0 + nk0] = th[:nk0]
 
 
 @njit(cache=True, error_model="numpy")
