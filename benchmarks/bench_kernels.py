@@ -222,20 +222,24 @@ def sphere_bench(repeat=2, loop_n=2000):
     import subprocess
 
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    code = ("import numpy as np, time\na = np.random.rand(2000, 2000); a @ a\nb = 1e9\nfor _ in range(5):\n"
-            "    t = time.perf_counter(); a @ a; b = min(b, time.perf_counter() - t)\nprint(2 * 2000**3 / b)")  # fmt: skip
+    code = (
+        "import numpy as np, time\na = np.random.rand(2000, 2000); a @ a\nb = 1e9\nfor _ in range(5):\n"
+        "    t = time.perf_counter(); a @ a; b = min(b, time.perf_counter() - t)\nprint(2 * 2000**3 / b)"
+    )
     dgemm = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout)
     peak = 2.6e9 * 32  # 2.6 GHz (BogoMIPS / 2) x two 512-bit FMA pipes x 8 doubles x 2 flops (AMD Zen 5)
     print(f"layer loop, ReLU (2000, 100): {per_core:.3g} pair-layer updates / s / core x {RELU_UPDATE_FLOPS} flops = "
           f"{per_core * RELU_UPDATE_FLOPS / 1e9:.2f} GFLOP/s per core; peak {peak / 1e9:.0f} GFLOP/s per core "
           f"(nominal), single-thread dgemm measured {dgemm / 1e9:.1f} GFLOP/s: "
-          f"{per_core * RELU_UPDATE_FLOPS / peak:.1%} of nominal, {per_core * RELU_UPDATE_FLOPS / dgemm:.1%} of dgemm")  # fmt: skip
+          f"{per_core * RELU_UPDATE_FLOPS / peak:.1%} of nominal, "
+          f"{per_core * RELU_UPDATE_FLOPS / dgemm:.1%} of dgemm")  # fmt: skip
     t_nt = neural_tangents_sphere(n, 100, "relu", 2.0, 0.0)
     if t_nt is None:
         print("neural-tangents venv (/work/nt-venv) not available: skipped")
     else:
-        print(f"neural-tangents ReLU (2000, 100), NNGP + NTK: {t_nt:.3f} s; sphere path {times[('relu', 100)][0]:.3f} s:"
-              f" ratio {t_nt / times[('relu', 100)][0]:.1f}")  # fmt: skip
+        t_s = times[("relu", 100)][0]
+        print(f"neural-tangents ReLU (2000, 100), NNGP + NTK: {t_nt:.3f} s; sphere path {t_s:.3f} s: "
+              f"ratio {t_nt / t_s:.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

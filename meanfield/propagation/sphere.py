@@ -27,7 +27,8 @@ geometrically until the rounding of the recursion itself.
 Accuracy rule (decided when the table is built). Each piece's interpolants are compared with the exact
 recursion at four interior points; the largest difference times 2 (plus the tail coefficients) is the piece's
 error bound :math:`E` per function. A pair is evaluated from the table only when every returned entry has
-:math:`E/|{\rm entry}| \le` ``SPHERE_TOL`` (``5e-14``, half the 1e-13 goal: the bound comes from four points); other pairs (entries near a sign change of the kernel,
+:math:`E/|{\rm entry}| \le` ``SPHERE_TOL`` (``5e-14``, half the 1e-13 goal: the bound comes from four points);
+other pairs (entries near a sign change of the kernel,
 where the recursion itself has only absolute accuracy, e.g. tanh's NNGP at orthogonal inputs, or the zero of
 ReLU's :math:`\Sigma_2` at antiparallel inputs) are carried through the exact layer loop, pair by pair.
 
