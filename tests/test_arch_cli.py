@@ -10,6 +10,7 @@ import pytest
 from meanfield import Network
 from meanfield.cli import main
 from meanfield.phase import phase
+from meanfield.propagation import kernels
 
 
 def run(capsys, *argv):
@@ -29,12 +30,28 @@ def inputs(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
+    "extra, options",
+    [
+        (["--residual", "0.1"], dict(residual=0.1)),
+        (["--dropout", "0.9"], dict(dropout=0.9)),
+        (["--normalization", "layer"], dict(normalization="layer")),
+        (["--sigma-w2", "2,2,1.5"], dict(sigma_w2=(2.0, 2.0, 1.5))),
+        (["--sigma-w2", "2,2,1.5", "--sigma-b2", "0,0.1,0", "--residual", "0.5", "--dropout", "0.8"],
+         dict(sigma_w2=(2.0, 2.0, 1.5), sigma_b2=(0.0, 0.1, 0.0), residual=0.5, dropout=0.8)),
+    ],
+)
+def test_kernel_with_options_is_the_library_kernel(capsys, inputs, extra, options):
+    """``kernel`` computes the kernels of the network the options describe (exit 0, the library's numbers)."""
+    code, out, err = run(capsys, "kernel", "--input", inputs, "--depth", "3", *extra, "--json")
+    assert code == 0 and err == ""
+    data = json.loads(out)
+    k = kernels(np.load(inputs), Network(3, **options))
+    assert np.array_equal(np.array(data["ntk"]), k.ntk) and np.array_equal(np.array(data["nngp"]), k.nngp)
+
+
+@pytest.mark.parametrize(
     "extra, word",
     [
-        (["--residual", "0.1"], "residual"),
-        (["--dropout", "0.9"], "dropout"),
-        (["--normalization", "layer"], "normalization"),
-        (["--sigma-w2", "2,2,1.5"], "per-layer"),
         (["--sigma-w2", "2,2"], "--sigma-w2 lists 2 values"),
         (["--residual", "-1"], "--residual must be a number > 0"),
         (["--dropout", "0"], "--dropout must be a number in (0, 1]"),
@@ -45,7 +62,7 @@ def inputs(tmp_path_factory):
     ],
 )
 def test_kernel_refuses_options_in_one_line(capsys, inputs, extra, word):
-    """Until the kernels implement the options, ``kernel`` reports their ValueError cleanly (exit 2, one line)."""
+    """Invalid option values: one line naming the option, exit 2."""
     code, out, err = run(capsys, "kernel", "--input", inputs, "--depth", "3", *extra)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and word in err and "Traceback" not in err

@@ -50,7 +50,7 @@ from .._jit import njit
 from ..activations import KIND_HERMITE, KIND_LEAKY
 from ..gaussian.closed import acos1m
 from .columns import closed_columns, gather_columns, hermite_columns
-from .inputs import _unit_rows, variance_ratios, variance_sequences
+from .inputs import _unit_rows, per_layer, variance_ratios, variance_sequences
 
 __all__ = ["SPHERE_TOL", "SphereTable", "equal_norms", "sphere_kernels", "sphere_table"]
 
@@ -174,13 +174,14 @@ class _Recursion:
         self.sw, self.sb = float(net.sigma_w2), float(net.sigma_b2)
         self.depth = net.depth
         self.omw, self.omb = np.ascontiguousarray(omw, dtype=np.float64), np.ascontiguousarray(omb, dtype=np.float64)
-        Q, V, rows, order, npar, apar, TA, TB = variance_sequences(act, self.sw, self.sb, np.array([q]), self.depth)
+        sw_l, sb_l = per_layer(self.sw, self.depth), per_layer(self.sb, self.depth)  # the plain MLP's constant schedule
+        Q, V, rows, order, npar, apar, TA, TB = variance_sequences(act, sw_l, sb_l, np.array([q]), self.depth)
         self.Q = np.ascontiguousarray(Q[:, 0])
         self.SQ, self.SV = np.sqrt(self.Q), np.sqrt(np.ascontiguousarray(V[:, 0]))
         self.rows = np.ascontiguousarray(rows[:, 0])
         self.order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))
         self.TA, self.TB = TA, TB
-        T = variance_ratios(act, self.sw, self.sb, Q) if act.kind != KIND_HERMITE else np.zeros((2,) + Q.shape)
+        T = variance_ratios(act, sw_l, sb_l, Q) if act.kind != KIND_HERMITE else np.zeros((2,) + Q.shape)
         self.T = np.ascontiguousarray(T[:, :, 0])
 
     def run(self, S0, R0, W0, slots=None):
