@@ -107,7 +107,10 @@ class PeakLayer:
     forward, backward : float or ndarray
         :math:`\mathcal F` and :math:`\mathcal B_{\cdot,L}` at :math:`l^*`.
     asymptote : float or ndarray
-        :math:`C L^{3/5}` with :func:`peak_layer_constant` (ReLU at (2, 0)).
+        The reference law :math:`C L^{3/5}`: for residual ReLU networks without bias and a fixed
+        :math:`\beta`, :func:`residual_peak_layer_constant`; for every other network Lou et al. 2022's
+        :func:`peak_layer_constant` (the plain ReLU network at (2, 0), the paper's setting), a reference curve
+        rather than that network's own asymptote.
     curves : InformationLoss
         The information-loss curves of the (largest) depth.
     form, score : str
@@ -139,14 +142,14 @@ def _depth_net(net, L, residual_scaling):
 
 
 def _asymptote(net, form, score, residual_scaling):
-    """C of l* ~ C L^(3/5) where it is known: ReLU without bias, plain at (2, 0) or residual with a fixed beta."""
+    """C of the reference law C L^(3/5): derived for residual ReLU without bias and a fixed beta
+    (:func:`residual_peak_layer_constant`); otherwise Lou et al. 2022's constant for the plain ReLU network at
+    (2, 0) (:func:`peak_layer_constant`), the paper's setting, as a reference curve (always finite)."""
     act = net.activation
     relu0 = act.kind == KIND_LEAKY and act.slope == 0.0 and net.sigma_b2 == 0.0
-    if relu0 and net.plain and net.sigma_w2 == 2.0:
-        return peak_layer_constant(form, score)
     if relu0 and net.features == ("residual",) and residual_scaling == "fixed":
         return residual_peak_layer_constant(net.residual**2 * net.sigma_w2 / 2.0, form, score)
-    return math.nan
+    return peak_layer_constant(form, score)
 
 
 def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pairs=None, residual_scaling="fixed"):
@@ -195,7 +198,7 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
     be ``net.depth``). A residual network's readout is a plain layer, so the curves to :math:`L_{\max}` also carry
     each layer computed as a readout, and each depth is scanned exactly in O(L). Residual ReLU at
     :math:`\sigma_b = 0` with a fixed :math:`\beta` keeps the 3/5 law with the constant of
-    :func:`residual_peak_layer_constant` (``asymptote``; NaN where no law is derived); with
+    :func:`residual_peak_layer_constant` (``asymptote``; elsewhere the plain network's as a reference); with
     :math:`\beta = 1/\sqrt L`, :math:`l^*/L` tends to a constant (``notebooks/residual_peak.ipynb``).
 
     Examples
