@@ -86,6 +86,7 @@ def sweep():
     sd = y.std()
     y, yt = y / sd, yt / sd  # unit standard deviation (their App. I)
     E = nf.chain_monomial_egop(D, R)
+    EE = np.broadcast_to(E, (NETS, D, D))  # one copy per network of the stack
     marks = list(range(0, STEPS + 1, EVERY))
     keys = ("uc", "c", "ratio", "loss", "test_loss", "nfm_egop", "agop_egop")
     res = {f"{k}_{opt}": np.full((len(SCALES), len(marks), NETS), np.nan) for k in keys for opt in ("gd", "slo")}
@@ -101,7 +102,7 @@ def sweep():
                     return
                 rec.append((nf.nfc(m, X, 1), nf.cnfc(m, mlp0, X, 1) if step else np.full(NETS, np.nan),
                             nf.cuc_ratio(m, mlp0, X, 1), m.loss_grad(X, y)[0], m.loss_grad(Xt, yt)[0],
-                            cosine(m.nfm(1), E), cosine(m.agop(X, 1), E)))  # fmt: skip
+                            cosine(m.nfm(1), EE), cosine(m.agop(X, 1), EE)))  # fmt: skip
 
             kw = dict(speeds=SPEEDS, slo_eps=SLO_EPS) if opt == "slo" else {}
             try:
