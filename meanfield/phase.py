@@ -494,23 +494,33 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
 def q_curve(net: Network, q1) -> np.ndarray:
     """Variances :math:`q_l` for l = 1..``net.depth`` from :math:`q_1` (the variance map iterated; Poole et al. 2016).
 
+    Every option of the spec: per-layer variances, residual blocks (:math:`q_{l} = q_{l-1} + \\beta^2(\\sigma_w^2
+    \\mathbb E\\phi^2 + \\sigma_b^2)`, Yang & Schoenholz 2017), LayerNorm (:math:`\\phi` sees unit variance) and
+    dropout (:math:`\\mathbb E\\phi^2/\\rho`, Schoenholz et al. 2017, sec. 5): the recursions of
+    :mod:`meanfield.propagation.architecture`.
+
     Examples
     --------
     >>> q_curve(Network(4, "relu", 1.0, 0.5), 1.0).tolist()
     [1.0, 1.0, 1.0, 1.0]
+    >>> q_curve(Network(4, "relu", 2.0, 0.0, residual=1.0), 1.0).tolist()   # doubles on each residual block
+    [1.0, 2.0, 4.0, 4.0]
     """
+    net = check_network(net, supports=("schedule", "residual", "normalization", "dropout"), what="q_curve")
     return pair_curve(net, q1=q1).q1
 
 
 def c_curve(net: Network, c1, q1=1.0) -> np.ndarray:
     """Correlations :math:`c_l` for l = 1..``net.depth`` from :math:`c_1` at equal input variances :math:`q_1`.
 
-    For full precision near ``c = 1`` use :func:`meanfield.propagation.pair_curve` and its ``s`` (``1 - c``).
+    For full precision near ``c = 1`` use :func:`meanfield.propagation.pair_curve` and its ``s`` (``1 - c``). Every
+    option of the spec (:func:`q_curve`); with dropout the two inputs are two forward passes (independent masks).
 
     Examples
     --------
     >>> np.round(c_curve(Network(3), 0.0), 10).tolist()
     [0.0, 0.3183098862, 0.4937310902]
     """
+    net = check_network(net, supports=("schedule", "residual", "normalization", "dropout"), what="c_curve")
     c1 = check_real(c1, "c1", low=-1.0, high=1.0)
     return pair_curve(net, q1=q1, c=c1).c

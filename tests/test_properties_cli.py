@@ -140,6 +140,19 @@ def kernel_argv(draw, tmp):
 
 
 @st.composite
+def phase_diagram_argv(draw, tmp):
+    act = draw(st.sampled_from(("relu", "leaky_relu:0.2", "erf", "tanh", "sigmoid")))
+    a = draw(log_uniform(-2, 0.5))
+    b = a * (1.0 + draw(st.floats(0.05, 4.0)))
+    sb = draw(st.floats(0.0, 1.0))
+    argv = ["phase-diagram", "--activation", act, "--sigma-w2", f"{num(a)}:{num(b)}:{draw(st.integers(2, 6))}"]
+    argv += ["--sigma-b2", draw(st.sampled_from((num(sb), f"{num(sb)}:{num(sb + 0.5)}:{draw(st.integers(2, 4))}")))]
+    if draw(st.sampled_from((False, False, True))):
+        argv += ["--plot", os.path.join(tmp, "pd.png")]
+    return argv + flags(draw, "--json")
+
+
+@st.composite
 def peak_layer_argv(draw, tmp):
     tokens = []
     for _ in range(draw(st.integers(1, 3))):
@@ -257,6 +270,7 @@ def _valid(argv_and_tmp):
 
 COMMANDS = {
     "phase": lambda tmp: phase_argv(),
+    "phase-diagram": phase_diagram_argv,
     "eoc": lambda tmp: eoc_argv(),
     "kernel": kernel_argv,
     "peak-layer": peak_layer_argv,
@@ -269,6 +283,7 @@ COMMANDS = {
 
 FAST_VALID = {
     "phase": 12,
+    "phase-diagram": 4,
     "eoc": 8,
     "kernel": 12,
     "peak-layer": 6,
@@ -305,6 +320,12 @@ BAD_PATHS = ["/nonexistent/dir/out.npz", "/proc/out.npz", "{tmp}"]
 #: option -> bad values, per command (an option absent from the valid argv is appended)
 INVALID = {
     "phase": {"--sigma-w2": POSITIVE_FLOAT, "--sigma-b2": NONNEGATIVE_FLOAT, "--activation": ACTIVATION},
+    "phase-diagram": {
+        "--sigma-w2": POSITIVE_FLOAT + ["0:1:5", "2:1:5", "1:2", "1:2:1", "1:2:x", "nan:1:3", "-1:2:3", "1:inf:3"],
+        "--sigma-b2": NONNEGATIVE_FLOAT + ["-1:0:3", "0:1", "0:nan:3"],
+        "--activation": ACTIVATION,
+        "--plot": ["/nonexistent/dir/p.png", "/proc/p.png", "{tmp}", "{tmp}/p.xyz"],
+    },
     "eoc": {"--sigma-b2": NONNEGATIVE_FLOAT, "--activation": ACTIVATION},
     "kernel": {
         "--depth": POSITIVE_INT,
@@ -444,6 +465,7 @@ def _invalid(argv_and_tmp):
 
 FAST_INVALID = {
     "phase": 15,
+    "phase-diagram": 8,
     "eoc": 10,
     "kernel": 20,
     "peak-layer": 15,
