@@ -6,7 +6,8 @@ notebooks/feature_ansatz.ipynb (the notebook only loads it).
    network f = a^T (W x)^2 (observed, meanfield.nfa.cnfc_early_kernels) against the free-probability prediction
    (meanfield.nfa.quadratic_free_cnfc with the moments of R averaged over 30 networks, as the paper did), at the
    data scale as written and at samples scaled by 1/d. Then the same network trained by full-batch GD (200 steps)
-   on each data set (scale 1): UC-NFC and C-NFC of W at the end.
+   on each data set (scale 1): UC-NFC and C-NFC of W at the start and the end, the relative weight change, and the
+   UC-NFC of the same network on isotropic Gaussian inputs as a baseline.
 2. Initialization-scale sweep with and without speed-limited optimization (their sec. 5, Figs. 4 and 11, App. I):
    chain monomial r = 5 on isotropic Gaussian data, n = 256, d = 32, width 256, two hidden ReLU layers without
    biases, standard parameterization with per-layer sigma_w2 = (s0^2, 1, 1e-4) (first-layer scale s0, readout
@@ -50,7 +51,7 @@ def reversing():
     Rm = W.T @ (a[:, None] ** 2 * W)
     qnet = Network(2, SQUARE, 1.0, 0.0, "standard", width=NQ)
     shape = (len(BALANCES), len(DATA_SEEDS))
-    pred, obs, uc_end, c_end, loss_end = (np.full(shape, np.nan) for _ in range(5))
+    pred, obs, uc_end, c_end, loss_end, uc0, dw = (np.full(shape, np.nan) for _ in range(7))
     for i, g in enumerate(BALANCES):
         for j, s in enumerate(DATA_SEEDS):
             X, y = nf.alignment_reversing(NQ, NQ, g, seed=s)
@@ -58,15 +59,21 @@ def reversing():
             pred[i, j] = nf.quadratic_free_cnfc(X, y, r_mean)
             # train the same network: full-batch GD on MSE, step size from the curvature scale of the data
             mlp0 = MLP(qnet, [W.copy(), a[None, :].copy()])
+            uc0[i, j] = nf.nfc(mlp0, X, 1)
             lr = 5.0 / (np.linalg.norm(X, 2) ** 4 * np.abs(a).max() ** 2 / NQ)
             try:
                 h = train(mlp0, X, y, Q_STEPS, lr, NQ, momentum=0.0, loss="mse", seed=0)
             except FloatingPointError:
                 continue
             uc_end[i, j], c_end[i, j] = nf.nfc(h.mlp, X, 1), nf.cnfc(h.mlp, mlp0, X, 1)
+            dw[i, j] = np.linalg.norm(h.mlp.weights[0] - W) / np.linalg.norm(W)
             loss_end[i, j] = h.loss[-1] / h.loss[0]
         print(f"balance {g}: obs {obs[i].round(3)} pred {pred[i].round(3)} UC {uc_end[i].round(3)} "
               f"C {c_end[i].round(3)} loss ratio {loss_end[i].round(4)}", flush=True)  # fmt: skip
+    # baseline: the same network's UC-NFC on isotropic Gaussian inputs of the same size
+    mlp0 = MLP(qnet, [W, a[None, :]])
+    uc_gauss = np.array([nf.nfc(mlp0, np.random.default_rng(50 + s).standard_normal((NQ, NQ)), 1) for s in DATA_SEEDS])
+    print(f"UC-NFC at initialization on Gaussian inputs: {uc_gauss.round(3)}", flush=True)
     # the data scale is not stated in the paper: the same prediction/observation at scale 1/d
     pred_s, obs_s = np.full(shape, np.nan), np.full(shape, np.nan)
     for i, g in enumerate(BALANCES):
@@ -76,7 +83,8 @@ def reversing():
             pred_s[i, j] = nf.quadratic_free_cnfc(X, y, r_mean)
         print(f"balance {g}, scale 1/d: obs {obs_s[i].round(3)} pred {pred_s[i].round(3)}", flush=True)
     return dict(rev_balance=np.array(BALANCES), rev_pred=pred, rev_obs=obs, rev_uc=uc_end, rev_c=c_end,
-                rev_loss=loss_end, rev_pred_small=pred_s, rev_obs_small=obs_s)  # fmt: skip
+                rev_loss=loss_end, rev_pred_small=pred_s, rev_obs_small=obs_s, rev_uc0=uc0, rev_dw=dw,
+                rev_uc_gauss=uc_gauss)  # fmt: skip
 
 
 def sweep():
