@@ -93,3 +93,28 @@ def test_unrepresentable_variances_are_refused():
         mf.variance_map(1e-300, "relu", 1e-300)
     assert float(mf.variance_map(1e300, "relu", 1.0)) == 5e299
     assert float(mf.variance_map(0.0, "tanh", 1.0)) == 0.0  # an exact zero is not an underflow
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# leftovers: a negative seed is refused, whatever else is asked
+# ------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dispersion", "--sigma-w2", "2", "--width", "4", "--depth", "3", "--seed", "-1", "--simulate", "0"],
+        ["dispersion", "--sigma-w2", "2", "--width", "4", "--depth", "3", "--seed", "-1"],
+        ["dispersion", "--sigma-w2", "2", "--width", "4", "--depth", "3", "--seed", "-1", "--simulate", "5"],
+        ["nfa-early", "--seed", "-1"],
+        ["simulate", "--seed", "-1", "--depth", "2", "--width", "4", "--nets", "3", "--random", "3,2"],
+    ],
+)
+def test_negative_seed_is_refused(capsys, argv):
+    from meanfield.cli import main
+
+    code = main(argv)
+    out = capsys.readouterr()
+    assert code == 2 and out.out == "", (code, out)
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0] == f"meanfield {argv[0]}: error: --seed must be an integer >= 0, got -1"
