@@ -60,6 +60,8 @@ def _check(args):
             raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
     if args.simulate < 0:
         raise UsageError(f"--simulate must be >= 0, got {args.simulate}")
+    if args.seed < 0:  # refused whatever --simulate is: a seed the run would not accept is an error, not ignored
+        raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
     n0 = round(args.alpha0 * args.width)
     if n0 < 1:
         raise UsageError(f"--alpha0 * --width must round to an input dimension >= 1, got {args.alpha0 * args.width}")

@@ -50,6 +50,8 @@ def add_parser(subparsers) -> None:
 
 
 def _inputs(args) -> np.ndarray:
+    if args.seed < 0:
+        raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
     if args.input is not None:
         X = load_array(args.input, "--input")
         if X.ndim != 2:
