@@ -187,7 +187,15 @@ def test_every_command_prints_strict_json(capsys, argv):
 def _spawn(argv, **kw):
     """The CLI in a subprocess; prints 'ready' once meanfield is imported (so a signal lands in main)."""
     code = f"import sys, meanfield.cli as c; print('ready', flush=True); sys.exit(c.main({argv!r}))"
+    # a user's shell delivers Ctrl-C: restore SIGINT's default in the child, which inherits SIG_IGN when the tests
+    # run as a background job (nohup ... &) or in a worker process that ignores it, and Python then installs no
+    # KeyboardInterrupt handler at all
+    kw.setdefault("preexec_fn", _default_sigint)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_ctrl_c_exits_130_with_one_line():
