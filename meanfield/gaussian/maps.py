@@ -156,15 +156,19 @@ def _pairs_loop(kind, slope, q1, q2, s, r, TA, TB, ia, ib, M, npar, apar, out):
             out[4, i] = closed_variance(kind, slope, q1[i])[0]
 
 
+def _flat(*xs):
+    """The common broadcast shape of ``xs`` and each of them as a contiguous flat float64 array."""
+    xs = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in xs))
+    return xs[0].shape, tuple(np.ascontiguousarray(x).reshape(-1) for x in xs)
+
+
 def pair_moments(act: Activation, q1, q2, s, r):
     """Vectorized (cov, gap, agap, dcov, v1) over broadcast arrays; the one Python entry to the compiled pair step.
 
     ``v1`` is E phi(sqrt(q1) z)^2 in the same representation as the gaps (the coefficient norm on the general
     path), so that 1 - c formed from them is consistent to rounding.
     """
-    q1, q2, s, r = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (q1, q2, s, r)))
-    shape = q1.shape
-    q1, q2, s, r = (np.ascontiguousarray(x).reshape(-1) for x in (q1, q2, s, r))
+    shape, (q1, q2, s, r) = _flat(q1, q2, s, r)
     n = q1.size
     if act.kind == KIND_HERMITE:
         qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)
@@ -214,9 +218,7 @@ def _unit_moments(act: Activation, q1, q2, s, r):
     takes its q -> 0 direction (the rows at q = 1e-300, where the next order is 1e-150 of the first), with
     ``root = 0`` and ``ratio = 1 / phi'(0)^2``.
     """
-    q1, q2, s, r = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (q1, q2, s, r)))
-    shape = q1.shape
-    q1, q2, s, r = (np.ascontiguousarray(x).reshape(-1) for x in (q1, q2, s, r))
+    shape, (q1, q2, s, r) = _flat(q1, q2, s, r)
     n = q1.size
     if act.kind == KIND_HERMITE:
         qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)

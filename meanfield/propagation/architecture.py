@@ -49,6 +49,7 @@ from ..activations import KIND_HERMITE
 from ..gaussian.closed import closed_variance
 from ..gaussian.hermite import adaptive_coefficients, pack_parity
 from ..gaussian.step import pair_step
+from .inputs import tangent_factors
 
 __all__ = ["arch_pair", "arch_sequences", "arch_step", "dropout_factors", "layer_schedule", "pair_layers"]
 
@@ -67,15 +68,7 @@ def layer_schedule(net, d=None):
     if net.residual is not None and depth >= 3:
         g2[1 : depth - 1] = net.residual**2
         gam[1 : depth - 1] = 1.0
-    if net.parameterization == "standard":
-        if net.width is None:
-            raise ValueError('parameterization="standard" needs a finite width (Network(width=...)): '
-                             "the SP tangent kernel grows with the width")  # fmt: skip
-        ow = np.array(net.fan_ins(d), dtype=np.float64) / sw
-        ob = np.ones(depth)
-    else:
-        ow = np.ones(depth)
-        ob = sb.copy()
+    ow, ob = tangent_factors(net, d, sw, sb)
     return sw, sb, g2, gam, ow, ob
 
 

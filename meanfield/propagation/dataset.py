@@ -27,7 +27,7 @@ import numpy as np
 from .._checks import check_layers, check_memory, check_network
 from ..activations import KIND_HERMITE
 from ..network import Network
-from .inputs import check_inputs, first_layer, per_layer, variance_ratios, variance_sequences
+from .inputs import check_inputs, first_layer, per_layer, tangent_factors, variance_ratios, variance_sequences
 from .tiles import propagate
 
 __all__ = ["Kernels", "kernels"]
@@ -193,15 +193,7 @@ def kernels(X, net: Network, X2=None, layers=False, sphere="auto") -> Kernels:
     act = net.activation
     sw, sb = per_layer(net.sigma_w2, depth), per_layer(net.sigma_b2, depth)
     d = X.shape[1]
-    if net.parameterization == "standard":
-        if net.width is None:
-            raise ValueError('parameterization="standard" needs a finite width (Network(width=...)): '
-                             "the SP tangent kernel grows with the width")  # fmt: skip
-        omw = np.array(net.fan_ins(d), dtype=np.float64) / sw
-        omb = np.ones(depth)
-    else:
-        omw = np.ones(depth)
-        omb = sb.copy()
+    omw, omb = tangent_factors(net, d, sw, sb)
     if sphere is not False:  # equal norms: the composed maps tabulated in the angle
         from .sphere import sphere_kernels
 

@@ -115,6 +115,19 @@ def first_layer(X, X2, sw, sb, sym):
     return W0, S, R, q1, q2
 
 
+def tangent_factors(net, d, sw, sb):
+    """The factors ``(omega_w, omega_b)`` of each layer's parameters in the tangent kernel, arrays over the layers:
+    NTK parameterization ``(1, sigma_b^2)``, standard ``(N_{l-1} / sigma_w^2, 1)`` (the fan-ins ``N_0 = d, N_1,
+    ...``; a finite width is required). ``sw``, ``sb``: the variances of every layer (:func:`per_layer`)."""
+    depth = sw.size
+    if net.parameterization == "standard":
+        if net.width is None:
+            raise ValueError('parameterization="standard" needs a finite width (Network(width=...)): '
+                             "the SP tangent kernel grows with the width")  # fmt: skip
+        return np.array(net.fan_ins(d), dtype=np.float64) / sw, np.ones(depth)
+    return np.ones(depth), sb.copy()
+
+
 def per_layer(x, depth):
     """A variance (float) or schedule (sequence of ``depth`` floats) as a float64 array of length ``depth``."""
     return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (depth,)))
