@@ -85,11 +85,11 @@ def bootstrap(statistic, samples, n_boot: int = 1000, seed=0, level=None) -> Boo
         resample = {q: a[idx] for q, a in arrays.items()}
         reps[b] = statistic(resample if isinstance(samples, dict) else resample[None])
     finite = np.all(np.isfinite(reps.reshape(n_boot, -1)), axis=1)
+    if level is not None and not finite.any():
+        raise ValueError("no bootstrap resample gave a finite statistic; the interval does not exist")
     se = reps[finite].std(axis=0, ddof=1)
     low = high = None
     if level is not None:
-        if not finite.any():
-            raise ValueError("no bootstrap resample gave a finite statistic; the interval does not exist")
         low, high = np.quantile(reps[finite], [(1 - level) / 2, (1 + level) / 2], axis=0)
         low, high = (low, high) if np.ndim(low) else (float(low), float(high))
     return Bootstrap(estimate if estimate.ndim else float(estimate), se if se.ndim else float(se), low, high)

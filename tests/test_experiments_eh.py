@@ -124,3 +124,18 @@ def test_mnist1d_offline():
     X, y, Xt, yt = mnist1d()
     assert X.shape == (4000, 40) and Xt.shape == (1000, 40) and set(np.unique(y)) == set(range(10))
     assert np.allclose(np.sum(X**2, axis=1), 40.0)
+
+
+def test_diverged_runs_are_kept_and_left_out_of_the_fits():
+    doc = equilibrium_experiment(preset("smoke", depths=[3], lr_scale=1e6), runs=1)
+    rec = doc["records"]["L=3/r=0"]
+    assert rec["diverged"] and rec["peak"] is None and "diverged" in rec["error"]
+    recs = {f"L={L}/r={r}": dict(depth=L, run=r, peak=L // 2, diverged=False, train_loss=0.1, test_acc=0.9,
+                                 reached_stop=True, epochs_run=1, alignment=[1.0] * L)
+            for L in (10, 20, 40, 80) for r in range(3)}  # fmt: skip
+    for r in range(3):
+        recs[f"L=80/r={r}"] = dict(depth=80, run=r, peak=None, diverged=True)
+    s = summarize_equilibrium({"records": recs}, n_boot=100)
+    assert s.n_runs.tolist() == [3, 3, 3, 0] and s.n_diverged.tolist() == [0, 0, 0, 3]
+    assert "no finished run at L = [80]" in s.verdict and "over L = 10..40" in s.verdict
+    assert abs(s.slope - 1.0) < 0.05

@@ -466,25 +466,29 @@ def summarize_equilibrium(doc, level=0.95, n_boot=1000, seed=0) -> EHSummary:
         for L in depths
     )
     pl = peak_layer(Network(int(depths.max())), depths)
-    fits_pred = _fits(depths, np.asarray(pl.l_star, dtype=float)[None, :])
-    if depths.size >= 2 and runs >= 2:
-        k = 0 if depths.size >= 3 else 1  # the free slope needs 3 depths
-        b = bootstrap(lambda s: _fits(depths, s)[k:], peaks, n_boot=n_boot, seed=seed, level=level)
+    # the fits use the depths with at least one finished run; the others are named in the verdict
+    fit = np.any(np.isfinite(peaks), axis=0)
+    fd, fpeaks = depths[fit], peaks[:, fit]
+    fits_pred = _fits(fd, np.asarray(pl.l_star, dtype=float)[None, fit])
+    if fd.size >= 2 and runs >= 2:
+        k = 0 if fd.size >= 3 else 1  # the free slope needs 3 depths
+        b = bootstrap(lambda s: _fits(fd, s)[k:], fpeaks, n_boot=n_boot, seed=seed, level=level)
         pad = np.full(k, np.nan)
         est, low, high = (np.concatenate([pad, v]) for v in (b.estimate, b.low, b.high))
     else:
-        est = _fits(depths, peaks)
+        est = _fits(fd, fpeaks) if fd.size else np.array([np.nan, np.nan])
         low = high = np.array([np.nan, np.nan])
-    if depths.size >= 3 and np.all(np.isfinite([low[0], high[0]])):
+    left = f" (no finished run at L = {depths[~fit].tolist()})" if not np.all(fit) else ""
+    if fd.size >= 3 and np.all(np.isfinite([low[0], high[0]])):
         inside = low[0] <= fits_pred[0] <= high[0]
         verdict = (
-            f"free slope {est[0]:.3f}, {level:.0%} CI [{low[0]:.3f}, {high[0]:.3f}] over L = {depths.min()}.."
-            f"{depths.max()}: it {'contains' if inside else 'excludes'} the predicted local slope "
+            f"free slope {est[0]:.3f}, {level:.0%} CI [{low[0]:.3f}, {high[0]:.3f}] over L = {fd.min()}.."
+            f"{fd.max()}{left}: it {'contains' if inside else 'excludes'} the predicted local slope "
             f"{fits_pred[0]:.3f} and {'contains' if low[0] <= 0.6 <= high[0] else 'excludes'} 3/5; fixed-3/5 "
             f"intercept {est[1]:.3f} [{low[1]:.3f}, {high[1]:.3f}] vs predicted {fits_pred[1]:.3f}"
         )
     else:
-        verdict = "too few depths or runs for a slope interval (needs >= 3 depths and >= 2 runs)"
+        verdict = f"too few depths or runs for a slope interval (needs >= 3 depths and >= 2 runs){left}"
     return EHSummary(
         depths=depths, n_runs=n_runs, n_diverged=np.array([len(per[L]) - len(ok[L]) for L in depths]), peaks=peaks,
         peak_mean=peak_mean, peak_sd=peak_sd, train_loss=mean_of("train_loss"), test_acc=mean_of("test_acc"),
