@@ -60,6 +60,7 @@ def test_preset_validation():
     with pytest.raises(ValueError, match="residual"):
         preset("paper", residual="2")
     assert preset("paper", depths=[10], residual="1/sqrt(L)").beta(100) == 0.1
+    assert preset("paper").stop_loss == 0.1 and preset("paper", stop=False).stop_loss is None
 
 
 def test_slope_interval_on_synthetic_runs():

@@ -21,7 +21,8 @@ def _equilibrium(args) -> Result:
     out = output_path(args.out, ".json", "--out")
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    protocol = preset(args.preset, depths=args.depths, lr_scale=args.lr_scale, residual=args.residual)
+    protocol = preset(args.preset, depths=args.depths, lr_scale=args.lr_scale, residual=args.residual,
+                      stop=not args.no_stop)  # fmt: skip
     command = "meanfield " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
     if args.workers == 1:
         doc = equilibrium_experiment(protocol, args.dataset, args.runs, out, args.seed, None, not args.json, command)
@@ -66,6 +67,7 @@ def add_parser(sub) -> None:
     e.add_argument("--depths", type=_int_list, default=None, help="comma-separated subset of the preset's depths")
     e.add_argument("--lr-scale", type=finite_float("lr-scale"), default=1.0, help="multiply every learning rate")
     e.add_argument("--residual", default=None, choices=("1", "1/sqrt(L)"), help="residual branch scale beta")
+    e.add_argument("--no-stop", action="store_true", help="train for the whole epoch budgets (no stop at loss 0.1)")
     e.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     e.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     e.add_argument("--out", default=None, help="JSON file keeping finished runs; rerun to resume")

@@ -59,7 +59,8 @@ class EHProtocol:
     momentum, weight_decay : float
         PyTorch-style SGD (:func:`meanfield.train`).
     stop_loss : float or None
-        Stop at the first epoch whose mean mini-batch loss is at most this (Lou et al. 2022: 0.1).
+        Stop at the first epoch whose mean mini-batch loss is at most this. Lou et al. 2022 state the stop at 0.1
+        for their Figs. 4 and 12-15; for Fig. 3 their Tables 1-3 give only epoch budgets. None: full budgets.
     align_samples : int
         Training rows for :math:`A_l`.
     max_train : int or None
@@ -114,8 +115,9 @@ PRESETS = {
 }
 
 
-def preset(name="paper", depths=None, lr_scale=1.0, residual=None) -> EHProtocol:
-    """A preset protocol, optionally restricted to some of its depths, with scaled learning rates or residual blocks.
+def preset(name="paper", depths=None, lr_scale=1.0, residual=None, stop=True) -> EHProtocol:
+    """A preset protocol, optionally restricted to some of its depths, with scaled learning rates or residual blocks;
+    ``stop=False`` trains every network for its whole epoch budget (no stop at the training loss).
 
     >>> p = preset("paper", depths=[10, 50])
     >>> p.depths, p.lr, p.epochs
@@ -136,7 +138,7 @@ def preset(name="paper", depths=None, lr_scale=1.0, residual=None) -> EHProtocol
     pick = lambda t: tuple(t[i] for i in keep)  # noqa: E731
     return EHProtocol(
         base.name, pick(base.depths), pick(base.lr), pick(base.epochs), base.width, base.batch_size, base.momentum,
-        base.weight_decay, base.stop_loss, base.align_samples, base.max_train, lr_scale, residual,
+        base.weight_decay, base.stop_loss if stop else None, base.align_samples, base.max_train, lr_scale, residual,
     )  # fmt: skip
 
 

@@ -202,8 +202,8 @@ def train(
     stop_loss : float, optional
         Stop after the first epoch whose mean mini-batch loss (the running training loss of the epoch, averaged over
         its steps; for a stack, of every network) is ``<= stop_loss``; that epoch is recorded and is
-        ``History.epochs[-1]``. Lou et al. 2022, Fig. 4 and App. E stop "after a train loss of 0.1 or 500 epochs,
-        whichever was sooner". Default: run all ``epochs``.
+        ``History.epochs[-1]``. Lou et al. 2022 stop "after a train loss of 0.1 or 500 epochs, whichever was
+        sooner" (Fig. 4) and "until convergence (train loss reaches 0.1)" (Figs. 12-15). Default: run all ``epochs``.
 
     Returns
     -------
