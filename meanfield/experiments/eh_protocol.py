@@ -329,7 +329,8 @@ class EHSummary:
     train_loss, test_acc, test_acc_sd, reached_stop, epochs_run : ndarray
         Per-depth means (``reached_stop``: fraction of runs that reached the stop loss).
     predicted, predicted_cont : ndarray
-        :math:`l^*(L)` and its continuous value (:func:`meanfield.peak_layer`, ReLU at (2, 0), eps = 0.5).
+        :math:`l^*(L)` and its continuous value (:func:`meanfield.peak_layer`, ReLU at (2, 0), eps = 0.5; for a
+        residual protocol the residual network's, NaN where ``peak_layer`` has no residual prediction).
     slope, slope_ci : float, tuple
         Free slope of :math:`\log \bar l = a\log L + C` fitted to the per-depth means, and its percentile
         bootstrap interval (runs resampled).
@@ -370,7 +371,7 @@ class EHSummary:
     def table(self) -> list[list]:
         """Rows ``[L, runs, mean peak, sd, l*(L), train loss, test acc, reached stop]``."""
         return [
-            [int(L), int(n), float(m), float(s), int(q), float(tl), float(a), float(st)]
+            [int(L), int(n), float(m), float(s), float(q), float(tl), float(a), float(st)]
             for L, n, m, s, q, tl, a, st in zip(
                 self.depths,
                 self.n_runs,
@@ -394,6 +395,26 @@ def _fits(depths, peaks):
         return np.array([np.nan, np.nan])
     free = scaling_fit(depths, m).slope if depths.size >= 3 else np.nan
     return np.array([free, scaling_fit(depths, m, slope=0.6).intercept])
+
+
+def _residual_prediction(depths, residual):
+    """l*(L) of a residual ReLU network (beta = 1 or 1/sqrt(L)), where :func:`meanfield.peak_layer` has it; NaN
+    (with a warning) where this version of it refuses residual networks."""
+    import inspect
+    import warnings
+
+    from ..equilibrium import peak_layer
+    from ..network import Network
+
+    if "residual_scaling" not in inspect.signature(peak_layer).parameters:
+        warnings.warn("this meanfield.peak_layer has no residual prediction: predicted l*(L) is NaN", stacklevel=3)
+        nan = np.full(depths.size, np.nan)
+        return nan, nan
+    scaling = "fixed" if residual == "1" else "inverse_sqrt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pl = peak_layer(Network(int(depths.max()), residual=1.0), depths, residual_scaling=scaling)
+    return np.asarray(pl.l_star, dtype=float), np.asarray(pl.l_cont)
 
 
 def summarize_equilibrium(doc, level=0.95, n_boot=1000, seed=0) -> EHSummary:
@@ -467,11 +488,16 @@ def summarize_equilibrium(doc, level=0.95, n_boot=1000, seed=0) -> EHSummary:
         else np.full(L, np.nan)
         for L in depths
     )
-    pl = peak_layer(Network(int(depths.max())), depths)
+    residual = (doc.get("protocol") or {}).get("residual")
+    if residual is None:
+        pl = peak_layer(Network(int(depths.max())), depths)
+        l_star, l_cont = np.asarray(pl.l_star, dtype=float), np.asarray(pl.l_cont)
+    else:
+        l_star, l_cont = _residual_prediction(depths, residual)
     # the fits use the depths with at least one finished run; the others are named in the verdict
     fit = np.any(np.isfinite(peaks), axis=0)
     fd, fpeaks = depths[fit], peaks[:, fit]
-    fits_pred = _fits(fd, np.asarray(pl.l_star, dtype=float)[None, fit])
+    fits_pred = _fits(fd, l_star[None, fit]) if np.all(np.isfinite(l_star)) else np.array([np.nan, np.nan])
     if fd.size >= 2 and runs >= 2:
         k = 0 if fd.size >= 3 else 1  # the free slope needs 3 depths
         b = bootstrap(lambda s: _fits(fd, s)[k:], fpeaks, n_boot=n_boot, seed=seed, level=level)
@@ -495,7 +521,7 @@ def summarize_equilibrium(doc, level=0.95, n_boot=1000, seed=0) -> EHSummary:
         depths=depths, n_runs=n_runs, n_diverged=np.array([len(per[L]) - len(ok[L]) for L in depths]), peaks=peaks,
         peak_mean=peak_mean, peak_sd=peak_sd, train_loss=mean_of("train_loss"), test_acc=mean_of("test_acc"),
         test_acc_sd=acc_sd, reached_stop=mean_of("reached_stop"), epochs_run=mean_of("epochs_run"),
-        predicted=np.asarray(pl.l_star), predicted_cont=np.asarray(pl.l_cont), slope=float(est[0]),
+        predicted=l_star, predicted_cont=l_cont, slope=float(est[0]),
         slope_ci=(float(low[0]), float(high[0])), intercept35=float(est[1]), intercept35_ci=(float(low[1]),
         float(high[1])), predicted_slope=float(fits_pred[0]), predicted_intercept35=float(fits_pred[1]),
         level=level, profiles=profiles, verdict=verdict,
