@@ -140,3 +140,18 @@ def test_diverged_runs_are_kept_and_left_out_of_the_fits():
     assert s.n_runs.tolist() == [3, 3, 3, 0] and s.n_diverged.tolist() == [0, 0, 0, 3]
     assert "no finished run at L = [80]" in s.verdict and "over L = 10..40" in s.verdict
     assert abs(s.slope - 1.0) < 0.05
+
+
+def test_residual_summary_uses_the_residual_prediction_or_says_there_is_none():
+    import warnings
+
+    recs = {f"L={L}/r={r}": dict(depth=L, run=r, peak=2, diverged=False, train_loss=0.1, test_acc=0.9,
+                                 reached_stop=True, epochs_run=1, alignment=[1.0] * L)
+            for L in (10, 20, 40) for r in range(2)}  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = summarize_equilibrium({"protocol": {"residual": "1/sqrt(L)"}, "records": recs}, n_boot=50)
+    if np.all(np.isnan(s.predicted)):
+        assert any("no residual prediction" in str(w.message) for w in caught)
+    else:  # beta = 1/sqrt(L): the predicted peak is the last layer
+        assert s.predicted.tolist() == [10, 20, 40]
