@@ -509,10 +509,14 @@ def summarize_equilibrium(doc, level=0.95, n_boot=1000, seed=0) -> EHSummary:
     left = f" (no finished run at L = {depths[~fit].tolist()})" if not np.all(fit) else ""
     if fd.size >= 3 and np.all(np.isfinite([low[0], high[0]])):
         inside = low[0] <= fits_pred[0] <= high[0]
+        pred = (
+            f"{'contains' if inside else 'excludes'} the predicted local slope {fits_pred[0]:.3f} and "
+            if np.isfinite(fits_pred[0])
+            else "(no prediction for this network) "
+        )
         verdict = (
             f"free slope {est[0]:.3f}, {level:.0%} CI [{low[0]:.3f}, {high[0]:.3f}] over L = {fd.min()}.."
-            f"{fd.max()}{left}: it {'contains' if inside else 'excludes'} the predicted local slope "
-            f"{fits_pred[0]:.3f} and {'contains' if low[0] <= 0.6 <= high[0] else 'excludes'} 3/5; fixed-3/5 "
+            f"{fd.max()}{left}: it {pred}{'contains' if low[0] <= 0.6 <= high[0] else 'excludes'} 3/5; fixed-3/5 "
             f"intercept {est[1]:.3f} [{low[1]:.3f}, {high[1]:.3f}] vs predicted {fits_pred[1]:.3f}"
         )
     else:
