@@ -24,13 +24,14 @@ def _equilibrium(args) -> Result:
     protocol = preset(args.preset, depths=args.depths, lr_scale=args.lr_scale, residual=args.residual,
                       stop=not args.no_stop)  # fmt: skip
     command = "meanfield " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
+    show = False if args.json else None  # a bar on a terminal, never in JSON mode
     if args.workers == 1:
-        doc = equilibrium_experiment(protocol, args.dataset, args.runs, out, args.seed, None, not args.json, command)
+        doc = equilibrium_experiment(protocol, args.dataset, args.runs, out, args.seed, None, show, command)
     else:
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(args.workers) as ex:
-            doc = equilibrium_experiment(protocol, args.dataset, args.runs, out, args.seed, ex, not args.json, command)
+            doc = equilibrium_experiment(protocol, args.dataset, args.runs, out, args.seed, ex, show, command)
     s = summarize_equilibrium(doc)
     data = {
         "out": out,
@@ -48,7 +49,7 @@ def _equilibrium(args) -> Result:
         "predicted_slope": s.predicted_slope,
         "verdict": s.verdict,
     }
-    header = ["L", "runs", "peak mean", "peak sd", "l*(L)", "train loss", "test acc", "reached 0.1"]
+    header = ["L", "runs", "peak_mean", "peak_sd", "l*(L)", "train_loss", "test_acc", "reached_stop"]
     notes = [s.verdict, f"wall time {doc['wall_seconds']:.1f} s" + (f"; runs kept in {out}" if out else "")]
     return Result(data, header, s.table(), notes)
 

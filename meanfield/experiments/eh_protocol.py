@@ -394,7 +394,7 @@ def _fits(depths, peaks):
     if not np.all(np.isfinite(m)):
         return np.array([np.nan, np.nan])
     free = scaling_fit(depths, m).slope if depths.size >= 3 else np.nan
-    return np.array([free, scaling_fit(depths, m, slope=0.6).intercept])
+    return np.array([free, scaling_fit(depths, m, slope=0.6).intercept if depths.size >= 2 else np.nan])
 
 
 def _residual_prediction(depths, residual):
