@@ -14,6 +14,7 @@ Papers are cited by author and year; the bibliography is ``docs/references.md`` 
 """
 
 from . import alignment, data, dispersion, equilibrium, experiments, finite, gaussian, nfa, propagation, silent, stats
+from . import plot as plot  # matplotlib is imported only when a plot function is called
 from .activations import ACTIVATION_NAMES, Activation, get_activation, leaky_relu
 from .alignment import LearningCurve, cka, cumulative_power, learning_curve, target_kernel
 from .dispersion import NTKMoments, dispersion_limit, dispersion_limit_expr, ntk_moments, sample_ntk_diagonal
@@ -29,7 +30,10 @@ from .gaussian import (
 )
 from .network import Network
 from .phase import Phase, c_curve, edge_of_chaos, fixed_point_q, phase, q_curve
+from .phase_diagram import PhaseDiagram, phase_diagram
+from .prediction import Prediction, kernel_regression, max_learning_rate, predict, predict_kernels
 from .propagation import Kernels, PairCurve, kernels, pair_curve
+from .propagation.ondisk import DiskKernels, kernels_to_disk
 from .stats import ScalingFit, scaling_fit
 
 __version__ = "0.1.0"
@@ -44,6 +48,7 @@ __all__ = [
     "finite",
     "gaussian",
     "nfa",
+    "plot",
     "propagation",
     "silent",
     "stats",
@@ -68,19 +73,28 @@ __all__ = [
     "InformationLoss",
     "Kernels",
     "kernels",
+    "kernels_to_disk",
+    "DiskKernels",
     "leaky_relu",
+    "kernel_regression",
     "learning_curve",
     "LearningCurve",
+    "max_learning_rate",
     "MLP",
     "Network",
     "ntk_moments",
     "NTKMoments",
     "pair_curve",
+    "predict",
+    "predict_kernels",
+    "Prediction",
     "PairCurve",
     "peak_layer",
     "PeakLayer",
     "Phase",
     "phase",
+    "phase_diagram",
+    "PhaseDiagram",
     "q_curve",
     "sample_ntk_diagonal",
     "scaling_fit",

@@ -32,6 +32,9 @@ __all__ = ["Network"]
 
 PARAMETERIZATIONS = ("ntk", "standard")
 
+#: deepest finite network (its hidden widths are a tuple of depth - 1 ints; the theory, width=None, has no limit)
+MAX_FINITE_DEPTH = 10**6
+
 #: names of the options beyond the plain MLP, as used by :meth:`Network.features`
 FEATURES = ("schedule", "residual", "normalization", "dropout")
 
@@ -125,6 +128,11 @@ class Network:
         param = check_choice(self.parameterization, PARAMETERIZATIONS, "parameterization")
         width = self.width
         if width is not None:
+            if depth > MAX_FINITE_DEPTH:
+                raise ValueError(
+                    f"depth must be <= {MAX_FINITE_DEPTH} for a finite network (width given): its {depth} weight "
+                    "matrices could not be held; use width=None for the infinite-width theory"
+                )
             if isinstance(width, numbers.Integral) and not isinstance(width, bool | np.bool_):
                 width = (check_int(width, "width"),) * (depth - 1)
             else:

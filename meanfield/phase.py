@@ -29,7 +29,7 @@ from scipy import optimize
 from ._checks import check_network, check_real
 from .activations import KIND_LEAKY, get_activation
 from .gaussian.maps import correlation_map, pair_moments, second_moment, single_moments, variance_slope
-from .network import Network
+from .network import FEATURES, Network
 from .propagation.pair import pair_curve
 
 __all__ = ["Phase", "c_curve", "edge_of_chaos", "fixed_point_q", "phase", "q_curve"]
@@ -40,7 +40,7 @@ EOC_TOL = 1e-9
 
 @dataclass(frozen=True)
 class Phase:
-    """Mean-field phase of an activation and initialization (Poole et al. 2016; Schoenholz et al. 2017).
+    r"""Mean-field phase of an activation and initialization (Poole et al. 2016; Schoenholz et al. 2017).
 
     Attributes
     ----------
@@ -52,9 +52,29 @@ class Phase:
         Slopes of the correlation map at ``c = 1`` and at ``c_star``.
     xi_q, xi_c : float
         Depth scales of the variance and of the correlation (``inf`` where the convergence is not exponential).
-    phase : {"ordered", "edge_of_chaos", "chaotic"}
+    phase : {"ordered", "edge_of_chaos", "chaotic", "residual"}
+        ``"residual"``: a residual network, which has no fixed point (``q_star = inf``; ``c_star``, ``chi1``,
+        ``chi_c``, ``xi_q``, ``xi_c`` are NaN); its growth is in the four fields below.
     note : str
-        What is special about this point, if anything.
+        What is special about this point, if anything (also: which values of a per-layer schedule were used).
+    q_rate : float
+        Residual networks: :math:`q_{L-1}/q_{L-2}`, the growth factor of the variance over the last residual block
+        (tends to :math:`1 + \beta^2\sigma_w^2\lim_q\mathbb E\phi(\sqrt q z)^2/q`: :math:`1 + \beta^2\sigma_w^2/2`
+        for ReLU, exponential growth; 1 for bounded activations, polynomial growth). NaN otherwise.
+    q_power : float
+        Residual networks: the local exponent :math:`p` of :math:`q_l \sim l^p` over the last half of the hidden
+        layers, :math:`\log(q_{L-1}/q_k)/\log((L-1)/k)` with :math:`k = \lfloor (L-1)/2\rfloor` (about 1 for
+        tanh or LayerNorm, whose variance grows linearly; large when ``q_rate > 1``). NaN otherwise.
+    c_power : float
+        Residual networks: the local exponent :math:`\gamma` of :math:`1 - c_l \sim l^{-\gamma}` over the same
+        layers, from orthogonal inputs on the sphere (:math:`\gamma \to 2` for ReLU with a fixed :math:`\beta`:
+        polynomial, not exponential, approach of :math:`c_l` to 1; about 0 when :math:`c_l` stays away from 1,
+        e.g. with dropout or :math:`\beta = 1/\sqrt L`). NaN otherwise.
+    one_minus_c : float
+        Residual networks: :math:`1 - c_{L-1}` at the last hidden layer, same inputs. NaN otherwise.
+    tail_start : int
+        First layer of the constant tail of a per-layer schedule whose values (those of layer L) the phase
+        describes; 1 for constant variances.
     """
 
     q_star: float
@@ -65,6 +85,11 @@ class Phase:
     xi_c: float
     phase: str
     note: str = ""
+    q_rate: float = math.nan
+    q_power: float = math.nan
+    c_power: float = math.nan
+    one_minus_c: float = math.nan
+    tail_start: int = 1
 
 
 def _depth_scale(slope: float) -> float:
@@ -90,15 +115,38 @@ def fixed_point_q(net: Network) -> float:
     fixed point, and refined with Brent's method to full precision. ``inf`` means :math:`g \ge 0` up to
     :math:`10^{300}`.
 
+    Options (derived here): a per-layer schedule uses the values of its constant tail (:func:`phase` says from
+    which layer); dropout with keep probability :math:`\rho` divides :math:`\sigma_w^2` by :math:`\rho` in the
+    variance map (Schoenholz et al. 2017, sec. 5); LayerNorm feeds :math:`\phi` unit variances, so
+    :math:`q^* = \sigma_w^2\mathbb E\phi(z)^2/\rho + \sigma_b^2` is reached after one layer; a residual network
+    has no fixed point, :math:`q_l` grows without bound (``inf``; :func:`phase` reports the growth).
+
     Examples
     --------
     >>> round(fixed_point_q(Network(1, "relu", 1.5, 0.1)), 12)
     0.4
     >>> round(fixed_point_q(Network(1, "erf", 1.0, 0.05)), 6)
     0.288427
+    >>> round(fixed_point_q(Network(3, "relu", 1.5, 0.1, dropout=0.9)), 12)   # 0.1 / (1 - 0.75 / 0.9)
+    0.6
     """
-    net = check_network(net)
-    return _fixed_point_q(net.activation, net.sigma_w2, net.sigma_b2)
+    net = check_network(net, supports=FEATURES, what="fixed_point_q")
+    if net.residual is not None:
+        return math.inf
+    sw, sb, _ = _tail(net)
+    inv_rho = 1.0 if net.dropout is None else 1.0 / net.dropout
+    if net.normalization == "layer":
+        return float(sw * inv_rho * single_moments(net.activation, 1.0)[0] + sb)
+    return _fixed_point_q(net.activation, sw * inv_rho, sb)
+
+
+def _tail(net):
+    """(sigma_w2, sigma_b2, l0) of layer L, constant over layers l0..L of the schedule."""
+    sw, sb, L = net.weight_variances, net.bias_variances, net.depth
+    l0 = L
+    while l0 > 1 and sw[l0 - 2] == sw[L - 1] and sb[l0 - 2] == sb[L - 1]:
+        l0 -= 1
+    return sw[L - 1], sb[L - 1], l0
 
 
 #: the variance brackets are widened by this factor per step, up to _Q_MAX (beyond which q_l is taken to diverge)
@@ -182,6 +230,22 @@ def phase(net: Network) -> Phase:
     :math:`c^*` is the root of :math:`C(c) = c` on :math:`[0, 1)` (Brent). References: Poole et al. 2016,
     Schoenholz et al. 2017.
 
+    Options (derived here unless cited). *Per-layer variances*: the values of the constant tail of the schedule
+    (``tail_start``, and a note). *Dropout* (keep probability :math:`\rho`; Schoenholz et al. 2017, sec. 5):
+    :math:`q^* = \sigma_w^2\mathbb E\phi^2/\rho + \sigma_b^2` and :math:`C(c) = (\sigma_w^2\mathbb E[\phi(u)\phi(v)]
+    + \sigma_b^2)/q^*`, so :math:`C(1) < 1`: :math:`c^* < 1` is the last down-crossing of :math:`C(c) - c` on
+    :math:`[-1, 1]` (grid of 401 points, then Brent), :math:`\chi_c = \sigma_w^2\mathbb E[\phi'\phi']_{c^*}` and
+    :math:`\xi_c` is finite for every :math:`\sigma_w^2` (tanh, :math:`\sigma_b^2 = 0.05`: at most 4.67, 14.5,
+    42.8 for :math:`\rho = 0.9, 0.99, 0.999`, growing like :math:`(1-\rho)^{-1/2}`); ``chi1`` stays the slope of
+    :math:`C` at :math:`c = 1`, :math:`\sigma_w^2\mathbb E\phi'^2`, and ``phase`` is "ordered" for ``chi1 <= 1``,
+    else "chaotic" (never "edge_of_chaos"). *LayerNorm*: :math:`\phi` sees unit variances, :math:`q^* =
+    \sigma_w^2\mathbb E\phi(z)^2/\rho + \sigma_b^2` from layer 2 on (:math:`\xi_q = 0`), :math:`\chi_1 =
+    \sigma_w^2\mathbb E\phi'(z)^2/q^*`. *Residual networks* have no fixed point: ``phase = "residual"`` and the
+    growth fields ``q_rate``, ``q_power``, ``c_power``, ``one_minus_c`` of :class:`Phase`, measured on the network's
+    own layers (:func:`meanfield.equilibrium.curves.arch_curves`, orthogonal inputs on the sphere); for ReLU with a
+    fixed :math:`\beta` the approach :math:`1 - c_l \simeq ((1+\alpha)/\alpha)^2\,9\pi^2/(2l^2)`,
+    :math:`\alpha = \beta^2\sigma_w^2/2`, is polynomial (Yang & Schoenholz 2017 for the polynomial approach).
+
     Examples
     --------
     >>> p = phase(Network(1, "erf", 2.0, 0.05))
@@ -189,12 +253,25 @@ def phase(net: Network) -> Phase:
     ('chaotic', 0.965955, 1.154653, 0.434481, 10.185)
     >>> phase(Network(3)).phase       # ReLU at (2, 0): He initialization
     'edge_of_chaos'
+    >>> round(phase(Network(3, "tanh", 1.7, 0.05, dropout=0.9)).xi_c, 4)   # finite: no critical line
+    4.6472
+    >>> p = phase(Network(200, residual=1.0))
+    >>> p.phase, round(p.q_rate, 12), round(p.c_power, 2)   # q_l ~ 2^l, 1 - c_l ~ l^(-2)
+    ('residual', 2.0, 1.8)
     """
-    net = check_network(net)
-    act, sw, sb = net.activation, net.sigma_w2, net.sigma_b2
+    net = check_network(net, supports=FEATURES, what="phase")
+    act = net.activation
+    sw, sb, l0 = _tail(net)
+    notes = []
+    if "schedule" in net.features:
+        span = f"constant from layer {l0} to {net.depth}" if l0 < net.depth else "only layer L: not constant at the end"
+        notes.append(f"per-layer schedule: the phase of its tail, sigma_w2 = {sw:g}, sigma_b2 = {sb:g} ({span})")
+    if net.residual is not None:
+        return _residual_phase(net, notes, l0)
+    if net.normalization is not None or net.dropout is not None:
+        return _option_phase(net, sw, sb, notes, l0)
 
     q = _fixed_point_q(act, sw, sb)
-    notes = []
     if math.isnan(q):
         notes.append("every q is a fixed point (q_l = q_1 exactly); values are at q = 1")
         qe = 1.0
@@ -234,7 +311,90 @@ def phase(net: Network) -> Phase:
     if act.kind == KIND_LEAKY and name != "ordered" and sb > 0:
         notes.append("the leaky-ReLU family has its edge of chaos only at sigma_b2 = 0")
     xi_c = _depth_scale(chi_c) if not math.isnan(chi_c) else math.nan
-    return Phase(float(q), c_star, chi1, chi_c, xi_q, xi_c, name, "; ".join(notes))
+    return Phase(float(q), c_star, chi1, chi_c, xi_q, xi_c, name, "; ".join(notes), tail_start=l0)
+
+
+def _option_phase(net, sw, sb, notes, l0):
+    r"""Phase with LayerNorm and/or dropout (no residual blocks); see :func:`phase`."""
+    act = net.activation
+    rho = 1.0 if net.dropout is None else net.dropout
+    ln = net.normalization == "layer"
+    if ln:
+        qin = 1.0
+        q = float(sw / rho * single_moments(act, 1.0)[0] + sb)
+        vslope = 0.0  # q_l = q* from layer 2 on
+        notes.append("LayerNorm: phi sees unit variances, q_l = q* from layer 2 on (xi_q = 0)")
+    else:
+        q = _fixed_point_q(act, sw / rho, sb)
+        if not math.isfinite(q):
+            notes.append("the variance q_l diverges or every q is fixed: no finite fixed point with dropout")
+            return Phase(float(q), math.nan, math.nan, math.nan, math.nan, math.nan, "chaotic" if math.isinf(q)
+                         else "edge_of_chaos", "; ".join(notes), tail_start=l0)  # fmt: skip
+        qin = q
+        vslope = float(sw / rho * variance_slope(act, q))
+    v, dd = (float(x) for x in single_moments(act, qin))
+    chi1 = sw * dd * qin / q  # slope of the correlation map at c = 1: q_in sigma_w^2 E phi'^2 / q*
+
+    def c_next(c):
+        c = np.asarray(c, dtype=np.float64)
+        _, gap, _, _, vv = pair_moments(act, qin, qin, 1.0 - c, 1.0 + c)
+        return 1.0 - sw * (gap + vv * (1.0 / rho - 1.0)) / q
+
+    if rho == 1.0 and chi1 <= 1.0 + EOC_TOL:
+        c_star = 1.0
+    else:
+        # the stable fixed point: the last sign change of C(c) - c from + to - on [-1, 1] (C(1) < 1 with dropout)
+        grid = np.linspace(-1.0, 1.0 if rho < 1.0 else 1.0 - 1e-9, 401)
+        f = c_next(grid) - grid
+        down = np.nonzero((f[:-1] >= 0.0) & (f[1:] < 0.0))[0]
+        if down.size == 0:
+            c_star = -1.0 if f[0] < 0.0 else 1.0
+        else:
+            k = int(down[-1])
+            c_star = float(optimize.brentq(lambda c: float(c_next(c)) - c, grid[k], grid[k + 1], xtol=1e-15,
+                                           rtol=1e-15, maxiter=500))  # fmt: skip
+    dcov = float(pair_moments(act, qin, qin, 1.0 - c_star, 1.0 + c_star)[3])
+    chi_c = sw * dcov * qin / q
+    if rho < 1.0:
+        name = "ordered" if chi1 <= 1.0 else "chaotic"
+        notes.append(
+            f"dropout (rho = {rho:g}): c = 1 is not a fixed point (C(1) = {float(c_next(1.0)):.6g} < 1), so c* < 1 "
+            "and xi_c is finite for every sigma_w2: no critical line (Schoenholz et al. 2017, sec. 5); chi1 is the "
+            "slope of the correlation map at c = 1, the gradient norm grows by chi1 / rho per layer"
+        )
+    elif abs(chi1 - 1.0) <= EOC_TOL:
+        name = "edge_of_chaos"
+    else:
+        name = "ordered" if chi1 < 1.0 else "chaotic"
+    return Phase(q, c_star, chi1, chi_c, _depth_scale(vslope), _depth_scale(chi_c), name, "; ".join(notes),
+                 tail_start=l0)  # fmt: skip
+
+
+#: fewest layers for the growth exponents of a residual network
+_MIN_RESIDUAL_DEPTH = 6
+
+
+def _residual_phase(net, notes, l0):
+    r"""Growth of :math:`q_l` and approach of :math:`c_l` to 1 in a residual network; see :func:`phase`."""
+    from .equilibrium.curves import arch_curves
+
+    nan = math.nan
+    notes.append("residual network: no fixed point; q_l grows and c_l approaches its limit polynomially or "
+                 "exponentially, see q_rate, q_power, c_power (Yang & Schoenholz 2017)")  # fmt: skip
+    if net.depth < _MIN_RESIDUAL_DEPTH:
+        notes.append(f"depth {net.depth} < {_MIN_RESIDUAL_DEPTH}: too few residual blocks for growth exponents")
+        return Phase(math.inf, nan, nan, nan, nan, nan, "residual", "; ".join(notes), tail_start=l0)
+    ac = arch_curves(net.replace(width=None), np.array([1.0]))  # orthogonal inputs on the sphere
+    lq, s = ac.log_q[0], ac.s[0]
+    m = net.depth - 1  # last hidden layer
+    k = m // 2
+    span = math.log(m / k)
+    q_rate = math.exp(lq[m - 1] - lq[m - 2])
+    q_power = (lq[m - 1] - lq[k - 1]) / span
+    with np.errstate(divide="ignore"):
+        c_power = -(math.log(s[m - 1]) - math.log(s[k - 1])) / span if s[k - 1] > 0 else nan
+    return Phase(math.inf, nan, nan, nan, nan, nan, "residual", "; ".join(notes), q_rate, q_power, c_power,
+                 float(s[m - 1]), l0)  # fmt: skip
 
 
 def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
@@ -334,23 +494,33 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
 def q_curve(net: Network, q1) -> np.ndarray:
     """Variances :math:`q_l` for l = 1..``net.depth`` from :math:`q_1` (the variance map iterated; Poole et al. 2016).
 
+    Every option of the spec: per-layer variances, residual blocks (:math:`q_{l} = q_{l-1} + \\beta^2(\\sigma_w^2
+    \\mathbb E\\phi^2 + \\sigma_b^2)`, Yang & Schoenholz 2017), LayerNorm (:math:`\\phi` sees unit variance) and
+    dropout (:math:`\\mathbb E\\phi^2/\\rho`, Schoenholz et al. 2017, sec. 5): the recursions of
+    :mod:`meanfield.propagation.architecture`.
+
     Examples
     --------
     >>> q_curve(Network(4, "relu", 1.0, 0.5), 1.0).tolist()
     [1.0, 1.0, 1.0, 1.0]
+    >>> q_curve(Network(4, "relu", 2.0, 0.0, residual=1.0), 1.0).tolist()   # doubles on each residual block
+    [1.0, 2.0, 4.0, 4.0]
     """
+    net = check_network(net, supports=("schedule", "residual", "normalization", "dropout"), what="q_curve")
     return pair_curve(net, q1=q1).q1
 
 
 def c_curve(net: Network, c1, q1=1.0) -> np.ndarray:
     """Correlations :math:`c_l` for l = 1..``net.depth`` from :math:`c_1` at equal input variances :math:`q_1`.
 
-    For full precision near ``c = 1`` use :func:`meanfield.propagation.pair_curve` and its ``s`` (``1 - c``).
+    For full precision near ``c = 1`` use :func:`meanfield.propagation.pair_curve` and its ``s`` (``1 - c``). Every
+    option of the spec (:func:`q_curve`); with dropout the two inputs are two forward passes (independent masks).
 
     Examples
     --------
     >>> np.round(c_curve(Network(3), 0.0), 10).tolist()
     [0.0, 0.3183098862, 0.4937310902]
     """
+    net = check_network(net, supports=("schedule", "residual", "normalization", "dropout"), what="c_curve")
     c1 = check_real(c1, "c1", low=-1.0, high=1.0)
     return pair_curve(net, q1=q1, c=c1).c

@@ -57,3 +57,9 @@ def test_check_network_refuses_unsupported_options_by_name():
     with pytest.raises(ValueError, match=r"does not support dropout \(net\.dropout=0\.5\)"):
         check_network(Network(3, dropout=0.5), what="phase")
     assert check_network(Network(3, dropout=0.5), supports=("dropout",)).dropout == 0.5
+
+
+def test_a_finite_network_of_absurd_depth_is_refused_before_building_its_widths():
+    with pytest.raises(ValueError, match="depth must be <= 1000000 for a finite network"):
+        Network(10**9, width=5)
+    assert Network(10**9).depth == 10**9  # the infinite-width theory has no such limit

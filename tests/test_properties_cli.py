@@ -140,6 +140,19 @@ def kernel_argv(draw, tmp):
 
 
 @st.composite
+def phase_diagram_argv(draw, tmp):
+    act = draw(st.sampled_from(("relu", "leaky_relu:0.2", "erf", "tanh", "sigmoid")))
+    a = draw(log_uniform(-2, 0.5))
+    b = a * (1.0 + draw(st.floats(0.05, 4.0)))
+    sb = draw(st.floats(0.0, 1.0))
+    argv = ["phase-diagram", "--activation", act, "--sigma-w2", f"{num(a)}:{num(b)}:{draw(st.integers(2, 6))}"]
+    argv += ["--sigma-b2", draw(st.sampled_from((num(sb), f"{num(sb)}:{num(sb + 0.5)}:{draw(st.integers(2, 4))}")))]
+    if draw(st.sampled_from((False, False, True))):
+        argv += ["--plot", os.path.join(tmp, "pd.png")]
+    return argv + flags(draw, "--json")
+
+
+@st.composite
 def peak_layer_argv(draw, tmp):
     tokens = []
     for _ in range(draw(st.integers(1, 3))):
@@ -210,6 +223,24 @@ def nfa_early_argv(draw):
 
 
 @st.composite
+def predict_argv(draw, tmp):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    n, m, d, k = draw(st.integers(1, 5)), draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(0, 2))
+    for name, shape in (("Xp", (n, d)), ("yp", (n, k) if k else (n,)), ("Xtp", (m, d))):
+        np.save(os.path.join(tmp, f"{name}.npy"), rng.standard_normal(shape))
+    argv = ["predict", "--train", os.path.join(tmp, "Xp.npy"), "--targets", os.path.join(tmp, "yp.npy")]
+    argv += ["--test", os.path.join(tmp, "Xtp.npy"), "--depth", str(draw(st.integers(1, 5))), *draw(network_args())]
+    argv += ["--diag-reg", num(draw(log_uniform(-3.0, 0.0)))]  # random inputs may give a singular kernel
+    if draw(st.booleans()):
+        argv += ["--kernel", "nngp"]
+    elif draw(st.booleans()):
+        argv += ["--time", ",".join(num(t) for t in draw(st.lists(st.floats(0.0, 100.0), min_size=1, max_size=3)))]
+    if draw(st.booleans()):
+        argv += ["--output", os.path.join(tmp, "P.npz")]
+    return argv + flags(draw, "--mean-only", "--json")
+
+
+@st.composite
 def experiment_argv(draw, tmp):
     """The smoke preset of ``experiment equilibrium`` (a second or two); the output file is named by the settings,
     so a rerun with the same settings resumes it and one with other settings never meets it."""
@@ -255,6 +286,7 @@ def _valid(argv_and_tmp):
 
 COMMANDS = {
     "phase": lambda tmp: phase_argv(),
+    "phase-diagram": phase_diagram_argv,
     "eoc": lambda tmp: eoc_argv(),
     "kernel": kernel_argv,
     "peak-layer": peak_layer_argv,
@@ -262,11 +294,13 @@ COMMANDS = {
     "dispersion": lambda tmp: dispersion_argv(),
     "silent": lambda tmp: silent_argv(),
     "nfa-early": lambda tmp: nfa_early_argv(),
+    "predict": predict_argv,
     "experiment": experiment_argv,
 }
 
 FAST_VALID = {
     "phase": 12,
+    "phase-diagram": 4,
     "eoc": 8,
     "kernel": 12,
     "peak-layer": 6,
@@ -274,6 +308,7 @@ FAST_VALID = {
     "dispersion": 10,
     "silent": 10,
     "nfa-early": 6,
+    "predict": 6,
     "experiment": 3,
 }
 
@@ -303,6 +338,12 @@ BAD_PATHS = ["/nonexistent/dir/out.npz", "/proc/out.npz", "{tmp}"]
 #: option -> bad values, per command (an option absent from the valid argv is appended)
 INVALID = {
     "phase": {"--sigma-w2": POSITIVE_FLOAT, "--sigma-b2": NONNEGATIVE_FLOAT, "--activation": ACTIVATION},
+    "phase-diagram": {
+        "--sigma-w2": POSITIVE_FLOAT + ["0:1:5", "2:1:5", "1:2", "1:2:1", "1:2:x", "nan:1:3", "-1:2:3", "1:inf:3"],
+        "--sigma-b2": NONNEGATIVE_FLOAT + ["-1:0:3", "0:1", "0:nan:3"],
+        "--activation": ACTIVATION,
+        "--plot": ["/nonexistent/dir/p.png", "/proc/p.png", "{tmp}", "{tmp}/p.xyz"],
+    },
     "eoc": {"--sigma-b2": NONNEGATIVE_FLOAT, "--activation": ACTIVATION},
     "kernel": {
         "--depth": POSITIVE_INT,
@@ -374,6 +415,20 @@ INVALID = {
         "--nets": POSITIVE_INT + ["1"],
         "--task": ["", "parity"],
     },
+    "predict": {
+        "--depth": POSITIVE_INT,
+        "--sigma-w2": POSITIVE_FLOAT,
+        "--sigma-b2": NONNEGATIVE_FLOAT,
+        "--activation": ACTIVATION,
+        "--diag-reg": ["nan", "inf", "-inf", "-1", "abc", "", "1e400", "-1e-300"],
+        "--lr": ["nan", "inf", "-1", "0", "abc", "", "1e9"],
+        "--time": ["nan", "-1", "abc", "", "1,,2", "1,-1"],
+        "--kernel": ["gp", ""],
+        "--output": BAD_PATHS,
+        "--train": ["/nonexistent/X.npy", "{tmp}", "{tmp}/text.npy", "{tmp}/nan.npy", "{tmp}/cube.npy",
+                    "{tmp}/complex.npy", "{tmp}/arrays.npz", "{tmp}/object.npy", "{tmp}/vector.npy"],
+        "--targets": ["/nonexistent/y.npy", "{tmp}/nan.npy", "{tmp}/cube.npy", "{tmp}/object.npy"],
+    },
     "experiment": {
         "--runs": POSITIVE_INT,
         "--lr-scale": POSITIVE_FLOAT,
@@ -439,6 +494,7 @@ def _invalid(argv_and_tmp):
 
 FAST_INVALID = {
     "phase": 15,
+    "phase-diagram": 8,
     "eoc": 10,
     "kernel": 20,
     "peak-layer": 15,
@@ -446,6 +502,7 @@ FAST_INVALID = {
     "dispersion": 12,
     "silent": 12,
     "nfa-early": 12,
+    "predict": 10,
     "experiment": 10,
 }
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
+import pathlib
+import sys
 import warnings
 
 import mpmath as mp
@@ -355,12 +357,29 @@ def test_documented_range_is_accurate_and_silent(name, q):
         assert float(dv) == pytest.approx(float(_mp_gelu_dv(q)), rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, open: on the general (Hermite) path a pair with very unequal variances (q1 = 1, q2 = 1.7e-21) "
-    "keeps s + r = 2 only to ~3e-6, far outside the documented 1e-9; found by the property tests (issue 16)",
-)
 def test_very_unequal_variances_keep_s_plus_r_two():
+    # found by the property tests (issue 16): the gap sums took |a1 - a2|^2 / 2 - (|a1| - |a2|)^2 / 2 of rows whose
+    # norms differ by 1e10, which cancels to 1e-16 |a1| / |a2| = 3e-6; they now take the rows as unit vectors
     for act in ("silu", "tanh"):
         pc = mf.pair_curve(mf.Network(7, act, 1.0, 0.0), 1.0, 1.735375695492304e-21, s=1.0)
         np.testing.assert_allclose(pc.s + pc.r, 2.0, rtol=0, atol=1e-9)
+
+
+def test_very_unequal_variances_correlations_mpmath():
+    """1 - c_l of the pair above against the 2-D Gaussian integrals at 30 digits (tests/reference.py), layer by
+    layer; tanh is odd, so c = 0 stays exactly 0 (it moved by 5e-7 before)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    import reference as R
+
+    q2 = 1.735375695492304e-21
+    pc = mf.pair_curve(mf.Network(7, "silu", 1.0, 0.0), 1.0, q2, s=1.0)
+    with mp.workdps(DPS):
+        a, b, c = mp.mpf(1), mp.mpf(q2), mp.mpf(0)
+        for l in range(1, 4):  # three layers keep the test fast; the error does not grow with depth (checked to 7)
+            cov = R.ref_cov("silu", a, c * mp.sqrt(a) * mp.sqrt(b), b)
+            a, b = R.ref_var("silu", a), R.ref_var("silu", b)
+            c = cov / (mp.sqrt(a) * mp.sqrt(b))
+            assert abs(float(1 - c) - pc.s[l]) < 2e-15, l
+            assert float(b) == pytest.approx(pc.q2[l], rel=1e-14)
+    tanh = mf.pair_curve(mf.Network(7, "tanh", 1.0, 0.0), 1.0, q2, s=1.0)
+    np.testing.assert_allclose(tanh.s, 1.0, rtol=0, atol=1e-15)

@@ -21,10 +21,12 @@ from .measures import (
     target_kernel,
     u_center,
 )
+from .tracking import KernelAlignment, kernel_target_alignment
 
 __all__ = [
     "AlignmentWarning",
     "CumulativePower",
+    "KernelAlignment",
     "LAYOUTS",
     "LearningCurve",
     "center",
@@ -33,6 +35,7 @@ __all__ = [
     "cumulative_power",
     "hsic",
     "init_layer_alignment",
+    "kernel_target_alignment",
     "kta",
     "layer_alignment",
     "learning_curve",

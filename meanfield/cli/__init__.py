@@ -29,7 +29,8 @@ import numpy as np
 from .._checks import check_memory
 
 # command modules, in the order ``meanfield --help`` lists them
-COMMANDS = ("peak-layer", "phase", "kernel", "simulate", "dispersion", "silent", "nfa-early", "experiment")
+COMMANDS = ("peak-layer", "phase", "kernel", "simulate", "dispersion", "silent", "nfa-early", "predict",
+            "phase-diagram", "experiment")
 
 #: bytes per row of a printed table or of its JSON (Python objects, formatted cells, the output text; measured
 #: about 1.1 kB for ``peak-layer``)
@@ -195,13 +196,100 @@ def finite_float(name: str):
     return parse
 
 
-def add_network_arguments(parser: argparse.ArgumentParser, activation: str = "relu", sigma_w2: float = 2.0) -> None:
-    """The options every command that builds a :class:`meanfield.Network` shares: activation and both variances."""
+def variances_arg(name: str):
+    """An argparse ``type`` for ``--name``: a number, or a comma list of per-layer values (a tuple). Their ranges are
+    checked by :class:`meanfield.Network` (a ValueError naming ``sigma_w2`` or ``sigma_b2``)."""
+
+    def parse(text):
+        parts = [p.strip() for p in str(text).split(",")]
+        values = []
+        for p in parts:
+            try:
+                v = float(p)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"--{name} must be a number or a comma list of numbers (one per weight layer, input layer "
+                    f"first), got {text!r}"
+                ) from None
+            if not math.isfinite(v):
+                raise argparse.ArgumentTypeError(f"--{name} values must be finite, got {text!r}")
+            values.append(v)
+        return values[0] if len(values) == 1 else tuple(values)
+
+    parse.__name__ = name
+    return parse
+
+
+def _positive(name: str, high: float | None = None):
+    """An argparse ``type``: a finite number > 0 (and <= ``high``), naming ``--name`` in its error."""
+
+    def parse(text):
+        span = f"a number in (0, {high:g}]" if high is not None else "a number > 0"
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"--{name} must be {span}, got {text!r}") from None
+        if not (math.isfinite(value) and value > 0 and (high is None or value <= high)):
+            raise argparse.ArgumentTypeError(f"--{name} must be {span}, got {text!r}")
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def add_network_arguments(
+    parser: argparse.ArgumentParser, activation: str = "relu", sigma_w2: float = 2.0, options: bool = False
+) -> None:
+    """The options every command that builds a :class:`meanfield.Network` shares: activation and both variances.
+
+    With ``options=True`` (commands whose theory implements them: ``kernel``, ``phase``, ``peak-layer``) also the
+    architecture options of the spec, read back by :func:`network_options`: ``--sigma-w2``/``--sigma-b2`` as a
+    number or a comma list of per-layer values (``2,2,1.5``), ``--residual BETA``, ``--normalization layer`` and
+    ``--dropout RHO``.
+    """
     parser.add_argument("--activation", default=activation, help=f"activation name (default {activation})")
-    parser.add_argument(
-        "--sigma-w2", type=finite_float("sigma-w2"), default=sigma_w2, help=f"weight variance (default {sigma_w2:g})"
+    if not options:
+        parser.add_argument("--sigma-w2", type=finite_float("sigma-w2"), default=sigma_w2,
+                            help=f"weight variance (default {sigma_w2:g})")  # fmt: skip
+        parser.add_argument("--sigma-b2", type=finite_float("sigma-b2"), default=0.0, help="bias variance (default 0)")
+        return
+    parser.add_argument("--sigma-w2", type=variances_arg("sigma-w2"), default=sigma_w2, metavar="S[,S,...]",
+                        help=f"weight variance, or one per weight layer as a comma list, input layer first "
+                        f"(default {sigma_w2:g})")  # fmt: skip
+    parser.add_argument("--sigma-b2", type=variances_arg("sigma-b2"), default=0.0, metavar="S[,S,...]",
+                        help="bias variance, or one per weight layer as a comma list (default 0)")  # fmt: skip
+    parser.add_argument("--residual", type=_positive("residual"), default=None, metavar="BETA",
+                        help="residual blocks z_l = z_{l-1} + BETA (W_l phi(z_{l-1}) + b_l) on the hidden layers "
+                        "(default: a plain MLP)")  # fmt: skip
+    parser.add_argument("--normalization", choices=["layer"], default=None,
+                        help="'layer': LayerNorm without gain or bias on the hidden pre-activations")  # fmt: skip
+    parser.add_argument("--dropout", type=_positive("dropout", 1.0), default=None, metavar="RHO",
+                        help="keep probability of dropout on every hidden post-activation, in (0, 1]")  # fmt: skip
+
+
+def network_options(args, depth: int | None) -> dict:
+    """The keyword arguments of :class:`meanfield.Network` given by :func:`add_network_arguments` (``options=True``),
+    with a :class:`UsageError` naming the flag when a per-layer list does not have ``depth`` values."""
+    for flag, value in (("--sigma-w2", args.sigma_w2), ("--sigma-b2", args.sigma_b2)):
+        if isinstance(value, tuple) and depth is not None and len(value) != depth:
+            raise UsageError(f"{flag} lists {len(value)} values; it needs one number or one per weight layer, "
+                             f"depth = {depth}")  # fmt: skip
+    return dict(
+        sigma_w2=args.sigma_w2,
+        sigma_b2=args.sigma_b2,
+        residual=getattr(args, "residual", None),
+        normalization=getattr(args, "normalization", None),
+        dropout=getattr(args, "dropout", None),
     )
-    parser.add_argument("--sigma-b2", type=finite_float("sigma-b2"), default=0.0, help="bias variance (default 0)")
+
+
+def schedule_depth(args) -> int | None:
+    """The depth a per-layer ``--sigma-w2``/``--sigma-b2`` list fixes (None for plain numbers); lists of different
+    lengths are a :class:`UsageError`."""
+    lengths = {len(v) for v in (args.sigma_w2, args.sigma_b2) if isinstance(v, tuple)}
+    if len(lengths) > 1:
+        raise UsageError(f"--sigma-w2 and --sigma-b2 list different numbers of layers: {sorted(lengths)}")
+    return lengths.pop() if lengths else None
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

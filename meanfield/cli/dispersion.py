@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from .._checks import check_memory
-from . import Result, UsageError, add_json_flag
+from . import Result, UsageError, add_json_flag, plot_path
 
 _ROWS = (
     ("E[Theta_W]", "mean_w", "w"),
@@ -43,6 +43,8 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--simulate", type=int, default=0, metavar="N", help="Monte Carlo over N random networks")
     p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo (default 0)")
+    p.add_argument("--plot", metavar="PNG", help="write the dispersion against depth 1..L at this width, with the "
+                   "Monte Carlo point of --simulate (.png appended when the name has no extension)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(run=run)
 
@@ -58,6 +60,8 @@ def _check(args):
             raise UsageError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
     if args.simulate < 0:
         raise UsageError(f"--simulate must be >= 0, got {args.simulate}")
+    if args.seed < 0:  # refused whatever --simulate is: a seed the run would not accept is an error, not ignored
+        raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
     n0 = round(args.alpha0 * args.width)
     if n0 < 1:
         raise UsageError(f"--alpha0 * --width must round to an input dimension >= 1, got {args.alpha0 * args.width}")
@@ -79,6 +83,7 @@ def run(args) -> Result:
     from .. import dispersion as dsp
     from ..network import Network
 
+    plot = plot_path(args.plot)  # checked before the work
     n0 = _check(args)
     net = Network(args.depth, "relu", args.sigma_w2, 0.0, "standard", width=args.width)
     lam = args.depth / args.width
@@ -154,6 +159,12 @@ def run(args) -> Result:
         data["limit"]["published"] = limit_published
     if sim is not None:
         data["simulation"] = {"n_nets": args.simulate, "seed": args.seed, **sim}
+    if plot:
+        from ._figures import dispersion_depth
+
+        point = None if sim is None else (sim["dispersion"]["value"], sim["dispersion"]["stderr"])
+        notes.append(dispersion_depth(args.sigma_w2, args.width, args.depth, n0, args.x0_norm2, args.published,
+                                      point, plot))  # fmt: skip
     return Result(data=data, header=header, rows=rows, notes=notes)
 
 

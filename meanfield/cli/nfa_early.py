@@ -44,6 +44,8 @@ def add_parser(subparsers) -> None:
 
 
 def _task(args):
+    if args.seed < 0:
+        raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
     rng = np.random.default_rng(args.seed)
     X = to_sphere(rng.standard_normal((args.samples, args.dim)))  # inputs on sqrt(d) S^{d-1}
     if args.task == "sign":

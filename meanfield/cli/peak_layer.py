@@ -10,9 +10,19 @@ from .._checks import check_memory
 from ..equilibrium import peak_layer, peak_layer_constant
 from ..equilibrium.asymptotics import SCORES
 from ..equilibrium.information import FORMS, MAX_DEPTH
+from ..equilibrium.peak import RESIDUAL_SCALINGS
 from ..network import Network
 from ..stats import scaling_fit
-from . import ROW_BYTES, Result, UsageError, add_json_flag, add_network_arguments, check_rows, plot_path
+from . import (
+    ROW_BYTES,
+    Result,
+    UsageError,
+    add_json_flag,
+    add_network_arguments,
+    check_rows,
+    network_options,
+    plot_path,
+)
 
 
 def parse_depths(tokens) -> np.ndarray:
@@ -45,6 +55,11 @@ def parse_depths(tokens) -> np.ndarray:
     return np.unique(np.concatenate(parts_out))
 
 
+def _constant(res) -> float:
+    """C of the asymptote C L^(3/5) where it is known (NaN otherwise: options without a derived law)."""
+    return float(np.atleast_1d(res.asymptote)[0] / np.atleast_1d(res.depth)[0] ** 0.6)
+
+
 def _plot(path, res, fit):
     import matplotlib
 
@@ -55,8 +70,9 @@ def _plot(path, res, fit):
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     ax.loglog(L, res.l_star, "o" if L.size <= 60 else "-", ms=4, label=r"$l^*(L)$")
     grid = np.geomspace(L.min(), L.max(), 200)
-    ax.loglog(grid, peak_layer_constant(res.form, res.score) * grid**0.6, "k--", lw=1,
-              label=rf"${peak_layer_constant(res.form, res.score):.4g}\,L^{{3/5}}$")  # fmt: skip
+    const = _constant(res)
+    if np.isfinite(const):
+        ax.loglog(grid, const * grid**0.6, "k--", lw=1, label=rf"${const:.4g}\,L^{{3/5}}$")
     if fit is not None:
         ax.loglog(grid, fit.prefactor * grid**fit.slope, ":", lw=1, label=f"fit: slope {fit.slope:.3f}")
     ax.set_xlabel("depth L")
@@ -76,8 +92,16 @@ def run(args) -> Result:
                  "ask for fewer depths, e.g. a range with a step (a:b:step)")  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        net = Network(int(depths.max()), args.activation, args.sigma_w2, args.sigma_b2)
-        res = peak_layer(net, depths, eps=args.eps, form=args.form, score=args.score)
+        if args.residual_scaling != "fixed" and args.residual is None:
+            raise UsageError("--residual-scaling inverse_sqrt needs --residual C (then beta = C / sqrt(L))")
+        L_net = int(depths.max())
+        schedule = [len(v) for v in (args.sigma_w2, args.sigma_b2) if isinstance(v, tuple)]
+        if schedule and (depths.size > 1 or schedule[0] != L_net):
+            raise UsageError(f"a per-layer --sigma-w2/--sigma-b2 list fixes the depth to {schedule[0]}; give --depth "
+                             f"{schedule[0]} only")  # fmt: skip
+        net = Network(L_net, args.activation, **network_options(args, L_net))
+        res = peak_layer(net, depths, eps=args.eps, form=args.form, score=args.score,
+                         residual_scaling=args.residual_scaling)  # fmt: skip
     notes = [f"warning: {w.message}" for w in caught if issubclass(w.category, UserWarning)]
     fit = scaling_fit(res.depth, res.l_star) if res.depth.size >= 3 else None
     if fit is not None:
@@ -97,10 +121,14 @@ def run(args) -> Result:
         "activation": args.activation,
         "sigma_w2": args.sigma_w2,
         "sigma_b2": args.sigma_b2,
+        "residual": args.residual,
+        "residual_scaling": args.residual_scaling,
+        "normalization": args.normalization,
+        "dropout": args.dropout,
         "eps": args.eps,
         "form": args.form,
         "score": args.score,
-        "constant": peak_layer_constant(args.form, args.score),
+        "constant": peak_layer_constant(args.form, args.score) if net.plain else _constant(res),
         "depth": res.depth,
         "l_star": res.l_star,
         "l_cont": res.l_cont,
@@ -130,7 +158,10 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--depth", nargs="+", required=True, metavar="L",
                    help="depths: integers and/or inclusive ranges a:b[:step], e.g. 10 20 50 or 10:1000")  # fmt: skip
-    add_network_arguments(p)
+    add_network_arguments(p, options=True)
+    p.add_argument("--residual-scaling", choices=RESIDUAL_SCALINGS, default="fixed",
+                   help="with --residual C: 'fixed' uses beta = C at every depth, 'inverse_sqrt' beta = C / sqrt(L) "
+                   "(Hayou et al. 2021: --residual 1 --residual-scaling inverse_sqrt)")  # fmt: skip
     p.add_argument("--eps", type=float, default=0.5, help="pairs with x.x'/d <= 1 - eps, eps in (0, 2)")
     p.add_argument("--form", choices=FORMS, default="corrected", help="relative F (corrected) or Thm. 1's (published)")
     p.add_argument("--score", choices=SCORES, default="crossing", help="crossing of log F and log B, or harmonic")

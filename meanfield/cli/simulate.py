@@ -12,7 +12,7 @@ import numpy as np
 
 from .._checks import check_memory
 from ..data import to_sphere
-from . import Result, UsageError, add_json_flag, add_network_arguments, load_array, output_path
+from . import Result, UsageError, add_json_flag, add_network_arguments, load_array, output_path, plot_path
 
 THEORY_QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk")
 MAX_ENTRY_ROWS = 60
@@ -43,11 +43,15 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--output", metavar="S.npz", help="save the per-network samples to this .npz file (.npz appended "
                    "when missing)")  # fmt: skip
+    p.add_argument("--plot", metavar="PNG", help="write Monte Carlo means (2 s.e. bars) against the theory, one series "
+                   "per quantity (.png appended when the name has no extension)")  # fmt: skip
     add_json_flag(p)
     p.set_defaults(run=run)
 
 
 def _inputs(args) -> np.ndarray:
+    if args.seed < 0:
+        raise UsageError(f"--seed must be an integer >= 0, got {args.seed}")
     if args.input is not None:
         X = load_array(args.input, "--input")
         if X.ndim != 2:
@@ -73,6 +77,7 @@ def run(args) -> Result:
     if bad or not quantities:
         raise UsageError(f"--quantities must be a subset of {','.join(THEORY_QUANTITIES)}, got {args.quantities!r}")
     output = output_path(args.output, ".npz", "--output")  # checked before the work; the path really written
+    plot = plot_path(args.plot)
     X = _inputs(args)
     net = Network(
         args.depth,
@@ -122,4 +127,9 @@ def run(args) -> Result:
     if output:
         data["output"] = output
         notes.append(f"saved X and the per-network samples ({', '.join(sim.samples)}) to {output}")
+    if plot:
+        from ._figures import simulation
+
+        qd = data["quantities"]
+        notes.append(simulation(*({q: qd[q][k] for q in qd} for k in ("theory", "mean", "stderr")), plot))
     return Result(data=data, header=header, rows=per_entry, notes=notes)

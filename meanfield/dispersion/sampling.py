@@ -21,6 +21,7 @@ import numpy as np
 
 from .._checks import check_choice, check_int, check_memory, check_real
 from .._jit import njit
+from ..finite.conditional import conditional_pass
 from ..finite.mlp import MLP, kernel_factors, tangent_kernel
 from ..finite.montecarlo import run
 from ..finite.stack import draw_stack
@@ -30,7 +31,8 @@ from .moments import check_network
 
 __all__ = ["NTKPairSample", "NTKSample", "sample_ntk_diagonal", "sample_ntk_pair"]
 
-METHODS = ("projection", "matmul", "law")
+METHODS = ("projection", "matmul", "law", "conditional")
+PAIR_METHODS = ("conditional", "matmul")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -69,8 +71,22 @@ def probe_inputs(d: int, x0_norm2: float = 1.0, rho=None) -> np.ndarray:
 def sp_relu_stack(seqs, n_int, sw2) -> MLP:
     """The networks of ``seqs`` as one :class:`meanfield.MLP` stack: SP ReLU, widths ``n_0..n_{L-1}``, a scalar
     readout and zero-initialized trainable biases (:func:`meanfield.finite.stack.draw_stack`)."""
-    net = Network(int(n_int.size), "relu", sw2, 0.0, "standard", width=tuple(int(w) for w in n_int[1:]))
+    net = sp_relu_net(n_int, sw2)
     return MLP(net, *draw_stack(net, int(n_int[0]), 1, True, seqs))
+
+
+def sp_relu_net(n_int, sw2) -> Network:
+    """The :class:`~meanfield.Network` of the samplers: SP ReLU, hidden widths ``n_1..n_{L-1}``, ``sigma_b2 = 0``."""
+    return Network(int(n_int.size), "relu", sw2, 0.0, "standard", width=tuple(int(w) for w in n_int[1:]))
+
+
+def conditional_parts(seqs, n_int, sw2, X):
+    """Weight and bias parts of the tangent kernel, ``(S, k, k)`` each, of the networks of ``seqs`` drawn by the
+    exact conditional sampler (:func:`meanfield.finite.conditional.conditional_pass`; SP, so ``omega_W = omega_b =
+    1``): ``sum_l G_l B_l`` and ``sum_l B_l`` (Seleznova & Kutyniok 2022, eq. (4))."""
+    p = conditional_pass(X, sp_relu_net(n_int, sw2), seqs, bias=True)
+    tw = sum(g * b for g, b in zip(p.grams, p.backward, strict=True))
+    return tw, sum(p.backward)
 
 
 def ntk_parts(mlp: MLP, X):
@@ -235,7 +251,12 @@ def _matmul_task(batch, n_int, sw2, x0sq):
     return {"theta_w": tw[:, 0, 0], "theta_b": tb[:, 0, 0]}
 
 
-_TASKS = {"projection": _projection_task, "law": _law_task, "matmul": _matmul_task}
+def _conditional_task(batch, n_int, sw2, x0sq):
+    tw, tb = conditional_parts(batch.seeds, n_int, sw2, probe_inputs(int(n_int[0]), x0sq))
+    return {"theta_w": tw[:, 0, 0], "theta_b": tb[:, 0, 0]}
+
+
+_TASKS = {"projection": _projection_task, "law": _law_task, "matmul": _matmul_task, "conditional": _conditional_task}
 
 
 def _per_net(n_int, method) -> float:
@@ -244,6 +265,7 @@ def _per_net(n_int, method) -> float:
         "projection": 2 * float(n_int[1:].sum()) + 1,
         "law": 4.0 * n_int.size,
         "matmul": float(np.sum(n_int[1:].astype(float) * n_int[:-1])) + 4 * float(n_int.sum()),
+        "conditional": 12 * float(n_int.sum()) + 16 * n_int.size,  # two inputs: normals, Q_l, z_l, h_l, deltas
     }[method]
 
 
@@ -282,10 +304,13 @@ def sample_ntk_diagonal(net, d, n_nets, x0_norm2=1.0, method="projection", seed=
         Number of independent networks.
     x0_norm2 : float
         ``||x^0||^2 > 0``.
-    method : {"projection", "matmul", "law"}
+    method : {"projection", "matmul", "law", "conditional"}
         ``"projection"`` (default, fast, exact in law): literal forward/backward pass in which every weight
         matrix is represented by its action on the current activation direction plus an independent Gaussian
-        orthogonal to it (see Notes); O(n) work and ``2 n`` normals per layer.
+        orthogonal to it (see Notes); O(n) work and ``2 n`` normals per layer. ``"conditional"``: the same
+        construction by the package's general conditional sampler
+        (:func:`meanfield.finite.conditional.conditional_pass`, any number of inputs; numpy instead of one numba
+        kernel, so slower for one input).
         ``"matmul"``: the brute-force reference, a stack of :class:`meanfield.MLP` networks with every weight
         matrix drawn (the package's one forward/backward; the input is ``sqrt(x0_norm2) e_1``, which loses
         nothing by rotational invariance). ``"law"``: the scalar chi-square law of ``Theta`` (derived here, see
@@ -362,14 +387,17 @@ class NTKPairSample:
     off: np.ndarray
 
 
-def _pair_task(batch, n_int, sw2, X):
-    tw, tb = ntk_parts(sp_relu_stack(batch.seeds, n_int, sw2), X)
+def _pair_task(batch, n_int, sw2, X, method="matmul"):
+    if method == "conditional":
+        tw, tb = conditional_parts(batch.seeds, n_int, sw2, X)
+    else:
+        tw, tb = ntk_parts(sp_relu_stack(batch.seeds, n_int, sw2), X)
     t = tw + tb
     return {"diag": t[:, 0, 0], "diag2": t[:, 1, 1], "off": t[:, 0, 1]}
 
 
 def sample_ntk_pair(net, d, rho0, n_nets, seed=None, executor=None, progress=False,
-                    batch_size=None) -> NTKPairSample:  # fmt: skip
+                    batch_size=None, method="conditional") -> NTKPairSample:  # fmt: skip
     """Sample diagonal and off-diagonal NTK entries of full random SP ReLU networks (``sigma_b = 0``).
 
     Parameters
@@ -384,6 +412,11 @@ def sample_ntk_pair(net, d, rho0, n_nets, seed=None, executor=None, progress=Fal
         Number of networks.
     seed, executor, progress, batch_size :
         As in :func:`sample_ntk_diagonal`.
+    method : {"conditional", "matmul"}
+        ``"conditional"`` (default): the exact conditional sampler
+        (:func:`meanfield.finite.conditional.conditional_pass`, about ``4 n_l`` normals per layer, the two-input
+        generalisation of the projection method of :func:`sample_ntk_diagonal`). ``"matmul"``: a stack of
+        :class:`meanfield.MLP` networks with every weight drawn. The two agree in distribution.
 
     Returns
     -------
@@ -391,8 +424,8 @@ def sample_ntk_pair(net, d, rho0, n_nets, seed=None, executor=None, progress=Fal
 
     Notes
     -----
-    A stack of :class:`meanfield.MLP` networks (every weight drawn) on two unit inputs at correlation ``rho0``
-    (by rotational invariance only the correlation matters).
+    The networks run on two unit inputs at correlation ``rho0`` (by rotational invariance only the correlation
+    matters).
     ``Theta(x, x~) = sum_l <delta^l, delta~^l> (<x^{l-1}, x~^{l-1}> + 1)`` (Seleznova & Kutyniok 2022, eq. (4);
     written out in the proof of their Thm. A.9).
 
@@ -407,8 +440,9 @@ def sample_ntk_pair(net, d, rho0, n_nets, seed=None, executor=None, progress=Fal
     n_int, sw2 = network_widths(net, d)
     rho = check_real(rho0, "rho0", -1.0, 1.0)
     n_nets = check_int(n_nets, "n_nets")
+    check_choice(method, PAIR_METHODS, "method")
     X = probe_inputs(int(n_int[0]), 1.0, rho)
-    size = max(1, default_batch(n_int, "matmul") // 2) if batch_size is None else check_int(batch_size, "batch_size")
-    check_sample_memory(n_int, n_nets, 2 * min(size, n_nets), "matmul", 3)  # two inputs; diag, diag2, off
-    res = run(_pair_task, n_nets, seed, (n_int, sw2, X), size, executor, progress, desc="pairs")
+    size = max(1, default_batch(n_int, method) // 2) if batch_size is None else check_int(batch_size, "batch_size")
+    check_sample_memory(n_int, n_nets, 2 * min(size, n_nets), method, 3)  # two inputs; diag, diag2, off
+    res = run(_pair_task, n_nets, seed, (n_int, sw2, X, method), size, executor, progress, desc="pairs")
     return NTKPairSample(res["diag"], res["diag2"], res["off"])

@@ -13,6 +13,7 @@ from .asymptotics import (
     relu_eoc_inverse_root,
     relu_eoc_one_minus_c,
     relu_eoc_slope,
+    residual_peak_layer_constant,
 )
 from .information import InformationLoss, information_loss
 from .peak import PeakLayer, peak_layer
@@ -26,4 +27,5 @@ __all__ = [
     "relu_eoc_inverse_root",
     "relu_eoc_one_minus_c",
     "relu_eoc_slope",
+    "residual_peak_layer_constant",
 ]

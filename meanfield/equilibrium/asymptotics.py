@@ -15,7 +15,13 @@ import numpy as np
 from .._checks import check_choice, check_real, finite_array
 from .information import FORMS, FORWARD_FACTOR
 
-__all__ = ["peak_layer_constant", "relu_eoc_inverse_root", "relu_eoc_one_minus_c", "relu_eoc_slope"]
+__all__ = [
+    "peak_layer_constant",
+    "relu_eoc_inverse_root",
+    "relu_eoc_one_minus_c",
+    "relu_eoc_slope",
+    "residual_peak_layer_constant",
+]
 
 #: scores of the peak layer: the crossing of log F and log B, or the maximum of their harmonic mean
 SCORES = ("crossing", "harmonic")
@@ -151,3 +157,41 @@ def peak_layer_constant(form="corrected", score="crossing"):
     check_choice(form, FORMS, "form")
     check_choice(score, SCORES, "score")
     return (_NINE_PI2_HALF * FORWARD_FACTOR[form] * SCORE_FACTOR[score]) ** 0.2
+
+
+def residual_peak_layer_constant(alpha, form="corrected", score="crossing"):
+    r"""Prefactor :math:`C` of :math:`l^* \simeq C L^{3/5}` for residual ReLU networks with a fixed branch multiplier.
+
+    Parameters
+    ----------
+    alpha : float
+        :math:`\alpha = \beta^2\sigma_w^2/2 > 0` (``beta`` the branch multiplier, no bias).
+    form, score : str
+        As in :func:`peak_layer_constant`.
+
+    Returns
+    -------
+    float
+        :math:`((1 + \alpha)/\alpha)^{2/5}` times :func:`peak_layer_constant` (2.81783 at :math:`\beta = 1`,
+        :math:`\sigma_w^2 = 2`).
+
+    Notes
+    -----
+    Derived here. A residual ReLU block at :math:`\sigma_b = 0` maps :math:`s = 1 - c` to
+    :math:`s' = s - \frac{\alpha}{1+\alpha}\frac{h(\theta)}{\pi} = s - \frac{\alpha}{1+\alpha}a s^{3/2} + \dots`
+    (:func:`meanfield.equilibrium.curves.layer_update` with :math:`\mathbb E\phi^2 = q/2`), so
+    :math:`s_l \simeq (\frac{1+\alpha}{\alpha})^2\frac{9\pi^2}{2l^2}` (:func:`relu_eoc_one_minus_c` slowed by
+    :math:`\alpha/(1+\alpha)`), and its backward factor is :math:`(1 + \alpha(1 - \theta/\pi))/(1 + \alpha) =
+    1 - \frac{\alpha}{1+\alpha}\frac{\theta_l}{\pi} = 1 - 3/l + \dots` with :math:`\theta_l \simeq \sqrt{2s_l}`:
+    the same :math:`(l/L)^3` backward loss as the plain network. The forward constant :math:`k` grows by
+    :math:`((1+\alpha)/\alpha)^2`, and the crossing :math:`k/l^2 = (l/L)^3` moves by its fifth root. A fixed
+    :math:`\beta` keeps the 3/5 law (Lou et al. 2022, Cor. 1, for the plain network); :math:`\beta = 1/\sqrt L`
+    makes :math:`\alpha \to 0` and does not.
+
+    Examples
+    --------
+    >>> round(residual_peak_layer_constant(1.0), 5)
+    2.81783
+    """
+    a = check_real(alpha, "alpha", low=0.0, low_open=True)
+    return ((1.0 + a) / a) ** 0.4 * peak_layer_constant(form, score)

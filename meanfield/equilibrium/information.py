@@ -28,8 +28,9 @@ import numpy as np
 from .._checks import check_choice, check_memory, check_network
 from ..activations import KIND_LEAKY
 from ..data import to_sphere
+from ..network import FEATURES
 from ..propagation import check_inputs
-from .curves import curves
+from .curves import arch_curves, curves
 
 __all__ = ["InformationLoss", "information_loss"]
 
@@ -42,6 +43,11 @@ FORMS = ("corrected", "published")
 #: factor multiplying :math:`1 - c_l` in :math:`\mathcal F_l`, per form. "published" is Lou et al. 2022, Thm. 1
 #: literally, :math:`|I^f_l - 1/2| = (1 - c_l)/2` for ReLU at (2, 0) with :math:`q_l = 1`.
 FORWARD_FACTOR = {"corrected": 1.0, "published": 0.5}
+
+
+def _fmt_var(v):
+    """A variance or a per-layer schedule, short."""
+    return f"{v:g}" if not isinstance(v, tuple) else "[" + ", ".join(f"{x:g}" for x in v) + "]"
 
 
 def check_depths(depth, name="depth"):
@@ -150,42 +156,70 @@ class LossModel:
     backward factor, so ``S`` and ``Z`` hold that pair only).
     """
 
-    def __init__(self, net, eps, form, pairs):
-        check_network(net)
+    def __init__(self, net, eps, form, pairs, warn=True):
+        check_network(net, supports=FEATURES, what="information_loss")
         check_choice(form, FORMS, "form")
         act = net.activation
-        if not (act.kind == KIND_LEAKY and act.slope == 0.0 and net.sigma_w2 == 2.0 and net.sigma_b2 == 0.0):
+        relu_eoc = act.kind == KIND_LEAKY and act.slope == 0.0 and net.sigma_w2 == 2.0 and net.sigma_b2 == 0.0
+        if warn and not (relu_eoc and net.plain):
+            what = f"{act.name} at ({_fmt_var(net.sigma_w2)}, {_fmt_var(net.sigma_b2)})"
+            if not net.plain:
+                what += f" with {', '.join(net.features)}"
             warnings.warn(
-                f"the L^(3/5) law is proven only for ReLU at the edge of chaos (2, 0); {act.name} at "
-                f"({net.sigma_w2:g}, {net.sigma_b2:g}) uses the generalized definitions (information_loss)",
+                f"the L^(3/5) law is proven only for ReLU at the edge of chaos (2, 0) (plain network); {what} uses "
+                "the generalized definitions (information_loss)",
                 UserWarning,
                 stacklevel=3,
             )
         self.net = net
         self.form = form
         s0, self.rho = _pair_range(eps, pairs)
-        s, logr = curves(net.depth, act, net.sigma_w2, net.sigma_b2, s0)
+        if net.plain:
+            s, logr = curves(net.depth, act, net.sigma_w2, net.sigma_b2, s0)
+            s_out = log_out = None
+        else:
+            ac = arch_curves(net, s0)
+            s, logr, s_out, log_out = ac.s, ac.log_factor, ac.s_out, ac.log_out
         with np.errstate(divide="ignore"):
             self.log_f = np.log(np.max(s, axis=0)) + math.log(FORWARD_FACTOR[form])
+            # log F_l and log of layer l's backward factor when layer l is the readout (residual networks: the
+            # readout is a plain layer, not a residual block); None when they equal log_f and the factors
+            self.log_f_out = None if s_out is None else np.log(np.max(s_out, axis=0)) + math.log(FORWARD_FACTOR[form])
+        self.R = log_out
         finite = np.isfinite(logr)
         self.S = np.cumsum(np.where(finite, logr, 0.0), axis=1)  # S[p, l-1] = sum_{k=2}^{l} log ratio_k
         self.Z = np.cumsum(~finite, axis=1)  # zero factors among k = 2..l
         # a pair whose every factor is at least as large as every other pair's gives the sup of each product
         top = np.nonzero(np.all(logr >= logr.max(axis=0), axis=1))[0]
-        self.single = top.size > 0
+        self.single = top.size > 0 and net.plain
         if self.single:
             self.S, self.Z = self.S[top[:1]], self.Z[top[:1]]
 
+    def depth_arrays(self, L):
+        """(log F_l, S, Z) of depth ``L`` for the scan of :func:`meanfield.equilibrium.peak_layer`: with the readout
+        in place of layer L (its forward loss and its factor), so that log B_{l,L} = S[L-1] - S[l-1]."""
+        if self.R is None:
+            return self.log_f[:L], self.S[:, :L], self.Z[:, :L]
+        log_f = self.log_f[:L].copy()
+        log_f[L - 1] = self.log_f_out[L - 1]
+        S, Z = self.S[:, :L].copy(), self.Z[:, :L].copy()
+        if L >= 2:
+            last = self.R[:, L - 1]
+            ok = np.isfinite(last)
+            S[:, L - 1] = S[:, L - 2] + np.where(ok, last, 0.0)
+            Z[:, L - 1] = Z[:, L - 2] + ~ok
+        return log_f, S, Z
+
     def log_backward(self, L):
         """log B_{l,L} for l = 1..L."""
-        S, Z = self.S[:, :L], self.Z[:, :L]
+        _, S, Z = self.depth_arrays(L)
         with np.errstate(invalid="ignore"):
             val = np.where(Z[:, -1:] - Z == 0, S[:, -1:] - S, -np.inf)
         return val.max(axis=0)
 
     def loss(self, L) -> InformationLoss:
         """The :class:`InformationLoss` of depth ``L`` (<= ``net.depth``)."""
-        forward = np.exp(self.log_f[:L])
+        forward = np.exp(self.depth_arrays(L)[0])
         backward = np.exp(self.log_backward(L))
         return InformationLoss(L, np.arange(1, L + 1), forward, backward, self.rho, self.form)
 
@@ -196,7 +230,8 @@ def information_loss(net, eps=0.5, pairs=None, form="corrected"):
     Parameters
     ----------
     net : Network
-        Depth L >= 2, activation, ``sigma_w2``, ``sigma_b2`` (the width is ignored: infinite-width theory).
+        Depth L >= 2, activation, ``sigma_w2``, ``sigma_b2`` and any option (per-layer variances, ``residual``,
+        ``normalization``, ``dropout``; see Notes); the width is ignored (infinite-width theory).
     eps : float
         Pairs are restricted to :math:`x\cdot x'/d \le 1 - \epsilon`, :math:`\epsilon\in(0, 2)` (Lou et al. 2022,
         eq. (10), which takes :math:`\epsilon \in (0, 1)`).
@@ -230,6 +265,19 @@ def information_loss(net, eps=0.5, pairs=None, form="corrected"):
     ``form="corrected"``; ``"published"`` keeps the printed factor 1/2, which moves :math:`l^*` by
     :math:`2^{-1/5}` asymptotically (:func:`peak_layer_constant`).
 
+    Networks with options (derived here; :func:`meanfield.equilibrium.curves.layer_update`): the same two
+    definitions, with :math:`c_l` and the normalized backward factors of the network's own layers. A residual block
+    :math:`z_l = z_{l-1} + \beta(W_l\phi(z_{l-1}) + b_l)` has the backward factor
+    :math:`\frac{1 + \beta^2\sigma_w^2\mathbb E[\phi'(u)\phi'(v)]}{\sqrt{(1 + \beta^2\sigma_w^2\mathbb E\phi'(u)^2)
+    (1 + \beta^2\sigma_w^2\mathbb E\phi'(v)^2)}}` (skip path 1, branch :math:`\beta^2\dot\Sigma`; the cross term
+    vanishes at infinite width); the readout :math:`z_L = W_L\phi(z_{L-1}) + b_L` is a plain layer, so a residual
+    network of depth L has :math:`\mathcal F_L` and :math:`\mathcal B_{\cdot,L}`'s last factor from a plain step.
+    LayerNorm: :math:`\phi` sees unit variances and its derivative carries :math:`1/\sqrt{q_{l-1}}` (relevant only
+    inside residual blocks, where it does not cancel). Dropout (keep probability :math:`\rho`): the variance map
+    and the diagonal derivative kernel get :math:`1/\rho`, the covariances do not, so a plain layer's factor is
+    :math:`\rho\,\mathbb E[\phi'\phi']/\mathbb E\phi'^2` and :math:`1 - c_l` does not tend to 0. Per-layer
+    variances enter layer by layer.
+
     Numerics: the leaky-ReLU family at :math:`\sigma_b = 0` (ReLU included) tracks :math:`s = 1 - c` with the exact
     series of :math:`h(\theta)` and accumulates :math:`\log g' = \mathrm{log1p}(-\theta/\pi)`; other settings use
     :func:`meanfield.propagation.pair_curve`, which also carries :math:`1 - c` exactly. Inputs on the sphere:
@@ -242,7 +290,10 @@ def information_loss(net, eps=0.5, pairs=None, form="corrected"):
     >>> il = information_loss(Network(10))
     >>> round(float(il.forward[4]), 6), round(float(il.backward[4]), 6)   # layer 5 of a depth-10 ReLU net
     (0.395174, 0.354263)
+    >>> il = information_loss(Network(10, residual=1.0))                  # a residual ReLU network
+    >>> round(float(il.forward[4]), 6), round(float(il.backward[4]), 6)
+    (0.82914, 0.458476)
     """
-    L = check_depths(check_network(net).depth)
+    L = check_depths(check_network(net, supports=FEATURES, what="information_loss").depth)
     check_loss_memory(L)
     return LossModel(net, eps, form, pairs).loss(L)

@@ -15,7 +15,9 @@ import numpy as np
 
 from .._checks import check_choice, check_network
 from .._jit import njit
-from .asymptotics import SCORES, peak_layer_constant
+from ..activations import KIND_LEAKY
+from ..network import FEATURES
+from .asymptotics import SCORES, peak_layer_constant, residual_peak_layer_constant
 from .information import FORMS, InformationLoss, LossModel, check_depths, check_loss_memory
 
 __all__ = ["PeakLayer", "peak_layer"]
@@ -105,7 +107,10 @@ class PeakLayer:
     forward, backward : float or ndarray
         :math:`\mathcal F` and :math:`\mathcal B_{\cdot,L}` at :math:`l^*`.
     asymptote : float or ndarray
-        :math:`C L^{3/5}` with :func:`peak_layer_constant` (ReLU at (2, 0)).
+        The reference law :math:`C L^{3/5}`: for residual ReLU networks without bias and a fixed
+        :math:`\beta`, :func:`residual_peak_layer_constant`; for every other network Lou et al. 2022's
+        :func:`peak_layer_constant` (the plain ReLU network at (2, 0), the paper's setting), a reference curve
+        rather than that network's own asymptote.
     curves : InformationLoss
         The information-loss curves of the (largest) depth.
     form, score : str
@@ -122,7 +127,32 @@ class PeakLayer:
     score: str
 
 
-def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pairs=None):
+#: how the branch multiplier of a residual network depends on the depth in :func:`peak_layer`
+RESIDUAL_SCALINGS = ("fixed", "inverse_sqrt")
+
+
+def _depth_net(net, L, residual_scaling):
+    """The network of depth L: ``net`` itself (a schedule fixes its depth), else ``net.replace(depth=L)`` with
+    ``residual = net.residual / sqrt(L)`` for the stable scaling."""
+    if L == net.depth and residual_scaling == "fixed":
+        return net.replace(width=None)
+    if residual_scaling == "inverse_sqrt":
+        return net.replace(depth=L, width=None, residual=net.residual / math.sqrt(L))
+    return net.replace(depth=L, width=None)
+
+
+def _asymptote(net, form, score, residual_scaling):
+    """C of the reference law C L^(3/5): derived for residual ReLU without bias and a fixed beta
+    (:func:`residual_peak_layer_constant`); otherwise Lou et al. 2022's constant for the plain ReLU network at
+    (2, 0) (:func:`peak_layer_constant`), the paper's setting, as a reference curve (always finite)."""
+    act = net.activation
+    relu0 = act.kind == KIND_LEAKY and act.slope == 0.0 and net.sigma_b2 == 0.0
+    if relu0 and net.features == ("residual",) and residual_scaling == "fixed":
+        return residual_peak_layer_constant(net.residual**2 * net.sigma_w2 / 2.0, form, score)
+    return peak_layer_constant(form, score)
+
+
+def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pairs=None, residual_scaling="fixed"):
     r"""Predicted layer of best alignment, :math:`l^*(L)` (Lou et al. 2022, Cor. 1), for one depth or many.
 
     Parameters
@@ -143,6 +173,10 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
         :math:`\arg\max_l(\mathcal F_l^{-1} + \mathcal B_{l,L}^{-1})^{-1}` (costs O(L) per depth).
     pairs : array_like (n, d), optional
         Data set whose correlation range replaces :math:`[-1, 1-\epsilon]`.
+    residual_scaling : {"fixed", "inverse_sqrt"}
+        For a residual ``net``: ``"fixed"`` uses ``beta = net.residual`` at every depth; ``"inverse_sqrt"`` uses
+        ``beta = net.residual / sqrt(L)`` for depth L (the stable scaling of Hayou et al. 2021), which makes every
+        depth its own O(L) computation.
 
     Returns
     -------
@@ -160,6 +194,13 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
     approached slowly: the local log-log slope is 0.715 over [10, 100] and 0.604 over [1e4, 1e6] (the
     :math:`\log l/l` corrections of :func:`relu_eoc_one_minus_c` and :func:`relu_eoc_slope`).
 
+    Every network option is accepted (:func:`information_loss`). Per-layer variances fix the depth (``depths`` must
+    be ``net.depth``). A residual network's readout is a plain layer, so the curves to :math:`L_{\max}` also carry
+    each layer computed as a readout, and each depth is scanned exactly in O(L). Residual ReLU at
+    :math:`\sigma_b = 0` with a fixed :math:`\beta` keeps the 3/5 law with the constant of
+    :func:`residual_peak_layer_constant` (``asymptote``; elsewhere the plain network's as a reference); with
+    :math:`\beta = 1/\sqrt L`, :math:`l^*/L` tends to a constant (``notebooks/residual_peak.ipynb``).
+
     Examples
     --------
     >>> from meanfield import Network
@@ -168,30 +209,65 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
     [5, 9, 12, 14, 17, 19, 21, 23, 25, 27]
     >>> round(float(peak_layer(Network(100000)).l_cont), 2)
     2120.38
+    >>> import warnings; warnings.simplefilter("ignore", UserWarning)
+    >>> peak_layer(Network(10, residual=1.0), [10, 100, 1000], residual_scaling="inverse_sqrt").l_star.tolist()
+    [10, 100, 1000]
     """
-    check_network(net)
+    check_network(net, supports=FEATURES, what="peak_layer")
     check_choice(form, FORMS, "form")
     check_choice(score, SCORES, "score")
+    check_choice(residual_scaling, RESIDUAL_SCALINGS, "residual_scaling")
+    if residual_scaling == "inverse_sqrt" and net.residual is None:
+        raise ValueError('residual_scaling="inverse_sqrt" needs a residual network (net.residual = the constant c of '
+                         "beta = c / sqrt(L))")  # fmt: skip
     depths = check_depths(net.depth) if depths is None else check_depths(depths, "depths")
     scalar = np.ndim(depths) == 0
     arr = np.atleast_1d(depths).astype(np.int64)
+    if "schedule" in net.features and np.any(arr != net.depth):
+        raise ValueError(
+            f"depths: a per-layer schedule (net.sigma_w2 = {net.sigma_w2!r}, net.sigma_b2 = {net.sigma_b2!r}) fixes "
+            f"the depth to net.depth = {net.depth}; give depths=None or one network per depth"
+        )
     L_max = int(arr.max())
     check_loss_memory(L_max, arr.size)
-    model = LossModel(net.replace(depth=L_max, width=None), eps, form, pairs)
-    fast = (
-        score == "crossing"
-        and model.single
-        and model.Z[0, -1] == 0
-        and np.all(np.isfinite(model.log_f))
-        and np.all(np.diff(model.log_f + model.S[0]) < 0)
-    )
-    if fast:
-        l_star, l_cont, log_b = _crossing_fast(model, arr)
-    else:
+    if residual_scaling == "inverse_sqrt":
+        # beta depends on L: one O(L) model per depth
         l_star = np.empty(arr.size, dtype=np.int64)
         l_cont = np.empty(arr.size)
         log_b = np.empty(arr.size)
-        _scan(model.log_f, model.S, model.Z, arr, score == "harmonic", l_star, l_cont, log_b)
+        log_f_star = np.empty(arr.size)
+        for t, L in enumerate(arr):
+            m = LossModel(_depth_net(net, int(L), residual_scaling), eps, form, pairs, warn=t == 0)
+            lf, S, Z = m.depth_arrays(int(L))
+            _scan(lf, S, Z, arr[t : t + 1], score == "harmonic", l_star[t : t + 1], l_cont[t : t + 1],
+                  log_b[t : t + 1])  # fmt: skip
+            log_f_star[t] = lf[l_star[t] - 1]
+            if L == L_max:
+                model = m  # the curves returned are those of the largest depth
+    else:
+        model = LossModel(_depth_net(net, L_max, residual_scaling), eps, form, pairs)
+        fast = (
+            net.plain
+            and score == "crossing"
+            and model.single
+            and model.Z[0, -1] == 0
+            and np.all(np.isfinite(model.log_f))
+            and np.all(np.diff(model.log_f + model.S[0]) < 0)
+        )
+        if fast:
+            l_star, l_cont, log_b = _crossing_fast(model, arr)
+        else:
+            l_star = np.empty(arr.size, dtype=np.int64)
+            l_cont = np.empty(arr.size)
+            log_b = np.empty(arr.size)
+            if net.plain:
+                _scan(model.log_f, model.S, model.Z, arr, score == "harmonic", l_star, l_cont, log_b)
+            else:
+                for t, L in enumerate(arr):
+                    lf, S, Z = model.depth_arrays(int(L))
+                    _scan(lf, S, Z, arr[t : t + 1], score == "harmonic", l_star[t : t + 1], l_cont[t : t + 1],
+                          log_b[t : t + 1])  # fmt: skip
+        log_f_star = np.array([model.depth_arrays(int(L))[0][ls - 1] for L, ls in zip(arr, l_star, strict=True)])
     if score == "crossing" and np.any(np.isnan(l_cont)):
         bad = arr[np.isnan(l_cont)]
         warnings.warn(
@@ -200,9 +276,9 @@ def peak_layer(net, depths=None, eps=0.5, form="corrected", score="crossing", pa
             UserWarning,
             stacklevel=2,
         )
-    forward = np.exp(model.log_f[l_star - 1])
+    forward = np.exp(log_f_star)
     backward = np.exp(log_b)
-    asym = peak_layer_constant(form, score) * arr.astype(np.float64) ** 0.6
+    asym = _asymptote(net, form, score, residual_scaling) * arr.astype(np.float64) ** 0.6
     curves = model.loss(L_max)
     if scalar:
         return PeakLayer(

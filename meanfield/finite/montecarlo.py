@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._checks import check_bool, check_int, check_memory, check_network, finite_array, format_bytes
+from .._checks import check_bool, check_choice, check_int, check_memory, check_network, finite_array, format_bytes
+from .._executors import shipper
 from ..activations import KIND_LEAKY
 from ..network import Network
 from ..stats import Bootstrap, bootstrap, stderr
+from . import conditional
 from .blocks import mask_sequence, skips
 from .mlp import MLP, SUPPORTS, backward_factor, gram, tangent_kernel
 from .stack import draw_stack
@@ -38,6 +40,8 @@ __all__ = ["QUANTITIES", "Batch", "Samples", "Simulation", "run", "simulate"]
 QUANTITIES = ("nngp", "backward", "ntk_layers", "ntk", "outputs")
 _PER_LAYER = ("backward", "ntk_layers")
 _NEEDS_BACKWARD = ("backward", "ntk_layers", "ntk")
+#: samplers of :func:`simulate`
+METHODS = ("conditional", "weights")
 _MEMORY_BUDGET = 128 * 2**20  # bytes of working memory per stack when batch_size is None
 #: batches submitted to an executor ahead of the one being collected (memory is bounded, not O(n_nets))
 _IN_FLIGHT = 2 * (os.cpu_count() or 1) + 8
@@ -146,6 +150,11 @@ def _run_batch(task, batch, args, blas_threads):
         return batch.start, task(batch, *args)
 
 
+def _ship_batch(batch, task, args, blas_threads):
+    """:func:`_run_batch` with the batch first (the part that changes between submissions)."""
+    return _run_batch(task, batch, args, blas_threads)
+
+
 def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, progress: bool = False,
         blas_threads: int | None = 1, desc: str = "networks") -> Samples:  # fmt: skip
     """Run ``task`` over ``n_nets`` independent random networks, in batches, and collect per-network results.
@@ -155,14 +164,15 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
     task : callable
         ``task(batch, *args) -> dict`` of arrays whose leading axis has length ``len(batch)``: one row per network,
         network ``k`` of the :class:`Batch` drawn only from its own stream (``batch.seeds[k]`` or
-        ``batch.sfc64_states()[k]``). Must be picklable for a process pool (a module-level function).
+        ``batch.sfc64_states()[k]``). Closures and lambdas work with any executor: ``task`` and ``args`` are
+        cloudpickled once for executors other than thread pools (:mod:`meanfield._executors`).
     n_nets : int
         Number of networks.
     seed : None, int or numpy.random.SeedSequence
         Network ``i`` receives ``SeedSequence(seed, spawn_key=(i,))``; None draws fresh entropy once (stored in
         the result's ``seed``).
     args : tuple
-        Further arguments of ``task`` (picklable for a process pool).
+        Further arguments of ``task`` (anything cloudpickle serializes, for a process pool or Dask).
     batch_size : int
         Networks per task call.
     executor : concurrent.futures.Executor, optional
@@ -230,8 +240,10 @@ def run(task, n_nets: int, seed=0, args=(), batch_size: int = 1, executor=None, 
             for s in starts:
                 store(*_run_batch(task, batch(s), args, blas_threads))
         else:  # at most _IN_FLIGHT batches submitted ahead, collected in network order
+            # task and args cloudpickled once (closures, custom activations reach worker processes)
+            ship = shipper(executor, _ship_batch, (task, args, blas_threads))
             for s in starts:
-                pending.append(executor.submit(_run_batch, task, batch(s), args, blas_threads))
+                pending.append(ship(batch(s)))
                 if len(pending) >= _IN_FLIGHT:
                     store(*pending.popleft().result())
             while pending:
@@ -376,6 +388,7 @@ def simulate(
     progress: bool | None = None,
     bias: bool = True,
     blas_threads: int | None = 1,
+    method: str | None = None,
 ) -> Simulation:
     """Empirical kernels of ``n_nets`` independent finite random networks.
 
@@ -388,9 +401,9 @@ def simulate(
     n_nets : int
         Number of independent networks.
     seed : int
-        Network ``i`` is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (the same network as
-        ``MLP.sample(net, d, seed, n_nets=...)[i]``), so results are bit-identical whatever ``batch_size``,
-        ``executor`` or number of workers (:func:`run`).
+        Network ``i`` is drawn from ``numpy.random.SeedSequence(seed, spawn_key=(i,))`` (with
+        ``method="weights"`` the same network as ``MLP.sample(net, d, seed, n_nets=...)[i]``), so results are
+        bit-identical whatever ``batch_size``, ``executor`` or number of workers (:func:`run`).
     quantities : sequence of str
         Any of ``"nngp"`` (forward kernels ``F_l``), ``"backward"`` (``B_l``), ``"ntk_layers"`` (``K_l``),
         ``"ntk"`` (``sum_l K_l``) and ``"outputs"`` (``f(X)``). Only these are computed and stored.
@@ -410,6 +423,15 @@ def simulate(
         BLAS threads per process while a stack is computed (via threadpoolctl when it is installed). Default 1:
         a stack is many small matmuls, where BLAS threading costs more than it gains (measured 8x slower with
         2 threads at n = 4, width 1024); use ``executor`` to run stacks in parallel. None leaves BLAS alone.
+    method : {"conditional", "weights"}, optional
+        ``"weights"``: draw every weight matrix and run the network (:mod:`meanfield.finite.mlp`, the reference).
+        ``"conditional"``: the exact conditional sampler (:mod:`meanfield.finite.conditional`), the same joint law
+        of every recorded quantity without forming the weight matrices (about ``2 n N`` instead of ``N^2``
+        normals per layer). Default: the faster one for this network and ``n``
+        (:func:`meanfield.finite.conditional.default_method`). The two agree in distribution, not network by
+        network; each is reproducible per seed and bit-identical across batch sizes and executors. The conditional
+        sampler also implements every option of the spec (per-layer variances, residual blocks, LayerNorm,
+        dropout; conventions in :mod:`meanfield.finite.conditional`).
 
     Returns
     -------
@@ -442,13 +464,17 @@ def simulate(
     >>> bool(np.all(sim.stderr("ntk") > 0))
     True
     """
-    check_network(net, supports=SUPPORTS, what="simulate")
+    if method is not None:
+        check_choice(method, METHODS, "method")
+    check_network(net, supports=SUPPORTS if method == "weights" else conditional.SUPPORTS, what="simulate")
     if net.width is None:
         raise ValueError("net.width is None: simulate needs finite networks, e.g. Network(..., width=512)")
     X = finite_array(X, "X")  # real: no complex (whose imaginary part a cast drops), bool or object dtype
     if X.ndim != 2 or X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"X must be a non-empty 2-D array (n, d), got shape {X.shape}")
     layers, bias = check_bool(layers, "layers"), check_bool(bias, "bias")
+    if method is None:
+        method = conditional.default_method(net, X.shape[1], X.shape[0], bias)
     if progress is not None:
         progress = check_bool(progress, "progress")
     n_nets = check_int(n_nets, "n_nets")
@@ -460,20 +486,22 @@ def simulate(
     if bad or not quantities:
         raise ValueError(f"quantities must be a non-empty subset of {QUANTITIES}, got {quantities!r}")
     n, d = X.shape
+    per_net = conditional.per_net_bytes if method == "conditional" else _per_net_bytes
     if batch_size is None:
-        batch_size = max(1, min(n_nets, _MEMORY_BUDGET // _per_net_bytes(net, d, n, bias)))
+        batch_size = max(1, min(n_nets, _MEMORY_BUDGET // per_net(net, d, n, bias)))
     L = net.depth
     per_q = {"nngp": L * n * n if layers else n * n, "backward": L * n * n, "ntk_layers": L * n * n, "ntk": n * n,
              "outputs": n}  # fmt: skip
     stored = 8.0 * sum(per_q[q] for q in quantities)
     check_memory(
-        float(n_nets) * stored + float(batch_size) * _per_net_bytes(net, d, n, bias),
+        float(n_nets) * stored + float(batch_size) * per_net(net, d, n, bias),
         f"simulate with {n_nets} networks of widths up to {max(net.width, default=1)} on {n} inputs",
         "use fewer networks (n_nets), a smaller width, fewer inputs or quantities, or a smaller batch_size",
     )
     if progress is None:
         progress = sys.stderr.isatty()
     args = (X, _pack(net), quantities, bool(layers), bool(bias))
-    res = run(_kernels_task, n_nets, seed, args, batch_size, executor, progress, blas_threads)
+    task = conditional.conditional_task if method == "conditional" else _kernels_task
+    res = run(task, n_nets, seed, args, batch_size, executor, progress, blas_threads)
     samples = {q: res.samples[q] for q in quantities}  # in the order asked for
     return Simulation(samples, seed, net, X, bool(bias))

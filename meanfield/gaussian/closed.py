@@ -256,8 +256,9 @@ def erf_pair_unit(q1, q2, s, r):
     # arcsin(rho) - arcsin(rho |c|) cancels as |c| -> 1: the stable difference
     num_n = rho_n * d * (2.0 - d) / (sq_rhoc + ac * sq_rho)
     den = sq_rho * sq_rhoc + rho * rho * ac
-    near = _atanc(num_n * math.sqrt(q1) * math.sqrt(q2) / den) * num_n / den
-    tc = _atanc(rho * ac / sq_rhoc) * rho_n / sq_rhoc  # arctan(rho |c| / sqrt(1 - rho^2 c^2)) / |c|, per unit
+    # the ratios first: atanc(t) ~ 1/t and rho_n ~ 1/q would underflow in their product at q ~ 1e300 and c = 1
+    near = _atanc(num_n * math.sqrt(q1) * math.sqrt(q2) / den) * (num_n / den)
+    tc = _atanc(rho * ac / sq_rhoc) * (rho_n / sq_rhoc)  # arctan(rho |c| / sqrt(1 - rho^2 c^2)) / |c|, per unit
     far = asinc_rho * rho_n + tc * ac
     if c >= 0.0:
         gap, agap = mismatch + near, mismatch + far

@@ -47,6 +47,7 @@ __all__ = [
     "taylor_coefficients",
     "taylor_rows",
     "truncation_error",
+    "unit_scale",
 ]
 
 #: relative size of the neglected Hermite tail
@@ -81,16 +82,18 @@ def mehler_step(h, hb, u, a1, a2, b1, b2):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def mehler_gap_step(h, j, p, d, hb, u, a1, a2, b1, b2):
+def mehler_gap_step(h, j, p, d, hb, u, a1, a2, b1, b2, i1, i2):
     """One Horner step of the Mehler sums together with the gap sums of :func:`parity_terms`.
 
-    Carries H = sum p_m u^m, J = sum_m p_m sum_{i<m} u^i, P = sum p_m and D = sum (a1 - a2)^2 (p = a1 a2), and Hb.
+    Carries H = sum p_m u^m, J = sum_m p_m sum_{i<m} u^i, P = sum p_m and D = sum (i1 a1 - i2 a2)^2 (p = a1 a2),
+    and Hb; ``i_k = 1/|a_k|`` normalizes the two rows, so that D (the squared distance of unit vectors,
+    :func:`gap_mismatch`) does not lose the smaller row to the larger one's rounding.
     """
     pr = a1 * a2
     j = j * u + p
     p += pr
     h = h * u + pr
-    e = a1 - a2
+    e = a1 * i1 - a2 * i2
     d += e * e
     hb = hb * u + b1 * b2
     return h, j, p, d, hb
@@ -107,12 +110,12 @@ def mehler_block4(h, hb, u, a, b, x, y):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def mehler_gap_block4(h, j, p, d, hb, u, a, b, x, y):
+def mehler_gap_block4(h, j, p, d, hb, u, a, b, x, y, i1, i2):
     """:func:`mehler_gap_step` over four orders, laid out like :func:`mehler_block4`."""
-    h, j, p, d, hb = mehler_gap_step(h, j, p, d, hb, u, a[0], x[0], b[0], y[0])
-    h, j, p, d, hb = mehler_gap_step(h, j, p, d, hb, u, a[1], x[1], b[1], y[1])
-    h, j, p, d, hb = mehler_gap_step(h, j, p, d, hb, u, a[2], x[2], b[2], y[2])
-    return mehler_gap_step(h, j, p, d, hb, u, a[3], x[3], b[3], y[3])
+    h, j, p, d, hb = mehler_gap_step(h, j, p, d, hb, u, a[0], x[0], b[0], y[0], i1, i2)
+    h, j, p, d, hb = mehler_gap_step(h, j, p, d, hb, u, a[1], x[1], b[1], y[1], i1, i2)
+    h, j, p, d, hb = mehler_gap_step(h, j, p, d, hb, u, a[2], x[2], b[2], y[2], i1, i2)
+    return mehler_gap_step(h, j, p, d, hb, u, a[3], x[3], b[3], y[3], i1, i2)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -140,10 +143,21 @@ def parity_dcov(pb, c, hb):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def unit_scale(sq):
+    """1 / sq, the factor that makes a row of norm ``sq`` a unit vector (0 for a zero row)."""
+    return 1.0 / sq if sq > 0.0 else 0.0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def gap_mismatch(dist2, sq1, sq2):
-    """sqrt(v1 v2) - a1.a2 without cancellation: half the squared distance ``dist2 = |a1 - a2|^2`` minus the norm
-    mismatch, with ``sq_i = sqrt(v_i) = |a_i|``."""
-    return 0.5 * dist2 - 0.5 * (sq1 - sq2) ** 2
+    """sqrt(v1 v2) - a1.a2 without cancellation, with ``sq_i = sqrt(v_i) = |a_i|`` and ``dist2 = |a1/sq1 -
+    a2/sq2|^2`` (zero rows left out, :func:`unit_scale`): |a1||a2| - a1.a2 = |a1||a2| |a1/|a1| - a2/|a2||^2 / 2.
+
+    The rows are normalized before they are subtracted: the unnormalized form |a1 - a2|^2/2 - (|a1| - |a2|)^2/2
+    cancels to about 1e-16 |a1|^2, which is 1e-16 |a1| / |a2| relative to the result (3e-6 at variances 1 and
+    1e-21, where the rows' norms differ by 1e10). Derived here.
+    """
+    return 0.5 * sq1 * sq2 * dist2
 
 
 @njit(cache=True, error_model="numpy")
@@ -162,6 +176,13 @@ def hermite_pair(TA, TB, ra, rb, M, npar, apar, s, r):
     diff = 0.0
     n1 = 0.0
     n2 = 0.0
+    for m in range(npar * M):  # the rows' norms first: the gap sums take them as unit vectors (gap_mismatch)
+        n1 += TA[ra + m] * TA[ra + m]
+        n2 += TA[rb + m] * TA[rb + m]
+    n1 = math.sqrt(n1)
+    n2 = math.sqrt(n2)
+    i1 = unit_scale(n1)
+    i2 = unit_scale(n2)
     for blk in range(npar):
         pa, pb = block_parities(blk, npar, apar)
         base = blk * M
@@ -173,16 +194,14 @@ def hermite_pair(TA, TB, ra, rb, M, npar, apar, s, r):
         for m in range(M - 1, -1, -1):  # Horner, highest order first
             a1 = TA[ra + base + m]
             a2 = TA[rb + base + m]
-            H, J, R, D, Hb = mehler_gap_step(H, J, R, D, Hb, u, a1, a2, TB[ra + base + m], TB[rb + base + m])
-            n1 += a1 * a1
-            n2 += a2 * a2
+            H, J, R, D, Hb = mehler_gap_step(H, J, R, D, Hb, u, a1, a2, TB[ra + base + m], TB[rb + base + m], i1, i2)
         cv, g, ag, D = parity_terms(pa, c, t, d, H, R, J, D)
         cov += cv
         gap += g
         agap += ag
         diff += D
         dcov += parity_dcov(pb, c, Hb)
-    mismatch = gap_mismatch(diff, math.sqrt(n1), math.sqrt(n2))
+    mismatch = gap_mismatch(diff, n1, n2)
     return cov, mismatch + gap, mismatch + agap, dcov
 
 

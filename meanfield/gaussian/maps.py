@@ -29,10 +29,10 @@ import numpy as np
 from .._checks import check_real, finite_array
 from .._jit import njit
 from ..activations import KIND_ERF, KIND_HERMITE, KIND_LEAKY, Activation, get_activation
-from .closed import closed_variance
-from .hermite import HERMITE_TAYLOR_Q, hermite_coefficients, pack_parity, taylor_coefficients
+from .closed import closed_variance, closed_variance_unit
+from .hermite import HERMITE_TAYLOR_Q, hermite_coefficients, hermite_pair, pack_parity, taylor_coefficients
 from .quadrature import expect
-from .step import pair_step
+from .step import closed_unit_step, pair_step
 
 __all__ = [
     "correlation_map",
@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 _FOUR_OVER_PI = 4.0 / math.pi
+_TINY = float(np.finfo(np.float64).tiny)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -180,6 +181,101 @@ def pair_moments(act: Activation, q1, q2, s, r):
     return tuple(o.reshape(shape) for o in out)
 
 
+@njit(cache=True, error_model="numpy")
+def _unit_loop(kind, slope, q1, q2, s, r, TA, TB, ia, ib, M, npar, apar, out):
+    """(cov, gap, agap) per unit of sqrt(v1) sqrt(v2) and dcov, v_i = E phi(sqrt(q_i) z)^2: the closed forms'
+    unit step (:func:`meanfield.gaussian.step.closed_unit_step`), or the Mehler sums of rows scaled to unit norm."""
+    for i in range(q1.shape[0]):
+        if kind == KIND_HERMITE:
+            cov, gap, agap, dcov = hermite_pair(TA, TB, ia[i], ib[i], M, npar, apar, s[i], r[i])
+        else:
+            su12 = math.sqrt(closed_variance_unit(kind, slope, q1[i])[0]) * math.sqrt(
+                closed_variance_unit(kind, slope, q2[i])[0]
+            )
+            cov, gap, agap, dcov = closed_unit_step(kind, slope, q1[i], q2[i], su12, s[i], r[i])
+        out[0, i] = cov
+        out[1, i] = gap
+        out[2, i] = agap
+        out[3, i] = dcov
+
+
+#: the variance at which the general path takes the direction of a row that vanishes at q = 0 (its q -> 0 limit)
+_LIMIT_Q = 1e-300
+
+
+def _unit_moments(act: Activation, q1, q2, s, r):
+    """Per-unit pair moments over broadcast arrays: ``(cov_n, gap_n, agap_n, dcov, root1, root2, ratio1, ratio2)``.
+
+    ``cov_n`` etc. are (cov, gap, agap) / (sqrt(v1) sqrt(v2)), ``root_i = sqrt(v_i)`` and ``ratio_i =
+    q_i / v_i``, each formed without a product or quotient of variances, so that all are finite for every
+    representable q (the correlation maps of the leaky family do not depend on q at all). Closed forms: the unit
+    step and ``v_i / q_i`` (:func:`meanfield.gaussian.closed.closed_variance_unit`); general path: the Mehler sums
+    of coefficient rows scaled to unit norm, ``root`` the row's norm. A row that vanishes (q = 0 and phi(0) = 0)
+    takes its q -> 0 direction (the rows at q = 1e-300, where the next order is 1e-150 of the first), with
+    ``root = 0`` and ``ratio = 1 / phi'(0)^2``.
+    """
+    q1, q2, s, r = np.broadcast_arrays(*(np.asarray(x, dtype=np.float64) for x in (q1, q2, s, r)))
+    shape = q1.shape
+    q1, q2, s, r = (np.ascontiguousarray(x).reshape(-1) for x in (q1, q2, s, r))
+    n = q1.size
+    if act.kind == KIND_HERMITE:
+        qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)
+        a, b = hermite_coefficients(act, qs)
+        norm = np.sqrt(np.einsum("ij,ij->i", a, a))
+        ratio = np.empty_like(norm)
+        zero = norm == 0.0
+        with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
+            if np.any(zero):
+                pad = max(8 - a.shape[1], 0)  # the q = 0 rows alone are sized to a_0
+                a, b = (np.pad(x, ((0, 0), (0, pad))) for x in (a, b))
+                a[zero] = hermite_coefficients(act, np.full(int(zero.sum()), _LIMIT_Q), a.shape[1])[0]
+                lim = np.sqrt(np.einsum("ij,ij->i", a[zero], a[zero]))
+                a[zero] /= np.where(lim > 0.0, lim, 1.0)[:, None]
+                ratio[zero] = _LIMIT_Q / lim / lim
+            a[~zero] /= norm[~zero, None]
+            ratio[~zero] = qs[~zero] / norm[~zero] / norm[~zero]
+        a, b, M, npar, apar = pack_parity(a, b)
+        inv = inv.reshape(-1).astype(np.int64)
+        root = norm[inv]
+        ratio = ratio[inv]
+        off = inv * a.shape[1]  # offsets of the rows in the flat tables
+        ia, ib = off[:n].copy(), off[n:].copy()
+        a, b = a.ravel(), b.ravel()
+    else:
+        M, npar, apar = 0, 0, 0
+        a = b = np.zeros(1)
+        ia = ib = np.zeros(n, dtype=np.int64)
+        qq = np.concatenate([q1, q2])
+        vq = _closed_unit_variance(act, qq)
+        root = np.sqrt(vq) * np.sqrt(qq)
+        ratio = 1.0 / vq
+    out = np.empty((4, n))
+    _unit_loop(act.kind, float(act.slope), q1, q2, s, r, a, b, ia, ib, M, npar, apar, out)
+    parts = (*out, root[:n], root[n:], ratio[:n], ratio[n:])
+    return tuple(np.asarray(x).reshape(shape) for x in parts)
+
+
+def _closed_unit_variance(act, q):
+    """E phi(sqrt q z)^2 / q of the closed forms (finite at q = 0), by the compiled unit form."""
+    out = np.empty(q.size)
+    _unit_var_loop(act.kind, float(act.slope), np.ascontiguousarray(q, dtype=np.float64).reshape(-1), out)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _unit_var_loop(kind, slope, q, out):
+    for i in range(q.shape[0]):
+        out[i] = closed_variance_unit(kind, slope, q[i])[0]
+
+
+def _finite(x, what, params):
+    """Refuse a result that over- or underflowed float64 with a ValueError naming the parameters."""
+    x = np.asarray(x)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{what} overflows float64 (largest representable 1.8e308); reduce {params}")
+    return x
+
+
 def gaussian_moments(q1, q2, c, activation="relu"):
     r"""The two Gaussian expectations behind every kernel map.
 
@@ -209,7 +305,10 @@ def gaussian_moments(q1, q2, c, activation="relu"):
     :math:`\frac4\pi[(1+2q_1)(1+2q_2) - 4\Lambda_{12}^2]^{-1/2}`.
     Other activations: Mehler expansion (:func:`hermite_coefficients`). :math:`\theta` and :math:`\pi-\theta` are
     both computed from the exact side (``1 - c`` or ``1 + c``), and :math:`h` from its Taylor series for small
-    :math:`\theta`, so the forms keep full relative precision at ``c = ±1``.
+    :math:`\theta`, so the forms keep full relative precision at ``c = ±1``. Every moment is formed per unit of
+    :math:`\sqrt{v_1}\sqrt{v_2}` (:math:`v_i = \mathbb E\phi(\sqrt{q_i}z)^2`) and scaled back by the two
+    roots, never by :math:`\sqrt{q_1q_2}`, so any representable variances work (``q = 1e-300`` or ``1e300``); a
+    result beyond float64 is a ValueError.
 
     Examples
     --------
@@ -223,8 +322,10 @@ def gaussian_moments(q1, q2, c, activation="relu"):
     q1 = finite_array(q1, "q1", low=0.0)
     q2 = finite_array(q2, "q2", low=0.0)
     c = finite_array(c, "c", low=-1.0, high=1.0)
-    cov, _, _, dcov, _ = pair_moments(act, q1, q2, 1.0 - c, 1.0 + c)
-    return cov, dcov
+    cov_n, _, _, dcov, root1, root2, _, _ = _unit_moments(act, q1, q2, 1.0 - c, 1.0 + c)
+    with np.errstate(over="ignore", under="ignore"):
+        cov = cov_n * root1 * root2  # per unit of sqrt(v1) sqrt(v2), never sqrt(v1 v2)
+    return _finite(cov, "E[phi(u) phi(v)]", "q1, q2"), _finite(dcov, "E[phi'(u) phi'(v)]", "q1, q2")
 
 
 def _layer_args(activation, sigma_w2, sigma_b2):
@@ -237,6 +338,8 @@ def _layer_args(activation, sigma_w2, sigma_b2):
 def variance_map(q, activation="relu", sigma_w2=2.0, sigma_b2=0.0):
     r"""Length map :math:`q_{l+1} = \sigma_w^2\int Dz\,\phi(\sqrt{q_l}z)^2 + \sigma_b^2` (Poole et al. 2016).
 
+    A next variance beyond float64 (over 1.8e308, or a non-zero one below 2.2e-308) is a ValueError.
+
     Examples
     --------
     >>> float(variance_map(1.0))
@@ -245,22 +348,45 @@ def variance_map(q, activation="relu", sigma_w2=2.0, sigma_b2=0.0):
     0.464559054398
     """
     act, sw, sb = _layer_args(activation, sigma_w2, sigma_b2)
-    v, _ = single_moments(act, finite_array(q, "q", low=0.0))
-    return sw * v + sb
+    q = finite_array(q, "q", low=0.0)
+    v, _ = single_moments(act, q)
+    with np.errstate(over="ignore", under="ignore"):
+        out = sw * v + sb
+    _finite(out, "the next variance sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2", "q or sigma_w2")
+    if np.any((out < _TINY) & (v > 0.0)):
+        raise ValueError(
+            "the next variance sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2 underflows float64 (below 2.2e-308); "
+            "increase q or sigma_w2"
+        )
+    return out
 
 
 def _corr_step(act, sw, sb, q, s, r):
-    """One correlation step at equal variances q: returns (s', r', slope dc'/dc)."""
-    q = np.asarray(q, dtype=np.float64)
-    cov, gap, agap, dcov, v = pair_moments(act, q, q, s, r)
-    qn = sw * v + sb
-    with np.errstate(divide="ignore", invalid="ignore"):
-        s_next = np.clip(sw * gap / qn, 0.0, 2.0)
-        r_next = np.clip((sw * agap + 2.0 * sb) / qn, 0.0, 2.0)
-        slope = q * sw * dcov / qn
-    degenerate = qn == 0
-    s_next = np.where(degenerate, 0.0, s_next)
-    r_next = np.where(degenerate, 2.0, r_next)
+    """One correlation step at equal variances q: returns (s', r', slope dc'/dc), per unit of the variances.
+
+    With v = E phi^2, q' = sigma_w^2 v + sigma_b^2 and the gaps per unit of v (:func:`_unit_moments`):
+    1 - c' = t^2 gap_n and 1 + c' = t^2 agap_n + 2 (1 - t^2), slope = t^2 dcov q / v, where t^2 = sigma_w^2 v / q'
+    and 1 - t^2 = sigma_b^2 / q' are formed directly while sigma_w^2 v is a normal float and from
+    log(sigma_b^2 / (sigma_w^2 v)) otherwise: no variance is multiplied or divided by another, so the maps are
+    finite and exact for every representable q and sigma_w^2 (derived here). At q' = 0 (q = 0, phi(0) = 0,
+    sigma_b^2 = 0) they are the limits q -> 0.
+    """
+    _, gap_n, agap_n, dcov, root, _, ratio, _ = _unit_moments(act, q, q, s, r)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        if sb == 0.0:
+            t2 = np.ones_like(root)
+        else:
+            x = sw * root * root
+            direct = (x >= _TINY) & np.isfinite(x)
+            lr = math.log(sb) - math.log(sw) - 2.0 * np.log(root)  # log(sigma_b^2 / (sigma_w^2 v)), +inf at v = 0
+            t2 = np.where(direct, x / (x + sb), 1.0 / (1.0 + np.exp(lr)))
+        u = 1.0 - t2 if sb == 0.0 else np.where(direct, sb / (x + sb), 1.0 / (1.0 + np.exp(-lr)))
+        s_next = np.clip(t2 * gap_n, 0.0, 2.0)
+        r_next = np.clip(t2 * agap_n + 2.0 * u, 0.0, 2.0)
+        slope = dcov * ratio * t2
+    for name, x in (("the correlation map", s_next + r_next), ("its slope", slope)):
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{name} is undefined at q = 0 for {act.name!r} (phi(0) = phi'(0) = 0); pass q > 0")
     return s_next, r_next, slope
 
 
@@ -284,7 +410,10 @@ def correlation_map(c, activation="relu", q=1.0, sigma_w2=2.0, sigma_b2=0.0):
     Notes
     -----
     For ReLU at (2, 0) this is :math:`g(c) = (c\arcsin c + \sqrt{1 - c^2})/\pi + c/2` (Lou et al. 2022, eq. (3)).
-    Near ``c = 1`` use :func:`decorrelation_map`, which keeps full relative precision in :math:`1 - c`.
+    Near ``c = 1`` use :func:`decorrelation_map`, which keeps full relative precision in :math:`1 - c`. The map
+    is formed from ratios of variances (:func:`_corr_step`), so it is exact at any representable ``q`` and
+    ``sigma_w2`` (ReLU at ``q = 1e300``, ``sigma_w2 = 1e10`` is ``g(c)``); at ``q = 0`` with ``phi(0) = 0`` and no
+    bias it is the limit ``q -> 0`` (``c`` itself for tanh).
 
     Examples
     --------

@@ -19,7 +19,7 @@ from .quadratic import (
     quadratic_free_cnfc,
     quadratic_r_moments,
 )
-from .targets import chain_monomial, chain_monomial_egop, chain_monomial_gradient, egop
+from .targets import alignment_reversing, chain_monomial, chain_monomial_egop, chain_monomial_gradient, egop
 
 __all__ = [
     "FORMS",
@@ -27,6 +27,7 @@ __all__ = [
     "METHODS",
     "METRICS",
     "SecondDerivatives",
+    "alignment_reversing",
     "chain_monomial",
     "chain_monomial_egop",
     "chain_monomial_gradient",

@@ -1,14 +1,15 @@
 r"""Targets of the neural feature ansatz experiments: the expected gradient outer product and chain monomials.
 
 Beaglehole et al. 2024, sec. 2.1: the EGOP :math:`\mathbb E_{x\sim\mu}[\nabla y\nabla y^\top]` of a target holds its
-task-specific low-rank structure, and the chain-monomial task (its eq. (2)) has a known EGOP.
+task-specific low-rank structure, and the chain-monomial task (its eq. (2)) has a known EGOP. Their App. F builds
+the *alignment reversing* data set (:func:`alignment_reversing`), on which the early-time C-NFC is small.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_int, finite_array
+from .._checks import check_int, check_real, check_seed, finite_array
 
 
 def egop(grad, X) -> np.ndarray:
@@ -139,3 +140,76 @@ def chain_monomial_egop(d: int, r: int) -> np.ndarray:
     E = np.zeros((d, d))
     E[:r, :r] = S @ S.T
     return E
+
+
+def alignment_reversing(n: int, d: int, balance: float, eps1: float = 0.5, eps2: float = 1e-2, scale: float = 1.0,
+                        seed=None):
+    r"""The alignment reversing data set of Beaglehole et al. 2024 (sec. 4.2, App. F).
+
+    Parameters
+    ----------
+    n, d : int
+        Number of samples (``n >= 2``) and input dimension.
+    balance : float
+        :math:`\gamma \in (0, 1)`: the fraction of samples in the first class (label 1); ``n_1 = round(gamma n)``
+        is clipped to ``1..n-1``.
+    eps1 : float
+        :math:`\epsilon_1 > 0`: the first class is :math:`\mathcal N(0, \mathbf 1\mathbf 1^\top + \epsilon_1 I)`
+        (paper: 0.5).
+    eps2 : float
+        :math:`\epsilon_2 \ge 0`: standard deviation of the Gaussian noise added to every input (paper: 0.01).
+    scale : float
+        :math:`c > 0` multiplying the Gaussian samples (:math:`X^{(1)}` and :math:`\tilde X_2`). The paper does not
+        state the scale of its data; 1 (default) is the construction as written.
+    seed : None or int
+
+    Returns
+    -------
+    X : ndarray, shape (n, d)
+        Rows ``0..n_1-1`` are :math:`X^{(1)}`, the rest :math:`X^{(2)}`.
+    y : ndarray, shape (n,)
+        :math:`1 + 10^{-5}` on the first class, :math:`10^{-5}` on the second.
+
+    Notes
+    -----
+    App. F: with the SVD :math:`X^{(1)\top}X^{(1)} = U_1S_1U_1^\top` and the left singular vectors :math:`V_2` of a
+    fresh sample :math:`\tilde X_2` of ``n - n_1`` rows from the first class's distribution,
+    :math:`X^{(2)} = V_2S_1^{-1}U_1^\top`, so that :math:`X^{(2)\top}X^{(2)} = (X^{(1)\top}X^{(1)})^{-2}`; then
+    :math:`X \leftarrow X + \epsilon_2 Z` and :math:`y \leftarrow y + 10^{-5}\mathbf 1`. The paper does not say what
+    to do when the ranks differ (``n_1 < d`` or ``n - n_1 < n_1``); here the construction keeps the
+    :math:`r = \min(n_1, n - n_1, d)` leading singular directions (reduced SVDs), which gives
+    :math:`X^{(2)\top}X^{(2)} = U_{1,r}S_{1,r}^{-2}U_{1,r}^\top` exactly before the noise. The paper's argument
+    (:math:`X^\top X \approx X^{(2)\top}X^{(2)}`) needs :math:`X^{(1)\top}X^{(1)}` to be small, which depends on
+    ``scale``; at ``scale = 1`` the direction :math:`\mathbf 1` dominates every matrix involved. Cost: two SVDs,
+    :math:`O(n d \min(n, d))`.
+
+    Examples
+    --------
+    >>> X, y = alignment_reversing(40, 8, 0.25, eps2=0.0, seed=0)
+    >>> X.shape, int((y > 0.5).sum())
+    ((40, 8), 10)
+    >>> A = X[:10].T @ X[:10]; B = X[10:].T @ X[10:]
+    >>> bool(np.allclose(B @ A @ A, np.eye(8)))      # X2^T X2 = (X1^T X1)^(-2) when n_1 >= d
+    True
+    """
+    n = check_int(n, "n", 2)
+    d = check_int(d, "d", 1)
+    balance = check_real(balance, "balance", low=0.0, high=1.0, low_open=True, high_open=True)
+    eps1 = check_real(eps1, "eps1", low=0.0, low_open=True)
+    eps2 = check_real(eps2, "eps2", low=0.0)
+    scale = check_real(scale, "scale", low=0.0, low_open=True)
+    rng = np.random.default_rng(check_seed(seed))
+    n1 = min(max(int(round(balance * n)), 1), n - 1)
+    n2 = n - n1
+
+    def sample(m):  # N(0, 1 1^T + eps1 I): a shared standard normal along 1 plus isotropic noise
+        return scale * (rng.standard_normal((m, 1)) + np.sqrt(eps1) * rng.standard_normal((m, d)))
+
+    X1 = sample(n1)
+    _, s1, u1t = np.linalg.svd(X1, full_matrices=False)  # X1^T X1 = U1 diag(s1^2) U1^T
+    v2 = np.linalg.svd(sample(n2), full_matrices=False)[0]
+    r = min(n1, n2, d)
+    X2 = v2[:, :r] @ (u1t[:r] / s1[:r, None] ** 2)
+    X = np.vstack([X1, X2]) + eps2 * rng.standard_normal((n, d))
+    y = np.r_[np.ones(n1), np.zeros(n2)] + 1e-5
+    return X, y

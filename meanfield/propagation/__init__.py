@@ -2,12 +2,15 @@
 
 from .dataset import Kernels, kernels
 from .inputs import check_inputs
+from .ondisk import DiskKernels, kernels_to_disk
 from .pair import PairCurve, pair_curve
 
 __all__ = [
+    "DiskKernels",
     "Kernels",
     "PairCurve",
     "check_inputs",
     "kernels",
+    "kernels_to_disk",
     "pair_curve",
 ]

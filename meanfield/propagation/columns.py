@@ -20,6 +20,7 @@ from ..gaussian.hermite import (
     mehler_gap_block4,
     parity_dcov,
     parity_terms,
+    unit_scale,
 )
 from ..gaussian.step import closed_unit_step, next_correlation, next_correlation_unit
 
@@ -87,16 +88,19 @@ def _four(T, m0, col):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _horner_exact(A2, B2, last, base, M, W, nj):
+def _horner_exact(A2, B2, last, base, M, W, nj, sv1, sv2):
     """Horner sums of one parity block for all columns: W[1..5] += (H, J, P, D, Hb) of
-    :func:`meanfield.gaussian.hermite.mehler_gap_step`, four orders per pass (W[0] = c^2)."""
+    :func:`meanfield.gaussian.hermite.mehler_gap_step`, four orders per pass (W[0] = c^2), the squared distance
+    D between the rows scaled to unit norm by the per-input ``sqrt(v) = sv``."""
+    i1 = unit_scale(sv1)
     for m0 in range(base + M - HERMITE_UNROLL, base - 1, -HERMITE_UNROLL):
         a = _four(A2, m0, last)
         b = _four(B2, m0, last)
         for jj in range(nj):
             W[1, jj], W[2, jj], W[3, jj], W[4, jj], W[5, jj] = mehler_gap_block4(
-                W[1, jj], W[2, jj], W[3, jj], W[4, jj], W[5, jj], W[0, jj], a, b, _four(A2, m0, jj), _four(B2, m0, jj)
-            )
+                W[1, jj], W[2, jj], W[3, jj], W[4, jj], W[5, jj], W[0, jj], a, b, _four(A2, m0, jj), _four(B2, m0, jj),
+                i1, unit_scale(sv2[jj]),
+            )  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
@@ -196,7 +200,7 @@ def hermite_columns(
                 W[row, jj] = 0.0
         pa, pb = block_parities(blk, npar, apar)
         if exact:
-            _horner_exact(A2, B2, last, blk * M, M, W, nj)
+            _horner_exact(A2, B2, last, blk * M, M, W, nj, sv1, sv2)
             for jj in range(nj):
                 c = work[6, jj]
                 cv, g, ag, dd = parity_terms(pa, c, work[7, jj], s[jj] if c >= 0.0 else r[jj], W[1, jj], W[3, jj],

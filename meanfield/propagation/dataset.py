@@ -27,7 +27,7 @@ import numpy as np
 from .._checks import check_layers, check_memory, check_network
 from ..activations import KIND_HERMITE
 from ..network import Network
-from .inputs import check_inputs, first_layer, variance_ratios, variance_sequences
+from .inputs import check_inputs, first_layer, per_layer, variance_ratios, variance_sequences
 from .tiles import propagate
 
 __all__ = ["Kernels", "kernels"]
@@ -99,7 +99,7 @@ def _refuse_nonfinite(nngp, ntk, ntk_l):
             )
 
 
-def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
+def kernels(X, net: Network, X2=None, layers=False, sphere="auto") -> Kernels:
     r"""Infinite-width NNGP and NTK of ``net`` on a dataset, optionally with every layer's decomposition.
 
     Parameters
@@ -114,6 +114,13 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
         ``True`` for all layers 1..L, or a 1-based layer index or a list of them (integers, not bools or floats), to
         also return
         :math:`\Sigma_l`, :math:`\mathfrak B_l` and :math:`\Theta^{(l)}` of those layers.
+    sphere : "auto", True or False
+        Inputs of equal norm share every layer's variance, so their kernels are functions of the angle alone:
+        ``"auto"`` (default) detects exactly equal layer-1 variances and then evaluates the composed maps
+        tabulated once in the angle, in :math:`O(L K + n m)` instead of :math:`O(n m L)`, agreeing with the layer
+        loop to 1e-13 relative (pairs where the table cannot, the loop carries; :mod:`meanfield.propagation.sphere`);
+        ``True`` also takes variances equal to a relative 4e-15 (rows normalized in floating point) as equal and
+        raises a ValueError when the tables do not apply; ``False`` always runs the layer loop.
 
     Returns
     -------
@@ -134,6 +141,20 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     with :math:`N_0 = d`. The bias part :math:`\mathfrak B_l` converges as the width grows (and is present even
     when :math:`\sigma_b^2 = 0`); the weight part grows linearly with the fan-in :math:`N_{l-1}`, so only
     :math:`\Theta^{SP,(l)}/N_{l-1}` (or the NTP kernel) has a finite limit.
+
+    *Beyond the plain MLP* (every option of :class:`~meanfield.Network` and every combination; the recursions are
+    in :mod:`meanfield.propagation.architecture`): per-layer variances (``sigma_w2``/``sigma_b2`` schedules) use
+    this function's own path with the variances of each layer; residual blocks, LayerNorm and dropout go through
+    :mod:`meanfield.propagation.arch_tiles`. With residual blocks the per-layer tangent kernels are
+    :math:`\Theta^{(l)} = F_l\odot\mathfrak B_l` with :math:`F_l = \beta^2(\omega_w\sigma_w^2\mathbb E[h h'] +
+    \omega_b)` (in NTK parameterization :math:`F_l = \Sigma_l - \Sigma_{l-1}`, not :math:`\Sigma_l`) and the
+    backward kernels :math:`\mathfrak B_{l-1} = (1 + \beta^2\dot\Sigma_l)\odot\mathfrak B_l` on the blocks;
+    their sum is still the NTK. *Dropout*: the diagonal ``i == i`` of ``kernels(X)`` is one forward pass (one set of
+    masks: the variance map gets :math:`1/\rho`); entries between different rows, and every entry of
+    ``kernels(X, X2)`` (even for equal rows), are two passes with independent masks (no :math:`1/\rho`). The NTK
+    is the tangent kernel of the network with its masks fixed at initialization, in expectation over masks and
+    weights (at infinite width it concentrates): its backward derivative kernels get the same :math:`1/\rho` within
+    one pass.
 
     Cost: :math:`O(n m L)` for the pairs and :math:`O((n + m) L)` for the variances. Memory: a few ``n x m``
     arrays without ``layers`` (pairs are carried through the layers a 16 x 256 tile at a time, with a vectorized
@@ -160,13 +181,17 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
     >>> bool(np.allclose(k.ntk_layers.sum(axis=0), k.ntk, rtol=1e-14))
     True
     """
-    net = check_network(net)
+    net = check_network(net, supports=("schedule", "residual", "normalization", "dropout"), what="kernels")
+    if not net.plain and net.features != ("schedule",):
+        from .arch_tiles import arch_kernels
+
+        return arch_kernels(X, net, X2, layers)
     X = check_inputs(X, "X")
     sym = X2 is None
     X2 = X if sym else check_inputs(X2, "X2", X.shape[1])
     depth = net.depth
     act = net.activation
-    sw, sb = net.sigma_w2, net.sigma_b2
+    sw, sb = per_layer(net.sigma_w2, depth), per_layer(net.sigma_b2, depth)
     d = X.shape[1]
     if net.parameterization == "standard":
         if net.width is None:
@@ -176,7 +201,13 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
         omb = np.ones(depth)
     else:
         omw = np.ones(depth)
-        omb = np.full(depth, sb)
+        omb = sb.copy()
+    if sphere is not False:  # equal norms: the composed maps tabulated in the angle
+        from .sphere import sphere_kernels
+
+        fast = sphere_kernels(X, net, None if sym else X2, layers, sphere, omw, omb)
+        if fast is not None:
+            return fast
     slots_t = _layer_slots(layers, depth)
     nx, mx, nl = X.shape[0], X2.shape[0], len(slots_t or ())
     check_memory(
@@ -185,7 +216,7 @@ def kernels(X, net: Network, X2=None, layers=False) -> Kernels:
         "use fewer inputs (blocks of rows: kernels(X[i:j], net, X2=X)), fewer layers or a smaller depth",
     )
 
-    W0, S0, R0, q1, q2 = first_layer(X, X2, sw, sb, sym)
+    W0, S0, R0, q1, q2 = first_layer(X, X2, sw[0], sb[0], sym)
     n, m = W0.shape
     nq = np.concatenate([q1, q2]) if not sym else q1
     Q, V, rows, order, npar, apar, TA, TB = variance_sequences(act, sw, sb, nq, depth)

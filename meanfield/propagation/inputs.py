@@ -19,7 +19,7 @@ from ..activations import KIND_HERMITE
 from ..gaussian.closed import closed_variance, closed_variance_unit
 from ..gaussian.hermite import adaptive_coefficients, pack_parity
 
-__all__ = ["check_inputs", "first_layer", "variance_ratios", "variance_sequences"]
+__all__ = ["check_inputs", "first_layer", "per_layer", "variance_ratios", "variance_sequences"]
 
 
 def check_inputs(X, name="X", d=None) -> np.ndarray:
@@ -115,6 +115,11 @@ def first_layer(X, X2, sw, sb, sym):
     return W0, S, R, q1, q2
 
 
+def per_layer(x, depth):
+    """A variance (float) or schedule (sequence of ``depth`` floats) as a float64 array of length ``depth``."""
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(x, dtype=np.float64), (depth,)))
+
+
 def _refuse_overflow(Q, sw, sb):
     """ValueError naming the first layer whose variance q_l = Sigma_l(x, x) overflows float64, if any."""
     bad = ~np.isfinite(Q)
@@ -123,8 +128,8 @@ def _refuse_overflow(Q, sw, sb):
         prev = np.max(Q[l - 1]) if l > 0 else math.inf
         raise ValueError(
             f"the variance Sigma_l(x, x) overflows float64 at layer l = {l + 1} (max q_{l} = {prev:.3g} with "
-            f"sigma_w2 = {sw:g}, sigma_b2 = {sb:g}): the NNGP itself is not representable; use a smaller input norm, "
-            "a smaller sigma_w2 or a shallower network"
+            f"sigma_w2 = {sw[l]:g}, sigma_b2 = {sb[l]:g}): the NNGP itself is not representable; use a smaller "
+            "input norm, a smaller sigma_w2 or a shallower network"
         )
 
 
@@ -133,7 +138,7 @@ def _closed_sequences(kind, slope, sw, sb, Q, V):
     for l in range(Q.shape[0] - 1):
         for i in range(Q.shape[1]):
             V[l, i] = closed_variance(kind, slope, Q[l, i])[0]
-            Q[l + 1, i] = sw * V[l, i] + sb
+            Q[l + 1, i] = sw[l + 1] * V[l, i] + sb[l + 1]
 
 
 #: the general path refuses variances below the smallest normal float64 (their products and gaps would be
@@ -142,7 +147,8 @@ _Q_TINY = float(np.finfo(np.float64).tiny)
 
 
 def _check_representable(q, layer, act, sw, sb):
-    """Refuse a variance that underflowed float64 (the kernels of that layer are not representable)."""
+    """Refuse a variance that underflowed float64 (the kernels of that layer are not representable); ``sw``, ``sb``
+    are the variances of that layer."""
     bad = q < _Q_TINY
     if np.any(bad):
         raise ValueError(
@@ -153,8 +159,10 @@ def _check_representable(q, layer, act, sw, sb):
 
 
 @njit(cache=True, error_model="numpy")
-def _ratios(kind, slope, sw, sb, Q, T):
+def _ratios(kind, slope, sw_l, sb_l, Q, T):
     for l in range(Q.shape[0] - 1):
+        sw = sw_l[l + 1]
+        sb = sb_l[l + 1]
         for i in range(Q.shape[1]):
             q = Q[l, i]
             u = closed_variance_unit(kind, slope, q)[0]
@@ -169,7 +177,8 @@ def variance_ratios(act, sw, sb, Q):
     """Per-input ratios of the closed forms, shape (2, depth, n): ``T[0, l, i] = sqrt(sigma_w^2 v_l / q_{l+1})``
     and ``T[1, l, i] = sqrt(v_l / q_l)`` with v_l = E phi(sqrt(q_l) z)^2, from v/q in closed form
     (:func:`meanfield.gaussian.closed.closed_variance_unit`): finite when q under- or overflows, and T[0] exactly
-    1 without bias. The last layer is unused."""
+    1 without bias; ``sigma_w^2``, ``sigma_b^2`` of layer l + 1 (``sw``, ``sb``: arrays over the layers,
+    :func:`per_layer`). The last layer is unused."""
     T = np.zeros((2,) + Q.shape)
     _ratios(act.kind, float(act.slope), sw, sb, Q, T)
     return T
@@ -179,7 +188,7 @@ def variance_sequences(act, sw, sb, q1, depth):
     """q_l and v_l = E phi(sqrt(q_l) z)^2 for l = 1..L; on the general path also the parity-packed Hermite
     coefficients (:func:`meanfield.gaussian.hermite.pack_parity`) as flat tables (TA, TB) with ``rows[l, i]`` =
     offset of input i's row at layer l, ``order[l]`` = M (coefficients per parity block), ``npar[l]`` and
-    ``apar[l]``."""
+    ``apar[l]``. ``sw``, ``sb``: the variances of every layer as arrays (:func:`per_layer`)."""
     n = q1.size
     Q = np.empty((depth, n))
     V = np.zeros((depth, n))
@@ -196,7 +205,7 @@ def variance_sequences(act, sw, sb, q1, depth):
     offset = 0
     prev = None
     if depth > 1:
-        _check_representable(Q[0], 1, act, sw, sb)
+        _check_representable(Q[0], 1, act, sw[0], sb[0])
     for l in range(depth - 1):  # Python loop over layers (general path only), never over matrix entries
         if not np.all(np.isfinite(Q[l])):
             _refuse_overflow(Q[: l + 1], sw, sb)
@@ -216,8 +225,8 @@ def variance_sequences(act, sw, sb, q1, depth):
         rows[l] = base + inv * a.shape[1]
         order[l], npar[l], apar[l] = M, npl, apl
         V[l] = np.einsum("ij,ij->i", a, a)[inv]
-        Q[l + 1] = sw * V[l] + sb
-        _check_representable(Q[l + 1], l + 2, act, sw, sb)
+        Q[l + 1] = sw[l + 1] * V[l] + sb[l + 1]
+        _check_representable(Q[l + 1], l + 2, act, sw[l + 1], sb[l + 1])
     _refuse_overflow(Q, sw, sb)
     if tables_a:
         TA = np.concatenate(tables_a)

@@ -25,8 +25,8 @@ _ROWS = 16
 
 @njit(cache=True, error_model="numpy")
 def _block_layers(
-    kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, omw, omb, S, R, W,
-    TH, keep, wbuf, dbuf, A2, B2, work,
+    kind, slope, sw_l, sb_l, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, omw, omb, S, R,
+    W, TH, keep, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
     """Carry the pairs (i0 + ii, j0 + jj), ii < ni, jj < nj, through the layers: the layer loop outside, then the
     rows, then the column loop inside, which vectorizes (per-input arrays are laid out (layer, input)).
@@ -34,7 +34,7 @@ def _block_layers(
     On entry S, R, W hold layer 1's (1 - c, 1 + c, Sigma_1 - sigma_b^2) per (ii, jj) and TH Theta_1; on exit
     W = Sigma_L - sigma_b^2 and TH = Theta_L. With ``keep``, wbuf[l, ii, jj] = Sigma_l - sigma_b^2 and
     dbuf[l, ii, jj] = Sigmadot_l (0-based l); otherwise every layer writes slot 0 of the buffers (unconditional
-    stores keep the loops simple).
+    stores keep the loops simple). ``sw_l``, ``sb_l``: sigma_w^2 and sigma_b^2 of every layer (per-layer schedules).
     """
     depth = Q1.shape[0]
     for ii in range(ni):
@@ -42,6 +42,8 @@ def _block_layers(
             wbuf[0, ii, jj] = W[ii, jj]
             dbuf[0, ii, jj] = 0.0
     for l in range(1, depth):
+        sw = sw_l[l]
+        sb = sb_l[l]
         k = order[l - 1, 0]
         npar = order[l - 1, 1]
         apar = order[l - 1, 2]
@@ -100,7 +102,7 @@ def _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, i, j, nngp_l, back_l,
     for l in range(depth - 1, -1, -1):
         k = slots[l]
         if k >= 0:
-            nngp_l[k, i, j] = wbuf[l, ii, jj] + sb
+            nngp_l[k, i, j] = wbuf[l, ii, jj] + sb[l]
             back_l[k, i, j] = b
             ntk_l[k, i, j] = (omw[l] * wbuf[l, ii, jj] + omb[l]) * b
         b *= dbuf[l, ii, jj]
@@ -135,10 +137,10 @@ def _tile(
                 j = j0 + jj
                 if sym and j < i:
                     continue
-                nngp[i, j] = W[ii, jj] + sb
+                nngp[i, j] = W[ii, jj] + sb[-1]
                 ntk[i, j] = TH[ii, jj]
                 if sym:
-                    nngp[j, i] = W[ii, jj] + sb
+                    nngp[j, i] = W[ii, jj] + sb[-1]
                     ntk[j, i] = TH[ii, jj]
                 if keep:
                     _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, i, j, nngp_l, back_l, ntk_l)

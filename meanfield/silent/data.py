@@ -98,7 +98,7 @@ def partial_whiten(X, gamma):
 
 
 def linear_teacher(X, beta, s=1.0):
-    """Targets of the linear teacher of Atanasov et al. 2022: ``y = s beta_hat . x``.
+    """Targets of the linear teacher of Atanasov et al. 2022: ``y = s beta_hat^T x``.
 
     Parameters
     ----------

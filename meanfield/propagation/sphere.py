@@ -1,0 +1,791 @@
+r"""Kernels whose cost does not grow with depth, for inputs of equal norm: the composed layer maps tabulated once.
+
+When every input has the same layer-1 variance :math:`q_1 = \sigma_w^2\|x\|^2/d + \sigma_b^2` (inputs on a
+sphere, as in Lou et al. 2022, sec. 3.4, and :func:`meanfield.data.to_sphere`), every layer's variance
+:math:`q_l` is shared by all inputs, so the NNGP :math:`\Sigma_L`, the NTK :math:`\Theta_L` and the per-layer
+:math:`\Sigma_l, \mathfrak B_l, \Theta^{(l)}` of a pair are functions of one number, the input angle
+:math:`\theta = \arccos c_1` (Jacot et al. 2018; Lou et al. 2022, eq. (9) for the per-layer decomposition). They
+are tabulated once by running the exact layer recursion of :func:`meanfield.kernels` (the same compiled
+column step, :mod:`meanfield.propagation.columns`) on Chebyshev nodes in the angle, in :math:`O(L K)` for
+:math:`K` nodes, and every one of the :math:`n m` pairs is then evaluated in :math:`O(1)`, independently of
+:math:`L`.
+
+Interpolant (derived here). The angle is taken from the exact side of the pair,
+:math:`t = \arccos(1 - \min(s, r))\in[0, \pi/2]` with :math:`(s, r) = (1 - c, 1 + c)` (:math:`t = \theta` for
+:math:`c \ge 0`, :math:`t = \pi - \theta` otherwise), so nearly parallel and nearly anti-parallel pairs keep full
+relative precision in :math:`t`. Each side is cut into dyadic levels :math:`t/(\pi/2)\in[2^{-j-1}, 2^{-j}]`,
+:math:`j < J` with :math:`2^{-J}\approx 1/(4L)`, and a bottom level :math:`[0, 2^{-J}]`: deep ReLU-like maps have
+a boundary layer of width :math:`\sim 1/L` at :math:`\theta = 0` (:math:`\theta_L\approx\theta/(1 + aL\theta)`,
+a pole at distance :math:`1/(aL)`), which the grading resolves with a bounded number of nodes per level. Every
+level is split into :math:`2^m` equal pieces and every piece carries a Chebyshev interpolant on
+:math:`N + 1 \in \{17, 33, 65\}` Chebyshev-Lobatto nodes (nested, so doubling :math:`N` reuses the nodes), the
+smallest :math:`N` whose last three coefficients are below ``1e-15`` of the piece's largest value, with :math:`m`
+raised while 65 nodes do not suffice. The ReLU arc-cosine maps are analytic in :math:`\theta` (they have a
+:math:`(1 - c)^{3/2}` term in :math:`c`), as are the smooth activations' maps, so the coefficients decay
+geometrically until the rounding of the recursion itself.
+
+Accuracy rule (decided when the table is built). Each piece's interpolants are compared with the exact
+recursion at four interior points; the largest difference times 2 (plus the tail coefficients) is the piece's
+error bound :math:`E` per function. A pair is evaluated from the table only when every returned entry has
+:math:`E/|{\rm entry}| \le` ``SPHERE_TOL`` (``5e-14``, half the 1e-13 goal: the bound comes from four points);
+other pairs (entries near a sign change of the kernel,
+where the recursion itself has only absolute accuracy, e.g. tanh's NNGP at orthogonal inputs, or the zero of
+ReLU's :math:`\Sigma_2` at antiparallel inputs) are carried through the exact layer loop, pair by pair.
+
+Cost: :math:`O(L K)` for the table (:math:`K` = the recorded node count, a few hundred), :math:`O(n m)` for
+the pairs (one Gram matrix of the unit inputs, as in :func:`meanfield.propagation.inputs.first_layer`), and
+:math:`O(L)` per pair that falls back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import prange
+
+from .._checks import check_memory
+from .._jit import njit
+from ..activations import KIND_HERMITE, KIND_LEAKY
+from ..gaussian.closed import acos1m
+from .columns import closed_columns, gather_columns, hermite_columns
+from .inputs import _unit_rows, per_layer, variance_ratios, variance_sequences
+
+__all__ = ["SPHERE_TOL", "SphereTable", "equal_norms", "sphere_kernels", "sphere_table"]
+
+#: a pair is taken from the table only where the measured interpolation error is below this relative to every
+#: returned entry; elsewhere it goes through the exact layer loop
+SPHERE_TOL = 5e-14
+#: with ``sphere=True``, layer-1 variances within this relative spread count as equal (rows normalized in floating
+#: point differ by a few ulps); the kernels then differ from the loop's by about the spread times the entry's
+#: condition number in q (large only near a sign change of the entry)
+NORM_SPREAD = 4e-15
+#: Chebyshev degrees tried per piece (nested Lobatto grids)
+_DEGREES = (16, 32, 64)
+#: the last three coefficients must be below this fraction of the piece's largest value
+_CHOP = 1e-15
+#: a flat tail of coefficients below this fraction of the piece's largest value is the recursion's own rounding
+_PLATEAU = 1e-13
+#: at most 2**_MAX_SPLIT pieces per dyadic level
+_MAX_SPLIT = 6
+#: columns per block of the node loop (as the dataset loop's blocks)
+_NBLOCK = 256
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the exact recursion for a list of pairs sharing one variance sequence
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _pairs_loop(
+    kind, slope, sw, sb, Q, SQ, SV, rows, T, TA, TB, order, omw, omb, S0, R0, W0, slots, keep_dot, out_w, out_th,
+    W_l, D_l,
+):  # fmt: skip
+    """Carry the pairs (S0, R0, W0) of inputs with the one variance sequence Q through all layers, with the
+    column step of :func:`meanfield.kernels` (the pairs are the columns of one row; every column has the same
+    per-input quantities). out_w = Sigma_L - sigma_b^2, out_th = Theta_L; W_l[slots[l]] = Sigma_l - sigma_b^2 for
+    the requested layers and, with ``keep_dot``, D_l[l] = Sigmadot_l (0 at l = 0)."""
+    depth = Q.shape[0]
+    K = S0.shape[0]
+    nblk = (K + _NBLOCK - 2) // (_NBLOCK - 1)
+    nk = max(1, (order[:, 0] * order[:, 1]).max()) if kind == KIND_HERMITE else 1
+    for b in prange(nblk):
+        j0 = b * (_NBLOCK - 1)
+        nk0 = min(_NBLOCK - 1, K - j0)
+        # the general path takes the exact gap sums in a block with a pair near c = +-1, as the dataset loop does in
+        # every block holding the diagonal: one extra parallel pair (s = 0) makes every block take them
+        nj = nk0 + 1 if kind == KIND_HERMITE else nk0
+        s = np.zeros(nj)
+        r = np.full(nj, 2.0)
+        w = np.zeros(nj)
+        s[:nk0] = S0[j0 : j0 + nk0]
+        r[:nk0] = R0[j0 : j0 + nk0]
+        w[:nk0] = W0[j0 : j0 + nk0]
+        th = omw[0] * w + omb[0]
+        q2 = np.empty(nj)
+        sv2 = np.empty(nj)
+        sqn2 = np.empty(nj)
+        t2 = np.empty(nj)
+        u2 = np.empty(nj)
+        rb = np.empty(nj, dtype=np.int64)
+        wl = np.empty(nj)
+        dl = np.empty(nj)
+        A2 = np.empty((nk, _NBLOCK + 3))
+        B2 = np.empty((nk, _NBLOCK + 3))
+        work = np.empty((13, _NBLOCK))
+        if slots[0] >= 0:
+            W_l[slots[0], j0 : j0 + nk0] = w[:nk0]
+        if keep_dot:
+            D_l[0, j0 : j0 + nk0] = 0.0
+        gathered = -1
+        for l in range(1, depth):
+            k = order[l - 1, 0]
+            npar = order[l - 1, 1]
+            apar = order[l - 1, 2]
+            q2[:] = Q[l - 1]
+            sv2[:] = SV[l - 1]
+            sqn2[:] = SQ[l]
+            t2[:] = T[0, l - 1]
+            u2[:] = T[1, l - 1]
+            if kind == KIND_HERMITE:
+                if rows[l - 1] != gathered:  # at the variances' fixed point the rows repeat: gather once
+                    rb[:] = rows[l - 1]
+                    gather_columns(TA, TB, rb, npar * k, A2, B2)
+                    gathered = rows[l - 1]
+                hermite_columns(sw, sb, SV[l - 1], SQ[l], rows[l - 1], k, npar, apar, omw[l], omb[l], sv2, sqn2,
+                                TA, TB, s, r, w, th, wl, dl, A2, B2, work)  # fmt: skip
+            elif kind == KIND_LEAKY:  # a constant kind: the closed form is inlined and the loop vectorizes
+                closed_columns(KIND_LEAKY, slope, sw, sb, Q[l - 1], SV[l - 1], SQ[l], T[0, l - 1], T[1, l - 1],
+                               omw[l], omb[l], q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl)  # fmt: skip
+            else:
+                closed_columns(kind, slope, sw, sb, Q[l - 1], SV[l - 1], SQ[l], T[0, l - 1], T[1, l - 1], omw[l],
+                               omb[l], q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl)  # fmt: skip
+            if slots[l] >= 0:
+                W_l[slots[l], j0 : j0 + nk0] = wl[:nk0]
+            if keep_dot:
+                D_l[l, j0 : j0 + nk0] = dl[:nk0]
+        out_w[j0 : j0 + nk0] = w[:nk0]
+        out_th[j0 : j0 + nk0] = th[:nk0]
+
+
+@njit(cache=True, error_model="numpy")
+def _backward(omw, omb, slots, W_l, D_l, B_out, TL_out):
+    """B_l = prod_{k > l} Sigmadot_k and Theta^(l) = (omw_l W_l + omb_l) B_l at the requested layers, in the
+    order of the dataset loop (from the top layer down), per pair."""
+    depth = D_l.shape[0]
+    for j in range(D_l.shape[1]):
+        b = 1.0
+        for l in range(depth - 1, -1, -1):
+            k = slots[l]
+            if k >= 0:
+                B_out[k, j] = b
+                TL_out[k, j] = (omw[l] * W_l[k, j] + omb[l]) * b
+            b *= D_l[l, j]
+
+
+class _Recursion:
+    """The shared variance sequence of one network and input variance, and the exact loop over pairs."""
+
+    def __init__(self, net, q, omw, omb):
+        act = net.activation
+        self.kind, self.slope = act.kind, float(act.slope)
+        self.sw, self.sb = float(net.sigma_w2), float(net.sigma_b2)
+        self.depth = net.depth
+        self.omw, self.omb = np.ascontiguousarray(omw, dtype=np.float64), np.ascontiguousarray(omb, dtype=np.float64)
+        sw_l, sb_l = per_layer(self.sw, self.depth), per_layer(self.sb, self.depth)  # the plain MLP's constant schedule
+        Q, V, rows, order, npar, apar, TA, TB = variance_sequences(act, sw_l, sb_l, np.array([q]), self.depth)
+        self.Q = np.ascontiguousarray(Q[:, 0])
+        self.SQ, self.SV = np.sqrt(self.Q), np.sqrt(np.ascontiguousarray(V[:, 0]))
+        self.rows = np.ascontiguousarray(rows[:, 0])
+        self.order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))
+        self.TA, self.TB = TA, TB
+        T = variance_ratios(act, sw_l, sb_l, Q) if act.kind != KIND_HERMITE else np.zeros((2,) + Q.shape)
+        self.T = np.ascontiguousarray(T[:, :, 0])
+
+    def run(self, S0, R0, W0, slots=None):
+        """(W_L, Theta_L) and, for ``slots`` (a length-L int array, -1 where not requested), the per-layer
+        (W_l, B_l, Theta^(l)) arrays (n_slots, K) of the pairs (S0, R0, W0)."""
+        K = S0.size
+        keep = slots is not None
+        if slots is None:
+            slots = np.full(self.depth, -1, dtype=np.int64)
+        ns = int(slots.max()) + 1 if keep else 0
+        W_l = np.empty((max(ns, 1), K))
+        D_l = np.empty((self.depth if keep else 1, K))
+        out_w, out_th = np.empty(K), np.empty(K)
+        _pairs_loop(
+            self.kind, self.slope, self.sw, self.sb, self.Q, self.SQ, self.SV, self.rows, self.T, self.TA, self.TB,
+            self.order, self.omw, self.omb, np.ascontiguousarray(S0, dtype=np.float64),
+            np.ascontiguousarray(R0, dtype=np.float64), np.ascontiguousarray(W0, dtype=np.float64), slots, keep,
+            out_w, out_th, W_l, D_l,
+        )  # fmt: skip
+        if not keep:
+            return out_w, out_th, None
+        B, TL = np.empty((ns, K)), np.empty((ns, K))
+        _backward(self.omw, self.omb, slots, W_l[:ns], D_l, B, TL)
+        return out_w, out_th, (W_l[:ns], B, TL)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the table: piecewise Chebyshev interpolants in the angle, on dyadic levels of each side
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _lobatto(n):
+    """Chebyshev-Lobatto points cos(k pi / n), k = 0..n, on [-1, 1] (symmetric to rounding)."""
+    return np.sin(0.5 * np.pi * (n - 2 * np.arange(n + 1)) / n)
+
+
+def _coefficients(values):
+    """Chebyshev coefficients (along axis 0) of the interpolant through values at the n + 1 Lobatto points."""
+    n = values.shape[0] - 1
+    k = np.arange(n + 1)
+    m = np.outer(k, k) % (2 * n)  # cos(pi m / n) from the symmetric sine form: exactly +-1 and 0 where due
+    C = np.sin(0.5 * np.pi * (n - 2 * m) / n)
+    w = np.ones(n + 1)
+    w[0] = w[-1] = 0.5
+    c = (2.0 / n) * (C * w[None, :]) @ values
+    c[0] *= 0.5
+    c[-1] *= 0.5
+    return c
+
+
+def _resolved(c, scale):
+    """Per function: the last three coefficients are below ``_CHOP`` of the largest value, or (from 33 nodes on)
+    the upper half of the coefficients is a flat plateau below ``_PLATEAU``: the rounding of the recursion itself
+    (the NTK's sum over L layers carries about sqrt(L) roundings), which no degree or split removes."""
+    a = np.abs(c)
+    ok = np.max(a[-3:], axis=0) <= _CHOP * scale
+    n = c.shape[0] - 1
+    if n >= 32:
+        hi = a[n // 2 :]
+        top = np.max(hi, axis=0)
+        ok |= (top <= _PLATEAU * scale) & (top <= 10.0 * np.median(hi, axis=0))
+    return ok
+
+
+def _transform(v):
+    """The values a piece interpolates: every backward kernel B_l (columns 3, 5, ...) that is positive on the whole
+    piece as log B_l (B_l is a product of up to L derivative kernels and spans many decades across one piece; its
+    logarithm is smooth and its absolute accuracy is B_l's relative accuracy), the rest as they are. Returns the
+    transformed values and the mask of logarithms."""
+    logm = np.zeros(v.shape[1], dtype=bool)
+    logm[3::2] = np.all(v[:, 3::2] > 0, axis=0)
+    if not logm.any():
+        return v, logm
+    tv = v.copy()
+    tv[:, logm] = np.log(v[:, logm])
+    return tv, logm
+
+
+def _piece_bounds(level, sub, nsub, J):
+    """The piece [a, b] of u = t / (pi / 2) (see the module docstring)."""
+    if level < J:
+        lo = 2.0 ** (-level - 1)
+        return lo * (1.0 + sub / nsub), lo * (1.0 + (sub + 1) / nsub)
+    lo = 2.0 ** (-J)
+    return lo * sub / nsub, lo * (sub + 1) / nsub
+
+
+def _node_pairs(side, t):
+    """(s, r) of the angle t on a side (0: theta = t, 1: theta = pi - t), the small one exact."""
+    e = 2.0 * np.sin(0.5 * t) ** 2
+    return (e, 2.0 - e) if side == 0 else (2.0 - e, e)
+
+
+@dataclass(frozen=True)
+class SphereTable:
+    """The composed layer maps of a network at one shared input variance, tabulated in the angle.
+
+    Attributes
+    ----------
+    depth, q : the network depth L and the shared layer-1 variance.
+    layers : 1-based layers whose Sigma_l, B_l, Theta^(l) are tabulated (empty without per-layer outputs).
+    nodes : number of angles at which the exact recursion was run (the O(L K) cost), including the checks.
+    pieces : number of Chebyshev pieces over both sides; degrees : their degrees (array).
+    levels : J, the number of dyadic levels per side above the bottom one.
+    error : largest measured |interpolant - recursion| / |recursion| at the check points, over the functions
+        and the points where |recursion| is at least 1e-3 of the function's largest value.
+    """
+
+    depth: int
+    q: float
+    layers: tuple[int, ...]
+    nodes: int
+    pieces: int
+    degrees: np.ndarray
+    levels: int
+    error: float
+    # internal arrays for the compiled evaluation
+    level_base: np.ndarray  # (2, J + 1) first piece of each level
+    level_split: np.ndarray  # (2, J + 1) log2 of the pieces per level
+    piece_deg: np.ndarray  # (P,)
+    piece_off: np.ndarray  # (P,)
+    coef: np.ndarray  # flat: piece p, order k, function f at off_p + k F + f
+    bound: np.ndarray  # (P, F) error bounds (of log B_l where logm)
+    logm: np.ndarray  # (P, F) 1 where the piece interpolates log B_l
+    nfun: int
+
+
+def _functions(rec, S0, R0, W0, slots):
+    """The tabulated functions at the pairs, (K, F): W_L, Theta_L, then per requested layer W_l, B_l."""
+    w, th, per = rec.run(S0, R0, W0, slots)
+    cols = [w, th]
+    if per is not None:
+        Wl, B, _ = per
+        for k in range(Wl.shape[0]):
+            cols += [Wl[k], B[k]]
+    return np.stack(cols, axis=1)
+
+
+def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -> SphereTable:
+    r"""Tabulate the composed maps :math:`\theta\mapsto(\Sigma_L, \Theta_L)` (and per requested layer
+    :math:`\Sigma_l, \mathfrak B_l`) of ``net`` for inputs of layer-1 variance ``q`` (module docstring).
+
+    ``omw, omb`` are the NTK's per-layer weight and bias factors (default: NTK parameterization, 1 and
+    sigma_b^2). Cost O(L K) with K = ``.nodes``.
+
+    Examples
+    --------
+    >>> from meanfield import Network
+    >>> tab = sphere_table(Network(100), 2.0)
+    >>> tab.error < 1e-13, tab.nodes < 2000
+    (True, True)
+    """
+    depth = net.depth
+    omw = np.ones(depth) if omw is None else np.asarray(omw, dtype=np.float64)
+    omb = np.full(depth, float(net.sigma_b2)) if omb is None else np.asarray(omb, dtype=np.float64)
+    layers = tuple(layers)
+    slots = None
+    if layers:
+        slots = np.full(depth, -1, dtype=np.int64)
+        for k, l in enumerate(layers):
+            slots[l - 1] = k
+    rec = _Recursion(net, float(q), omw, omb)
+    sb = float(net.sigma_b2)
+    J = max(2, int(math.ceil(math.log2(4.0 * depth))))
+
+    def evaluate(side, u):
+        t = 0.5 * np.pi * u
+        s, r = _node_pairs(side, t)
+        c = np.where(s <= r, 1.0 - s, r - 1.0)
+        return _functions(rec, s, r, q * c - sb, slots)
+
+    # state per (side, level): split exponent; per piece: degree, values at its Lobatto nodes
+    split = np.zeros((2, J + 1), dtype=np.int64)
+    result = {}
+    todo = [(side, lev) for side in (0, 1) for lev in range(J + 1)]
+    nodes = 0
+    while todo:
+        # every piece of the pending levels at the smallest degree, then doubled where unresolved
+        pend = {}
+        for side, lev in todo:
+            nsub = 1 << split[side, lev]
+            for sub in range(nsub):
+                pend[(side, lev, sub)] = None
+        deg = {key: _DEGREES[0] for key in pend}
+        vals = {}
+        active = list(pend)
+        for di, n in enumerate(_DEGREES):
+            us, owners = [], []
+            for key in active:
+                side, lev, sub = key
+                a, b = _piece_bounds(lev, sub, 1 << split[side, lev], J)
+                x = _lobatto(n)
+                new = np.arange(n + 1) if di == 0 else np.arange(1, n + 1, 2)  # nested: only the new nodes
+                us.append((side, 0.5 * (a + b) + 0.5 * (b - a) * x[new]))
+                owners.append((key, new))
+            F = None
+            for side in (0, 1):
+                idx = [i for i, (sd, _) in enumerate(us) if sd == side]
+                if not idx:
+                    continue
+                u = np.concatenate([us[i][1] for i in idx])
+                f = evaluate(side, u)
+                nodes += u.size
+                pos = 0
+                for i in idx:
+                    key, new = owners[i]
+                    full = np.empty((n + 1, f.shape[1]))
+                    if di > 0:
+                        full[0::2] = vals[key]
+                    full[new] = f[pos : pos + new.size]
+                    pos += new.size
+                    vals[key] = full
+                    F = f.shape[1]
+            still = []
+            for key in active:
+                v, lm = _transform(vals[key])
+                c = _coefficients(v)
+                scale = np.max(np.abs(v), axis=0)
+                deg[key] = n
+                if np.all(_resolved(c, scale)):
+                    result[key] = (n, c, v, lm)
+                else:
+                    still.append(key)
+            active = still
+            if not active:
+                break
+        redo = set()
+        for key in active:  # unresolved at the largest degree: split the level (or accept, measured below)
+            side, lev, _ = key
+            if split[side, lev] < _MAX_SPLIT:
+                redo.add((side, lev))
+            else:
+                tv, lm = _transform(vals[key])
+                result[key] = (deg[key], _coefficients(tv), tv, lm)
+        for side, lev in redo:
+            for key in [k for k in result if k[0] == side and k[1] == lev]:
+                del result[key]
+            split[side, lev] += 1
+        todo = sorted(redo)
+        del F
+    return _assemble(rec, evaluate, result, split, J, layers, q, nodes)
+
+
+#: interior check points per piece (Chebyshev points of the first kind of degree 4: never Lobatto nodes)
+_CHECK = np.cos((2 * np.arange(4) + 1) * np.pi / 8)
+
+
+def _assemble(rec, evaluate, result, split, J, layers, q, nodes):
+    keys = [(side, lev, sub) for side in (0, 1) for lev in range(J + 1) for sub in range(1 << split[side, lev])]
+    base = np.zeros((2, J + 1), dtype=np.int64)
+    for p, key in enumerate(keys):
+        if key[2] == 0:
+            base[key[0], key[1]] = p
+    P = len(keys)
+    nfun = result[keys[0]][1].shape[1]
+    degs = np.empty(P, dtype=np.int64)
+    offs = np.empty(P, dtype=np.int64)
+    blocks = []
+    off = 0
+    scales = np.zeros(nfun)
+    for p, key in enumerate(keys):
+        n, c, v, _ = result[key]
+        scale = np.max(np.abs(v), axis=0)
+        scales = np.maximum(scales, scale)
+        big = np.flatnonzero(np.any(np.abs(c) > 1e-17 * scale[None, :], axis=1))
+        keep = max(1, int(big[-1]) + 1 if big.size else 1)
+        degs[p] = keep - 1
+        offs[p] = off
+        blocks.append(c[:keep].ravel())
+        off += keep * nfun
+    coef = np.concatenate(blocks)
+    # check points: the exact recursion against the interpolants
+    bound = np.zeros((P, nfun))
+    logm = np.zeros((P, nfun), dtype=np.uint8)
+    worst = 0.0
+    for side in (0, 1):
+        ps = [p for p, k in enumerate(keys) if k[0] == side]
+        us = []
+        for p in ps:
+            _, lev, sub = keys[p]
+            a, b = _piece_bounds(lev, sub, 1 << split[side, lev], J)
+            us.append(0.5 * (a + b) + 0.5 * (b - a) * _CHECK)
+        u = np.concatenate(us)
+        exact = evaluate(side, u)
+        nodes += u.size
+        for i, p in enumerate(ps):
+            n = degs[p]
+            c = coef[offs[p] : offs[p] + (n + 1) * nfun].reshape(n + 1, nfun)
+            approx = np.polynomial.chebyshev.chebval(_CHECK, c).T  # (4, nfun)
+            ex = exact[4 * i : 4 * i + 4]
+            lg = result[keys[p]][3]
+            logm[p] = lg
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tex = np.where(lg[None, :], np.log(np.where(lg[None, :], ex, 1.0)), ex)
+            diff = np.max(np.abs(approx - tex), axis=0)
+            approx = np.where(lg[None, :], np.exp(np.where(lg[None, :], approx, 0.0)), approx)
+            full = result[keys[p]][1]
+            tail = np.sum(np.abs(full[-3:]), axis=0)
+            scale = np.max(np.abs(result[keys[p]][2]), axis=0)
+            bound[p] = np.maximum(np.maximum(2.0 * diff, tail), 4e-16 * scale)
+            ok = (np.abs(ex) >= 1e-3 * scales[None, :]) | lg[None, :]
+            if np.any(ok):
+                worst = max(worst, float(np.max(np.where(ok, np.abs(approx - ex) / np.where(ok, np.abs(ex), 1.0), 0))))
+    return SphereTable(
+        depth=rec.depth, q=float(q), layers=tuple(layers), nodes=int(nodes), pieces=P, degrees=degs, levels=J,
+        error=worst, level_base=base, level_split=split.copy(), piece_deg=degs, piece_off=offs, coef=coef,
+        bound=np.ascontiguousarray(bound), logm=logm, nfun=nfun,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluation over the pairs of a dataset
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _pair_sr(A, B, C, i, j):
+    """(s, r) of pair (i, j) exactly as :func:`meanfield.propagation.inputs.first_layer` forms them: from the
+    clipped Gram entry, refined to half a squared distance of the unit inputs where 1 -/+ c < 0.05."""
+    c = min(max(C[i, j], -1.0), 1.0)
+    s = 1.0 - c
+    r = 1.0 + c
+    if s < 0.05:
+        acc = 0.0
+        for k in range(A.shape[1]):
+            t = A[i, k] - B[j, k]
+            acc += t * t
+        s = 0.5 * acc
+        r = 2.0 - s
+    elif r < 0.05:
+        acc = 0.0
+        for k in range(A.shape[1]):
+            t = A[i, k] + B[j, k]
+            acc += t * t
+        r = 0.5 * acc
+        s = 2.0 - r
+    return s, r
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _locate(s, r, J, base, split):
+    """(piece, x in [-1, 1]) of the pair (s, r): the side from the exact end, the dyadic level of
+    u = t / (pi / 2) from its binary exponent, then the equal sub-piece."""
+    side = 0 if s <= r else 1
+    t = acos1m(s if side == 0 else r)
+    u = t * (2.0 / math.pi)
+    if u >= math.ldexp(1.0, -J):
+        m, e = math.frexp(u)
+        lev = -e
+        y = 2.0 * m - 1.0
+        if lev < 0:
+            lev = 0
+            y = 1.0
+    else:
+        lev = J
+        y = math.ldexp(u, J)
+    nsub = 1 << split[side, lev]
+    z = y * nsub
+    sub = min(int(z), nsub - 1)
+    return base[side, lev] + sub, 2.0 * (z - sub) - 1.0
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _chebyshev(coef, o, n, nfun, x, acc):
+    """acc[f] = sum_k coef[o + k nfun + f] T_k(x), k = 0..n (three-term recurrence for T_k)."""
+    for f in range(nfun):
+        acc[f] = coef[o + f]
+    if n >= 1:
+        t0 = 1.0
+        t1 = x
+        for f in range(nfun):
+            acc[f] += coef[o + nfun + f] * x
+        x2 = 2.0 * x
+        for k in range(2, n + 1):
+            t2 = x2 * t1 - t0
+            b = o + k * nfun
+            for f in range(nfun):
+                acc[f] += coef[b + f] * t2
+            t0 = t1
+            t1 = t2
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _chebyshev2(coef, o, n, x):
+    """:func:`_chebyshev` for the two functions (W_L, Theta_L), in registers."""
+    a0 = coef[o]
+    a1 = coef[o + 1]
+    if n >= 1:
+        t0 = 1.0
+        t1 = x
+        a0 += coef[o + 2] * x
+        a1 += coef[o + 3] * x
+        x2 = 2.0 * x
+        for k in range(2, n + 1):
+            t2 = x2 * t1 - t0
+            a0 += coef[o + 2 * k] * t2
+            a1 += coef[o + 2 * k + 1] * t2
+            t0 = t1
+            t1 = t2
+    return a0, a1
+
+
+_TILE = 32
+
+
+@njit(cache=True, error_model="numpy")
+def _eval_tile(
+    i0, A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb, tol, lay, omw, omb, W0, depth, nngp, ntk,
+    nngp_l, back_l, ntk_l, flag, acc,
+):  # fmt: skip
+    n, m = C.shape
+    ni = min(_TILE, n - i0)
+    nl = lay.shape[0]
+    for j0 in range(i0 if sym else 0, m, _TILE):
+        nj = min(_TILE, m - j0)
+        for ii in range(ni):
+            i = i0 + ii
+            for jj in range(nj):
+                j = j0 + jj
+                if sym and j < i:
+                    continue
+                s, r = _pair_sr(A, B, C, i, j)
+                p, x = _locate(s, r, J, base, split)
+                if nfun == 2:
+                    w, th = _chebyshev2(coef, off[p], deg[p], x)
+                else:
+                    _chebyshev(coef, off[p], deg[p], nfun, x, acc)
+                    w, th = acc[0], acc[1]
+                sig = w + sb
+                bad = bound[p, 0] > tol * abs(sig) or bound[p, 1] > tol * abs(th)
+                nngp[i, j] = sig
+                ntk[i, j] = th
+                if sym:
+                    nngp[j, i] = sig
+                    ntk[j, i] = th
+                for k in range(nl):
+                    l = lay[k]
+                    if l == 1:
+                        wk, ew = W0[i, j], 0.0
+                    else:
+                        wk, ew = acc[2 + 2 * k], bound[p, 2 + 2 * k]
+                    if l == depth:
+                        bk, eb = 1.0, 0.0
+                    elif logm[p, 3 + 2 * k]:
+                        bk = math.exp(acc[3 + 2 * k])
+                        eb = bound[p, 3 + 2 * k] * bk
+                    else:
+                        bk, eb = acc[3 + 2 * k], bound[p, 3 + 2 * k]
+                    tk = (omw[l - 1] * wk + omb[l - 1]) * bk
+                    err_t = abs(omw[l - 1]) * ew * abs(bk) + abs(omw[l - 1] * wk + omb[l - 1]) * eb
+                    bad = bad or ew > tol * abs(wk + sb) or eb > tol * abs(bk) or err_t > tol * abs(tk)
+                    nngp_l[k, i, j] = wk + sb
+                    back_l[k, i, j] = bk
+                    ntk_l[k, i, j] = tk
+                    if sym:
+                        nngp_l[k, j, i] = wk + sb
+                        back_l[k, j, i] = bk
+                        ntk_l[k, j, i] = tk
+                flag[i, j] = 1 if bad else 0
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _evaluate(
+    A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb, tol, lay, omw, omb, W0, depth, nngp, ntk,
+    nngp_l, back_l, ntk_l, flag,
+):  # fmt: skip
+    """Every pair from the table (tiles of rows in parallel; with symmetry tiles t and T - 1 - t share a task so
+    that the triangle is balanced); flag[i, j] = 1 where the measured error bound exceeds ``tol`` of an entry."""
+    n = C.shape[0]
+    tiles = (n + _TILE - 1) // _TILE
+    tasks = (tiles + 1) // 2 if sym else tiles
+    for t in prange(tasks):
+        acc = np.empty(nfun)
+        _eval_tile(t * _TILE, A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb, tol, lay, omw, omb,
+                   W0, depth, nngp, ntk, nngp_l, back_l, ntk_l, flag, acc)  # fmt: skip
+        if sym and tiles - 1 - t != t:
+            _eval_tile((tiles - 1 - t) * _TILE, A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb,
+                       tol, lay, omw, omb, W0, depth, nngp, ntk, nngp_l, back_l, ntk_l, flag, acc)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def _fallback_sr(A, B, C, I, Jx, S, R):
+    for k in range(I.shape[0]):
+        S[k], R[k] = _pair_sr(A, B, C, I[k], Jx[k])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the entry point used by :func:`meanfield.kernels`
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def equal_norms(X, X2, sw, sb, spread=0.0):
+    """(A, B, q) when every input of X and X2 (None: X alone) has the same layer-1 variance (to within a relative
+    ``spread``: 0 asks for bitwise equality), else None. A and B are the bias-augmented unit inputs of
+    :func:`meanfield.propagation.inputs.first_layer` and q the mean variance."""
+    A, q1 = _unit_rows(X, sw, sb)
+    B, q2 = (A, q1) if X2 is None else _unit_rows(X2, sw, sb)
+    q = q1 if X2 is None else np.concatenate([q1, q2])
+    lo, hi = float(q.min()), float(q.max())
+    if hi - lo > spread * hi:
+        return None
+    return A, B, float(q[0]) if lo == hi else float(np.mean(q))
+
+
+#: tables of the last few calls (a train/test split asks for the same network and variance several times)
+_TABLES: dict = {}
+_TABLES_KEPT = 4
+
+
+def _cached_table(net, q, layers, omw, omb):
+    key = (net, q, layers, omw.tobytes(), omb.tobytes())
+    tab = _TABLES.get(key)
+    if tab is None:
+        tab = sphere_table(net, q, layers, omw, omb)
+        if len(_TABLES) >= _TABLES_KEPT:
+            _TABLES.pop(next(iter(_TABLES)))
+        _TABLES[key] = tab
+    return tab
+
+
+def sphere_kernels(X, net, X2, layers, sphere, omw, omb):
+    """:func:`meanfield.kernels` through the tabulated composed maps, or None where they do not apply.
+
+    ``X``, ``X2`` (None: symmetric) are validated inputs; ``sphere`` is ``"auto"`` (use the tables when the
+    layer-1 variances are exactly equal, :func:`equal_norms`, and ``net`` is a plain MLP of depth >= 2) or
+    ``True`` (variances equal to a relative ``NORM_SPREAD``, taken as their mean; a ValueError says why when the
+    tables do not apply). ``omw, omb`` are the NTK factors per layer.
+    """
+    from .dataset import Kernels, _layer_slots, _refuse_nonfinite
+
+    if sphere is not True and sphere != "auto":
+        raise ValueError(f'sphere must be True, False or "auto", got {sphere!r}')
+    if not net.plain:
+        if sphere is True:
+            raise ValueError(f"sphere=True needs a plain MLP; this network uses {', '.join(net.features)}")
+        return None
+    if net.depth < 2:
+        return None  # layer 1 is one matrix product: nothing to tabulate
+    sw, sb = float(net.sigma_w2), float(net.sigma_b2)
+    eq = equal_norms(X, X2, sw, sb, NORM_SPREAD if sphere is True else 0.0)
+    if eq is None:
+        if sphere is True:
+            raise ValueError(f"sphere=True needs inputs of equal norm (sigma_w2 ||x||^2 / d + sigma_b2 equal to a "
+                             f"relative {NORM_SPREAD:g}); use meanfield.data.to_sphere")  # fmt: skip
+        return None
+    A, B, q = eq
+    sym = X2 is None
+    depth = net.depth
+    slots_t = _layer_slots(layers, depth) or ()
+    n, m, nl = X.shape[0], (X if sym else X2).shape[0], len(slots_t)
+    check_memory(
+        8.0 * n * m * (3.2 + 3 * nl) + 8.0 * (n + m) * X.shape[1],
+        f"kernels of {n} x {m} input pairs" + (f" with {nl} layers" if nl else ""),
+        "use fewer inputs (blocks of rows: kernels(X[i:j], net, X2=X)) or fewer layers",
+    )
+    tab = _cached_table(net, q, tuple(slots_t), omw, omb)
+    C = np.clip(A @ B.T, -1.0, 1.0)  # the Gram matrix of first_layer (the same product, so the same rounding)
+    W0 = None
+
+    def layer_one():
+        d = X.shape[1]
+        Y = X if sym else X2
+        with np.errstate(over="ignore", under="ignore"):
+            W = (sw / d) * (X @ Y.T)
+            if not np.all(np.isfinite(W)):
+                f = math.sqrt(sw / d)
+                W = (X * f) @ (Y * f).T
+        if not np.all(np.isfinite(W)):
+            raise ValueError("the layer-1 kernel sigma_w2 x . x' / d overflows float64; rescale the inputs")
+        return W
+
+    if 1 in slots_t:
+        W0 = layer_one()
+    lay = np.array(slots_t, dtype=np.int64)
+    shape_l = (nl, n, m) if nl else (0, 0, 0)
+    nngp, ntk = np.empty((n, m)), np.empty((n, m))
+    nngp_l, back_l, ntk_l = np.empty(shape_l), np.empty(shape_l), np.empty(shape_l)
+    flag = np.empty((n, m), dtype=np.uint8)
+    _evaluate(
+        A, B, C, sym, tab.levels, tab.level_base, tab.level_split, tab.piece_deg, tab.piece_off, tab.coef, tab.bound,
+        tab.logm, tab.nfun, sb, SPHERE_TOL, lay, omw, omb, W0 if W0 is not None else np.zeros((1, 1)), depth, nngp, ntk,
+        nngp_l, back_l, ntk_l, flag,
+    )  # fmt: skip
+    if sym:
+        flag = np.triu(flag)
+    I, Jx = np.nonzero(flag)
+    if I.size:  # pairs the table cannot give to SPHERE_TOL: the exact layer loop, pair by pair
+        if W0 is None:
+            W0 = layer_one()
+        S, R = np.empty(I.size), np.empty(I.size)
+        _fallback_sr(A, B, C, I, Jx, S, R)
+        slots = None
+        if nl:
+            slots = np.full(depth, -1, dtype=np.int64)
+            slots[lay - 1] = np.arange(nl)
+        w, th, per = _Recursion(net, q, omw, omb).run(S, R, W0[I, Jx], slots)
+        for a, b in ((I, Jx), (Jx, I)) if sym else ((I, Jx),):
+            nngp[a, b] = w + sb
+            ntk[a, b] = th
+            if nl:
+                nngp_l[:, a, b] = per[0] + sb
+                back_l[:, a, b] = per[1]
+                ntk_l[:, a, b] = per[2]
+    _refuse_nonfinite(nngp, ntk, ntk_l)
+    if nl == 0:
+        return Kernels(nngp, ntk)
+    return Kernels(nngp, ntk, tuple(slots_t), nngp_l, back_l, ntk_l)
