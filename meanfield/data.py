@@ -13,7 +13,7 @@ import numpy as np
 
 from ._checks import check_real, finite_array
 
-__all__ = ["digits", "to_sphere"]
+__all__ = ["digits", "mnist1d", "to_sphere"]
 
 
 def to_sphere(X, mean=None, norm2=None, name="X"):
@@ -110,3 +110,35 @@ def digits(test_size=0.2, seed=0):
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
     mu = Xtr.mean(axis=0)
     return to_sphere(Xtr, mu), ytr.astype(np.int64), to_sphere(Xte, mu), yte.astype(np.int64)
+
+
+def mnist1d(seed=0):
+    """MNIST-1D (Greydanus 2020): 5000 one-dimensional digit signals of length 40, 10 classes, 4000/1000 split.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the generator (the package's default is 42; ``seed`` is added to it, so ``seed=0`` is the
+        published data set's generator settings).
+
+    Returns
+    -------
+    X_train, y_train, X_test, y_test : ndarray
+        Inputs centered with the training means and put on the sphere :math:`\\|x\\|^2 = 40`
+        (:func:`to_sphere`), and integer labels 0..9.
+
+    Notes
+    -----
+    Generated locally from the package's templates with ``mnist1d.data.make_dataset`` (about 5 s; no download);
+    install the optional extra ``meanfield[experiments]``.
+    """
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError as exc:  # pragma: no cover - optional dependency
+        raise ImportError("mnist1d() needs the mnist1d package: pip install 'meanfield[experiments]'") from exc
+    args = get_dataset_args()
+    args.seed = 42 + int(seed)
+    d = make_dataset(args)
+    Xtr, Xte = np.asarray(d["x"], dtype=np.float64), np.asarray(d["x_test"], dtype=np.float64)
+    mu = Xtr.mean(axis=0)
+    return to_sphere(Xtr, mu), np.asarray(d["y"], np.int64), to_sphere(Xte, mu), np.asarray(d["y_test"], np.int64)

@@ -14,10 +14,13 @@ __all__ = ["Bootstrap", "ScalingFit", "bootstrap", "scaling_fit", "stderr"]
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """A bootstrap estimate: the statistic on the full sample and its bootstrap standard error."""
+    """A bootstrap estimate: the statistic on the full sample, its bootstrap standard error and, when a ``level``
+    was asked for, the percentile confidence interval ``[low, high]`` (None otherwise)."""
 
     estimate: np.ndarray | float
     stderr: np.ndarray | float
+    low: np.ndarray | float | None = None
+    high: np.ndarray | float | None = None
 
 
 def stderr(values, name: str = "values") -> np.ndarray | float:
@@ -35,7 +38,7 @@ def stderr(values, name: str = "values") -> np.ndarray | float:
     return se if se.ndim else float(se)
 
 
-def bootstrap(statistic, samples, n_boot: int = 1000, seed=0) -> Bootstrap:
+def bootstrap(statistic, samples, n_boot: int = 1000, seed=0, level=None) -> Bootstrap:
     """Bootstrap (over networks) estimate and standard error of any statistic of per-network samples.
 
     Parameters
@@ -49,6 +52,9 @@ def bootstrap(statistic, samples, n_boot: int = 1000, seed=0) -> Bootstrap:
         Number of bootstrap resamples (>= 2).
     seed : None, int or numpy.random.SeedSequence
         Seed of the resampling (``numpy.random.default_rng(seed)``).
+    level : float, optional
+        Also return the percentile interval of this coverage in (0, 1): the ``(1 - level)/2`` and
+        ``(1 + level)/2`` quantiles of the finite resampled statistics (Efron & Tibshirani 1993, ch. 13).
 
     Returns
     -------
@@ -65,6 +71,8 @@ def bootstrap(statistic, samples, n_boot: int = 1000, seed=0) -> Bootstrap:
     if not callable(statistic):
         raise ValueError("statistic must be a callable of the samples")
     n_boot = check_int(n_boot, "n_boot", 2)
+    if level is not None:
+        level = check_real(level, "level", low=0.0, high=1.0, low_open=True, high_open=True)
     arrays = samples if isinstance(samples, dict) else {None: real_array(samples, "samples")}
     if any(np.ndim(a) == 0 for a in arrays.values()):
         raise ValueError("samples must be an array (or a dict of arrays) with one entry per sample along axis 0")
@@ -77,8 +85,14 @@ def bootstrap(statistic, samples, n_boot: int = 1000, seed=0) -> Bootstrap:
         resample = {q: a[idx] for q, a in arrays.items()}
         reps[b] = statistic(resample if isinstance(samples, dict) else resample[None])
     finite = np.all(np.isfinite(reps.reshape(n_boot, -1)), axis=1)
+    if level is not None and not finite.any():
+        raise ValueError("no bootstrap resample gave a finite statistic; the interval does not exist")
     se = reps[finite].std(axis=0, ddof=1)
-    return Bootstrap(estimate if estimate.ndim else float(estimate), se if se.ndim else float(se))
+    low = high = None
+    if level is not None:
+        low, high = np.quantile(reps[finite], [(1 - level) / 2, (1 + level) / 2], axis=0)
+        low, high = (low, high) if np.ndim(low) else (float(low), float(high))
+    return Bootstrap(estimate if estimate.ndim else float(estimate), se if se.ndim else float(se), low, high)
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,22 @@ def predict_argv(draw, tmp):
     return argv + flags(draw, "--mean-only", "--json")
 
 
+@st.composite
+def experiment_argv(draw, tmp):
+    """The smoke preset of ``experiment equilibrium`` (a second or two); the output file is named by the settings,
+    so a rerun with the same settings resumes it and one with other settings never meets it."""
+    depths = sorted(draw(st.sets(st.sampled_from((3, 4, 6)), min_size=1, max_size=2)))
+    runs, seed = draw(st.integers(1, 2)), draw(st.integers(0, 3))
+    scale = draw(st.sampled_from(("0.5", "1.0")))
+    nostop = draw(st.booleans())
+    argv = ["experiment", "equilibrium", "--preset", "smoke", "--runs", str(runs), "--seed", str(seed)]
+    argv += ["--depths", ",".join(map(str, depths)), "--lr-scale", scale] + (["--no-stop"] if nostop else [])
+    if draw(st.booleans()):
+        name = f"eh-{'-'.join(map(str, depths))}-{seed}-{scale}-{int(nostop)}.json"
+        argv += ["--out", os.path.join(tmp, name)]
+    return argv + flags(draw, "--json")
+
+
 def _documented_refusal(argv, err):
     """Valid arguments whose refusal is documented: no edge of chaos for that activation and bias; labels of the
     sampled task constant."""
@@ -279,6 +295,7 @@ COMMANDS = {
     "silent": lambda tmp: silent_argv(),
     "nfa-early": lambda tmp: nfa_early_argv(),
     "predict": predict_argv,
+    "experiment": experiment_argv,
 }
 
 FAST_VALID = {
@@ -292,6 +309,7 @@ FAST_VALID = {
     "silent": 10,
     "nfa-early": 6,
     "predict": 6,
+    "experiment": 3,
 }
 
 
@@ -411,6 +429,17 @@ INVALID = {
                     "{tmp}/complex.npy", "{tmp}/arrays.npz", "{tmp}/object.npy", "{tmp}/vector.npy"],
         "--targets": ["/nonexistent/y.npy", "{tmp}/nan.npy", "{tmp}/cube.npy", "{tmp}/object.npy"],
     },
+    "experiment": {
+        "--runs": POSITIVE_INT,
+        "--lr-scale": POSITIVE_FLOAT,
+        "--workers": POSITIVE_INT,
+        "--seed": ["-1", "abc", "1.5"],
+        "--depths": ["15", "3,15", "", "abc", "2.5"],
+        "--preset": ["", "fast"],
+        "--dataset": ["", "mnist"],
+        "--residual": ["2", ""],
+        "--out": BAD_PATHS,
+    },
 }
 
 
@@ -474,6 +503,7 @@ FAST_INVALID = {
     "silent": 12,
     "nfa-early": 12,
     "predict": 10,
+    "experiment": 10,
 }
 
 

@@ -140,6 +140,7 @@ def train(
     speeds=None,
     slo_eps=0.1,
     callback=None,
+    stop_loss=None,
 ) -> History:
     r"""Train a finite network by mini-batch SGD with momentum and weight decay.
 
@@ -198,6 +199,11 @@ def train(
         network being trained (live parameter arrays: read them or copy them, do not modify them). Its return value
         is ignored. For per-step observables of full-batch runs (one step per epoch), e.g. kernel alignment
         curves, that ``record_every`` does not keep.
+    stop_loss : float, optional
+        Stop after the first epoch whose mean mini-batch loss (the running training loss of the epoch, averaged over
+        its steps; for a stack, of every network) is ``<= stop_loss``; that epoch is recorded and is
+        ``History.epochs[-1]``. Lou et al. 2022 stop "after a train loss of 0.1 or 500 epochs, whichever was
+        sooner" (Fig. 4) and "until convergence (train loss reaches 0.1)" (Figs. 12-15). Default: run all ``epochs``.
 
     Returns
     -------
@@ -243,6 +249,8 @@ def train(
     momentum = check_real(momentum, "momentum", low=0.0, high=1.0, high_open=True)
     weight_decay = check_real(weight_decay, "weight_decay", low=0.0)
     seed = check_seed(seed)
+    if stop_loss is not None:
+        stop_loss = check_real(stop_loss, "stop_loss", low=0.0)
     if callback is not None and not callable(callback):
         raise ValueError(f"callback must be callable as callback(epoch, mlp) or None, got {callback!r}")
     if (X_test is None) != (Y_test is None):
@@ -302,7 +310,7 @@ def train(
     with blas_limit(blas_threads), np.errstate(over="ignore", invalid="ignore"):
         _run(
             net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss, rule,
-            callback,
+            callback, stop_loss,
         )  # fmt: skip
     if bar is not None:
         bar.close()
@@ -324,7 +332,7 @@ def pow2_scaled(g, m):
 
 
 def _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, marks, record, bar, step_loss,
-         rule=None, callback=None):  # fmt: skip
+         rule=None, callback=None, stop_loss=None):  # fmt: skip
     """The SGD loop: PyTorch's SGD(momentum, weight_decay), one MLP.grads call per batch."""
     n = X.shape[0]
     per = 1 if net.biases is None else 2
@@ -354,7 +362,10 @@ def _run(net, X, Y, loss, epochs, batch_size, lr, momentum, weight_decay, rng, m
                 raise FloatingPointError(f"training diverged at epoch {epoch} (loss {value}); lower lr")
         if bar is not None:
             bar.update(steps_per_epoch)
-        if epoch in marks:
+        done = stop_loss is not None and np.all(np.mean(step_loss[-steps_per_epoch:], axis=0) <= stop_loss)
+        if epoch in marks or done:
             record(epoch)
         if callback is not None:
             callback(epoch, net)
+        if done:
+            break
