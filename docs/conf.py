@@ -30,7 +30,8 @@ extensions = [
     "myst_nb",
 ]
 
-# the notebooks are executed by the test suite (nbmake); here their stored outputs are rendered as they are
+# the notebooks are executed by the test suite (nbmake); here their committed outputs are rendered as they are
+# (refresh them after a change with: python docs/execute_notebooks.py notebooks/*.ipynb)
 nb_execution_mode = "off"
 myst_enable_extensions = ["dollarmath", "amsmath"]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
