@@ -162,6 +162,19 @@ def _flat(*xs):
     return xs[0].shape, tuple(np.ascontiguousarray(x).reshape(-1) for x in xs)
 
 
+def _flat_tables(a, b, inv, n):
+    """The parity-packed coefficient tables flattened, and the offsets of the rows of the ``n`` first and ``n``
+    second arguments in them (``inv``: each argument's row in the tables)."""
+    off = inv * a.shape[1]
+    return a.ravel(), b.ravel(), off[:n].copy(), off[n:].copy()
+
+
+def _no_tables(n):
+    """Placeholders of the tables for the closed forms (the compiled loops take them but do not read them)."""
+    zeros = np.zeros(n, dtype=np.int64)
+    return 0, 0, 0, np.zeros(1), np.zeros(1), zeros, zeros
+
+
 def pair_moments(act: Activation, q1, q2, s, r):
     """Vectorized (cov, gap, agap, dcov, v1) over broadcast arrays; the one Python entry to the compiled pair step.
 
@@ -173,13 +186,9 @@ def pair_moments(act: Activation, q1, q2, s, r):
     if act.kind == KIND_HERMITE:
         qs, inv = np.unique(np.concatenate([q1, q2]), return_inverse=True)
         a, b, M, npar, apar = pack_parity(*hermite_coefficients(act, qs))
-        inv = inv.reshape(-1).astype(np.int64) * a.shape[1]  # offsets of the rows in the flat tables
-        ia, ib = inv[:n].copy(), inv[n:].copy()
-        a, b = a.ravel(), b.ravel()
+        a, b, ia, ib = _flat_tables(a, b, inv.reshape(-1).astype(np.int64), n)
     else:
-        M, npar, apar = 0, 0, 0
-        a = b = np.zeros(1)
-        ia = ib = np.zeros(n, dtype=np.int64)
+        M, npar, apar, a, b, ia, ib = _no_tables(n)
     out = np.empty((5, n))
     _pairs_loop(act.kind, float(act.slope), q1, q2, s, r, a, b, ia, ib, M, npar, apar, out)
     return tuple(o.reshape(shape) for o in out)
@@ -240,13 +249,9 @@ def _unit_moments(act: Activation, q1, q2, s, r):
         inv = inv.reshape(-1).astype(np.int64)
         root = norm[inv]
         ratio = ratio[inv]
-        off = inv * a.shape[1]  # offsets of the rows in the flat tables
-        ia, ib = off[:n].copy(), off[n:].copy()
-        a, b = a.ravel(), b.ravel()
+        a, b, ia, ib = _flat_tables(a, b, inv, n)
     else:
-        M, npar, apar = 0, 0, 0
-        a = b = np.zeros(1)
-        ia = ib = np.zeros(n, dtype=np.int64)
+        M, npar, apar, a, b, ia, ib = _no_tables(n)
         qq = np.concatenate([q1, q2])
         vq = _closed_unit_variance(act, qq)
         root = np.sqrt(vq) * np.sqrt(qq)
