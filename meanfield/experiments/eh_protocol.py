@@ -115,9 +115,11 @@ PRESETS = {
 }
 
 
-def preset(name="paper", depths=None, lr_scale=1.0, residual=None, stop=True) -> EHProtocol:
+def preset(name="paper", depths=None, lr_scale=1.0, residual=None, stop=True, learning_rates=None) -> EHProtocol:
     """A preset protocol, optionally restricted to some of its depths, with scaled learning rates or residual blocks;
-    ``stop=False`` trains every network for its whole epoch budget (no stop at the training loss).
+    ``stop=False`` trains every network for its whole epoch budget (no stop at the training loss);
+    ``learning_rates`` (``{L: lr}``, e.g. ``chosen_learning_rates(sweep).learning_rates``) replaces the preset's
+    rate at those depths (the protocol is then named ``"<name>-swept"``; ``lr_scale`` still multiplies).
 
     >>> p = preset("paper", depths=[10, 50])
     >>> p.depths, p.lr, p.epochs
@@ -136,8 +138,15 @@ def preset(name="paper", depths=None, lr_scale=1.0, residual=None, stop=True) ->
             raise ValueError(f"depths must be a non-empty subset of the {name!r} preset's {base.depths}, got {depths}")
         keep = [base.depths.index(L) for L in sorted(set(depths))]
     pick = lambda t: tuple(t[i] for i in keep)  # noqa: E731
+    lr, label = pick(base.lr), base.name
+    if learning_rates is not None:
+        rates = {
+            int(L): check_real(v, "learning_rates", low=0.0, low_open=True) for L, v in dict(learning_rates).items()
+        }
+        lr = tuple(rates.get(L, r) for L, r in zip(pick(base.depths), lr, strict=True))
+        label = f"{base.name}-swept"
     return EHProtocol(
-        base.name, pick(base.depths), pick(base.lr), pick(base.epochs), base.width, base.batch_size, base.momentum,
+        label, pick(base.depths), lr, pick(base.epochs), base.width, base.batch_size, base.momentum,
         base.weight_decay, base.stop_loss if stop else None, base.align_samples, base.max_train, lr_scale, residual,
     )  # fmt: skip
 
