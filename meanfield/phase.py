@@ -397,6 +397,20 @@ def _residual_phase(net, notes, l0):
                  float(s[m - 1]), l0)  # fmt: skip
 
 
+def _linear_tail_edge(act):
+    r""":math:`2/(a_+^2 + a_-^2)` for an activation with linear tails :math:`\phi(z) \sim a_\pm z` as
+    :math:`z \to \pm\infty` (checked at :math:`|z| = 10^6` and :math:`10^7`), else None."""
+    a = []
+    for sign in (1.0, -1.0):
+        z1, z2 = sign * 1e6, sign * 1e7
+        s1, s2 = float(act.fn(np.float64(z1))) / z1, float(act.fn(np.float64(z2))) / z2
+        if not (math.isfinite(s1) and math.isfinite(s2)) or abs(s1 - s2) > 1e-9 * max(1.0, abs(s2)):
+            return None
+        a.append(s2)
+    total = a[0] ** 2 + a[1] ** 2
+    return 2.0 / total if total > 1e-6 else None
+
+
 def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
     r"""The weight variance :math:`\sigma_w^2` on the edge of chaos, :math:`\chi_1(q^*(\sigma_w^2)) = 1`.
 
@@ -422,7 +436,9 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
     The leaky-ReLU family (slope ``a``) has its edge of chaos at :math:`\sigma_w^2 = 2/(1+a^2)` and
     :math:`\sigma_b^2 = 0` only. Without bias and with :math:`\phi(0) = 0`, :math:`q^* = 0` up to the edge and
     :math:`\sigma_w^2 = 1/\phi'(0)^2` exactly (the root of :math:`\chi_1 = 1` is tangent there, so it is not
-    searched for).
+    searched for). Activations with linear tails :math:`\phi(z) \sim a_\pm z` (softplus) whose fixed point escapes
+    to infinity before :math:`\chi_1` reaches 1 have their edge at the limit :math:`2/(a_+^2 + a_-^2)`, where
+    :math:`q^* \to \infty` and :math:`\chi_1 \to 1` from below (softplus: 2, for every :math:`\sigma_b^2`).
 
     Examples
     --------
@@ -466,6 +482,23 @@ def edge_of_chaos(activation="tanh", sigma_b2=0.0) -> float:
         if math.isinf(q):
             return math.inf
         return math.log(sw * float(single_moments(act, q)[1]))
+
+    sw_tail = _linear_tail_edge(act)
+    if sw_tail is not None:
+        # activations linear at both ends (softplus: slopes 1 and 0) behave like the leaky-ReLU family at large q:
+        # chi_1 -> sigma_w2 (a_+^2 + a_-^2) / 2 as q* -> inf. When the fixed point just below that sigma_w2 is on
+        # the escaping branch (q* huge) with chi_1 still < 1 (1 - chi_1 falls only like q*^-1/2), chi_1 reaches 1
+        # only in the limit q* -> inf: the edge is the limit itself (softplus: exactly 2), reached from the ordered
+        # side; searching for it would chase q* -> inf for minutes
+        below = sw_tail * (1.0 - 1e-9)
+        q = _fixed_point_q(act, below, sb)
+        if (
+            math.isfinite(q)
+            and q > 1e5
+            and log_chi(math.log(below)) < 0.0
+            and math.isinf(_fixed_point_q(act, sw_tail * (1.0 + 1e-3), sb))
+        ):
+            return sw_tail
 
     # bracket [1e-3, 1e3], widened by factors of 1e3 (down to 1e-300, up to 1e300) until chi_1 changes sign
     lo, hi = math.log(1e-3), math.log(1e3)

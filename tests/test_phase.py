@@ -130,3 +130,18 @@ def test_bad_phase_arguments():
         mf.phase("tanh")
     with pytest.raises(ValueError, match="sigma_b2"):
         mf.edge_of_chaos("tanh", -0.1)
+
+
+@pytest.mark.parametrize("sb", [0.0, 0.3])
+def test_softplus_edge_of_chaos_is_the_limit_two(sb):
+    # softplus ~ relu at large q: chi_1 -> sigma_w2 / 2 as q* -> inf. Below 2 the fixed point is finite with
+    # chi_1 < 1, rising to 1 as q* escapes; at and above 2 the variance map stays above the identity at large q
+    # (mpmath: 2 E softplus(sqrt(q) z)^2 > q), so chi_1 = 1 is reached only in the limit sigma_w2 -> 2.
+    import reference as R
+
+    assert mf.edge_of_chaos("softplus", sb) == 2.0
+    chis = [mf.phase(mf.Network(1, "softplus", 2.0 * (1 - eps), sb)).chi1 for eps in (1e-1, 1e-3, 1e-6)]
+    assert chis[0] < chis[1] < chis[2] < 1.0 and 1.0 - chis[2] < 0.01
+    for q in (1e4, 1e8):
+        assert 2.0 * float(R.ref_var("softplus", q)) + sb > q
+    assert math.isinf(mf.phase(mf.Network(1, "softplus", 2.002, sb)).q_star)
