@@ -9,6 +9,7 @@ import pytest
 
 from meanfield.cli import main
 from meanfield.experiments import chosen_learning_rates, learning_rate_sweep, preset
+from meanfield.experiments import eh_protocol
 from meanfield.experiments import lr_sweep as sweep_module
 from meanfield.experiments.eh_protocol import load_dataset
 
@@ -26,8 +27,8 @@ def test_sweep_smoke_same_initialization_for_every_rate_and_resume(tmp_path, mon
         assert a["alignment_init"] == b["alignment_init"]  # common random numbers: one initialization per run
         assert a["alignment"] != b["alignment"]
     calls = []
-    real = sweep_module._one_run
-    monkeypatch.setattr(sweep_module, "_one_run", lambda job: calls.append((job["depth"], job["factor"])) or real(job))
+    real = eh_protocol._one_run
+    monkeypatch.setattr(eh_protocol, "_one_run", lambda job: calls.append((job["depth"], job["factor"])) or real(job))
     again = learning_rate_sweep(p, factors=(0.5, 1.0, 2.0), runs=1, out=out)
     assert sorted(calls) == [(3, 1.0), (4, 1.0)]
     assert again["factors"] == [0.5, 1.0, 2.0]

@@ -173,7 +173,7 @@ def _one_run(job):
     init, order = ss.spawn(2)
     net = Network(L, "relu", 2.0, 0.0, parameterization="standard", width=p.width, residual=p.beta(L))
     mlp = MLP.sample(net, d=X.shape[1], seed=init, outputs=int(y.max()) + 1)
-    rec = {"depth": L, "run": r, "lr": lr, "epoch_budget": epochs}
+    rec = {"depth": L, "run": r, "lr": lr, "epoch_budget": epochs, **job.get("record_extra", {})}
     start = time.perf_counter()
     try:
         h = train(
@@ -211,6 +211,47 @@ def _write(path, doc):
     with open(tmp, "w") as fh:
         json.dump(doc, fh, indent=1)
     os.replace(tmp, path)
+
+
+def _run_jobs(jobs, doc, out, key, desc, executor=None, progress=None):
+    """Run ``_one_run`` on every job (in this process or on ``executor``), storing each record in ``doc["records"]``
+    under ``key(job, record)`` and rewriting ``out`` after each (so an interrupted call resumes); a tqdm bar when
+    ``progress`` (default: stderr is a terminal); ``doc["wall_seconds"]`` accumulates the wall time."""
+    elapsed, start = float(doc.get("wall_seconds", 0.0)), time.perf_counter()
+    if progress is None:
+        import sys
+
+        progress = sys.stderr.isatty()
+    bar = None
+    if progress and jobs:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), desc=desc)
+
+    def done(job, rec):
+        doc["records"][key(job, rec)] = rec
+        doc["wall_seconds"] = elapsed + time.perf_counter() - start
+        if out is not None:
+            _write(out, doc)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        if executor is None:
+            for job in jobs:
+                done(job, _one_run(job))
+        else:
+            from concurrent.futures import as_completed
+
+            futures = {executor.submit(_one_run, job): job for job in jobs}
+            for fut in as_completed(futures):
+                done(futures[fut], fut.result())
+    finally:
+        if bar is not None:
+            bar.close()
+    doc["wall_seconds"] = elapsed + time.perf_counter() - start
+    if out is not None:
+        _write(out, doc)
 
 
 def equilibrium_experiment(
@@ -285,40 +326,8 @@ def equilibrium_experiment(
         X, y = X[: p.max_train], y[: p.max_train]
     todo = [(L, r) for L in p.depths for r in range(runs) if _key(L, r) not in doc["records"]]
     jobs = [dict(protocol=p, depth=L, run=r, seed=seed, data=(X, y, Xt, yt)) for L, r in todo]
-    start = time.perf_counter()
-    bar = None
-    if progress is None:
-        import sys
-
-        progress = sys.stderr.isatty()
-    if progress and jobs:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc=f"equilibrium {dataset}")
-
-    def done(rec):
-        doc["records"][_key(rec["depth"], rec["run"])] = rec
-        if out is not None:
-            doc["wall_seconds"] = elapsed + time.perf_counter() - start
-            _write(out, doc)
-        if bar is not None:
-            bar.update(1)
-
-    elapsed = float(doc.get("wall_seconds", 0.0))
-    if executor is None:
-        for job in jobs:
-            done(_one_run(job))
-    else:
-        from concurrent.futures import as_completed
-
-        futures = [executor.submit(_one_run, job) for job in jobs]
-        for f in as_completed(futures):
-            done(f.result())
-    if bar is not None:
-        bar.close()
-    doc["wall_seconds"] = elapsed + time.perf_counter() - start
-    if out is not None:
-        _write(out, doc)
+    _run_jobs(jobs, doc, out, lambda job, rec: _key(rec["depth"], rec["run"]), f"equilibrium {dataset}", executor,
+              progress)  # fmt: skip
     return doc
 
 

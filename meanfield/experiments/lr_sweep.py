@@ -22,13 +22,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from .._checks import check_choice, check_int, check_real
-from .eh_protocol import DATASETS, PRESETS, EHProtocol, _one_run, _write, load_dataset
+from .eh_protocol import DATASETS, PRESETS, EHProtocol, _run_jobs, load_dataset
 
 __all__ = ["LRChoice", "chosen_learning_rates", "learning_rate_sweep"]
 
@@ -122,40 +121,10 @@ def learning_rate_sweep(
         dict(protocol=dataclasses.replace(p, lr_scale=p.lr_scale * f), depth=L, run=r, seed=seed, data=data, factor=f)
         for L, f, r in todo
     ]
-    bar = None
-    if progress is None:
-        import sys
-
-        progress = sys.stderr.isatty()
-    if progress and jobs:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(jobs), desc=f"learning-rate sweep {dataset}")
-    elapsed, start = float(doc.get("wall_seconds", 0.0)), time.perf_counter()
-
-    def done(job, rec):
-        rec["factor"] = job["factor"]
-        doc["records"][_key(rec["depth"], job["factor"], rec["run"])] = rec
-        doc["wall_seconds"] = elapsed + time.perf_counter() - start
-        if out is not None:
-            _write(out, doc)
-        if bar is not None:
-            bar.update(1)
-
-    if executor is None:
-        for job in jobs:
-            done(job, _one_run(job))
-    else:
-        from concurrent.futures import as_completed
-
-        futures = {executor.submit(_one_run, job): job for job in jobs}
-        for fut in as_completed(futures):
-            done(futures[fut], fut.result())
-    if bar is not None:
-        bar.close()
-    doc["wall_seconds"] = elapsed + time.perf_counter() - start
-    if out is not None:
-        _write(out, doc)
+    for job in jobs:
+        job["record_extra"] = {"factor": job["factor"]}
+    _run_jobs(jobs, doc, out, lambda job, rec: _key(rec["depth"], job["factor"], rec["run"]),
+              f"learning-rate sweep {dataset}", executor, progress)  # fmt: skip
     return doc
 
 
