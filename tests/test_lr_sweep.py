@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from meanfield.cli import main
-from meanfield.experiments import chosen_learning_rates, learning_rate_sweep, preset
-from meanfield.experiments import eh_protocol
+from meanfield.experiments import chosen_learning_rates, eh_protocol, learning_rate_sweep, preset
 from meanfield.experiments import lr_sweep as sweep_module
 from meanfield.experiments.eh_protocol import load_dataset
 
