@@ -202,6 +202,17 @@ def _one_run(job):
     return rec
 
 
+def _records(doc):
+    """``(doc, records, sorted depths)`` of a results dict or its JSON file; ValueError when it holds no run."""
+    if isinstance(doc, str):
+        with open(doc) as fh:
+            doc = json.load(fh)
+    recs = list(doc["records"].values())
+    if not recs:
+        raise ValueError("doc has no runs")
+    return doc, recs, np.array(sorted({int(r["depth"]) for r in recs}))
+
+
 def _key(L, r):
     return f"L={L}/r={r}"
 
@@ -473,13 +484,7 @@ def summarize_equilibrium(doc, level=0.95, n_boot=1000, seed=0) -> EHSummary:
     from ..equilibrium import peak_layer
     from ..network import Network
 
-    if isinstance(doc, str):
-        with open(doc) as fh:
-            doc = json.load(fh)
-    recs = list(doc["records"].values())
-    if not recs:
-        raise ValueError("doc has no runs")
-    depths = np.array(sorted({int(r["depth"]) for r in recs}))
+    doc, recs, depths = _records(doc)
     runs = max(int(r["run"]) for r in recs) + 1
     peaks = np.full((runs, depths.size), np.nan)
     col = {int(L): j for j, L in enumerate(depths)}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_choice, check_int, check_real
-from .eh_protocol import DATASETS, PRESETS, EHProtocol, _run_jobs, load_dataset
+from .eh_protocol import DATASETS, PRESETS, EHProtocol, _records, _run_jobs, load_dataset
 
 __all__ = ["LRChoice", "chosen_learning_rates", "learning_rate_sweep"]
 
@@ -176,13 +176,7 @@ def chosen_learning_rates(doc) -> LRChoice:
     -------
     LRChoice
     """
-    if isinstance(doc, str):
-        with open(doc) as fh:
-            doc = json.load(fh)
-    recs = list(doc["records"].values())
-    if not recs:
-        raise ValueError("doc has no runs")
-    depths = np.array(sorted({int(r["depth"]) for r in recs}))
+    doc, recs, depths = _records(doc)
     factors = np.array(sorted({float(r["factor"]) for r in recs}))
     shape = (depths.size, factors.size)
     lr, acc, sd = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
