@@ -19,6 +19,7 @@ def test_sweep_smoke_same_initialization_for_every_rate_and_resume(tmp_path, mon
     out = str(tmp_path / "sweep.json")
     p = preset("smoke", depths=[3, 4])
     doc = learning_rate_sweep(p, factors=(0.5, 2.0), runs=1, out=out)
+    assert "commands" not in doc
     assert sorted(doc["records"]) == ["L=3/f=0.5/r=0", "L=3/f=2/r=0", "L=4/f=0.5/r=0", "L=4/f=2/r=0"]
     for L, lr in zip(p.depths, p.lr, strict=True):
         a, b = doc["records"][f"L={L}/f=0.5/r=0"], doc["records"][f"L={L}/f=2/r=0"]
@@ -28,9 +29,11 @@ def test_sweep_smoke_same_initialization_for_every_rate_and_resume(tmp_path, mon
     calls = []
     real = eh_protocol._one_run
     monkeypatch.setattr(eh_protocol, "_one_run", lambda job: calls.append((job["depth"], job["factor"])) or real(job))
-    again = learning_rate_sweep(p, factors=(0.5, 1.0, 2.0), runs=1, out=out)
+    again = learning_rate_sweep(p, factors=(0.5, 1.0, 2.0), runs=1, out=out, command="second")
+    again = learning_rate_sweep(p, factors=(0.5, 1.0, 2.0), runs=1, out=out, command="third")
     assert sorted(calls) == [(3, 1.0), (4, 1.0)]
     assert again["factors"] == [0.5, 1.0, 2.0]
+    assert again["command"] == "third" and again["commands"] == ["second", "third"]
     with pytest.raises(ValueError, match="other settings"):
         learning_rate_sweep(p, factors=(0.5,), runs=1, validation=0.3, out=out)
 

@@ -202,6 +202,16 @@ def _one_run(job):
     return rec
 
 
+def _note_command(doc, command):
+    """Keep the command line: ``doc["command"]`` is the last one, ``doc["commands"]`` every distinct one in order."""
+    if command is None:
+        return
+    seen = doc.setdefault("commands", [doc["command"]] if "command" in doc else [])
+    if command not in seen:
+        seen.append(command)
+    doc["command"] = command
+
+
 def _records(doc):
     """``(doc, records, sorted depths)`` of a results dict or its JSON file; ValueError when it holds no run."""
     if isinstance(doc, str):
@@ -330,8 +340,7 @@ def equilibrium_experiment(
             raise ValueError(f"out {out!r} holds runs with other settings; give another file to start afresh")
         doc = old
         doc["protocol"]["table"] = {**ot, **wt}
-    if command is not None:
-        doc["command"] = command
+    _note_command(doc, command)
     X, y, Xt, yt = load_dataset(dataset, seed=seed)
     if p.max_train is not None:
         X, y = X[: p.max_train], y[: p.max_train]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._checks import check_choice, check_int, check_real
-from .eh_protocol import DATASETS, PRESETS, EHProtocol, _records, _run_jobs, load_dataset
+from .eh_protocol import DATASETS, PRESETS, EHProtocol, _note_command, _records, _run_jobs, load_dataset
 
 __all__ = ["LRChoice", "chosen_learning_rates", "learning_rate_sweep"]
 
@@ -110,8 +110,7 @@ def learning_rate_sweep(
             raise ValueError(f"out {out!r} holds a sweep with other settings; give another file to start afresh")
         old["factors"] = sorted(set(old["factors"]) | set(doc["factors"]))
         doc = old
-    if command is not None:
-        doc["command"] = command
+    _note_command(doc, command)
     X, y, _, _ = load_dataset(dataset, seed=seed)
     if p.max_train is not None:
         X, y = X[: p.max_train], y[: p.max_train]
