@@ -1,6 +1,10 @@
 """Small input factories shared by the test modules (import as ``from helpers import ...``)."""
 
+import warnings
+from contextlib import contextmanager
+
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 
 from meanfield.data import to_sphere
@@ -38,3 +42,18 @@ def check(budget, fast, prop, examples=(), **strategies):
     for ex in examples:
         test = example(**ex)(test)
     conf(test)()
+
+
+#: the two budgets of every property: derandomized in the fast suite, random in the slow one
+BUDGETS = [pytest.param("fast", id="fast"), pytest.param("slow", id="slow", marks=pytest.mark.slow)]
+
+
+@contextmanager
+def documented_warnings():
+    """Ignore the documented warnings (generalized definitions, no sign change, undefined debiased CKA, accuracy of
+    the general path); every other RuntimeWarning (overflow, invalid value, ...) is an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.filterwarnings("error", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=r"(?s).*(Hermite expansion|accura)", category=RuntimeWarning)
+        yield
