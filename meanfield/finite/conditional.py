@@ -85,6 +85,9 @@ SUPPORTS = ("schedule", "residual", "normalization", "dropout")
 _NORMAL_COST = 1.0e-8
 _FLOP_COST = 4.0e-11
 _SMALL_FLOP_COST = 1.0e-10
+#: smallest Cholesky pivot of a layer's Gram ``F = A~ A~^T``, relative to its diagonal entry, for which the
+#: forward pass uses the Cholesky factor instead of a Householder QR (:func:`_basis`)
+_BASIS_TOL = 1.0e-6
 #: fixed cost of one layer of one stack in numpy calls (seconds), amortised over a stack of networks
 _LAYER_OVERHEAD = 2.0e-4
 
@@ -247,6 +250,55 @@ def _cholesky_stack(B, R, ok, tol):
                 U[k, j] = t / rk
 
 
+@njit(cache=True, nogil=True)
+def _cholesky_inverse_stack(B, R, Rinv, ok, tol):
+    """:func:`_cholesky_stack` with the inverse factors: ``R[k]^T R[k] = B[k]`` and ``Rinv[k] = R[k]^{-1}`` (upper
+    triangular, back substitution, ``n^3 / 3`` flops), where ``ok[k]``; rows of a failed factor are left as they
+    are (the caller replaces them)."""
+    _cholesky_stack(B, R, ok, tol)
+    S, n, _ = B.shape
+    for s in range(S):
+        if not ok[s]:
+            continue
+        U = R[s]
+        V = Rinv[s]
+        V[:, :] = 0.0
+        for j in range(n):
+            V[j, j] = 1.0 / U[j, j]
+            for i in range(j - 1, -1, -1):
+                t = 0.0
+                for k in range(i + 1, j + 1):
+                    t += U[i, k] * V[k, j]
+                V[i, j] = -t / U[i, i]
+
+
+def _basis(At, F):
+    """The forward factorisation of a layer for a stack ``At`` (``(S, n, M)``, the rows of ``A~``) with Gram
+    ``F = A~ A~^T`` (``(S, n, n)``): ``(R, K, Kinv)`` with ``R^T R = F`` (``(S, r, n)``, upper) and ``Q^T = Kinv^T K``
+    an orthonormal basis of the row span of ``A~`` (``Q`` as in the module docstring; ``Kinv`` None stands for the
+    identity).
+
+    Where the Cholesky factor of ``F`` is well conditioned (every pivot above :data:`_BASIS_TOL` times its diagonal
+    entry, i.e. every row of ``A~`` has ``sin^2 >= 1e-6`` of its angle to the span of the rows before it) ``R`` is
+    that factor, ``K = A~`` and ``Kinv = R^{-1}`` (``Q = A~^T R^{-1}`` is never formed: the backward pass applies it
+    as ``(E A~^T) R^{-1}`` and ``(Y R^{-T}) A~``; its loss of orthogonality is ``O(eps cond(A~)^2) <= ~1e-9``).
+    Elsewhere (near-duplicate or duplicate inputs, ``n > M``, units that are zero on every input) ``R`` and
+    ``K = Q^T`` come from the Householder QR of ``A~^T`` (orthonormal to rounding whatever the rank) and
+    ``Kinv = I``. Each network's branch depends on its own ``F`` only, so results do not depend on the stack."""
+    S, n, M = At.shape
+    if M < n:
+        Qt, R = _qr(At, overwrite=True)
+        return R, Qt, None
+    R, Kinv, ok = np.empty((S, n, n)), np.empty((S, n, n)), np.empty(S, dtype=np.bool_)
+    _cholesky_inverse_stack(np.ascontiguousarray(F), R, Kinv, ok, _BASIS_TOL)
+    K = At
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        Qt, Rq = _qr(At[bad])
+        K[bad], R[bad], Kinv[bad] = Qt, Rq, np.eye(n)
+    return R, K, Kinv
+
+
 def _gram_root(delta, B):
     """Upper ``R`` (``(S, r', n)``, ``r' = min(n, N)``) with ``R^T R = B = delta delta^T`` for a stack ``delta``
     ``(S, n, N)``: the Cholesky factor of ``B``, or, where it breaks down (``B`` singular: ``n > N``, an input
@@ -398,19 +450,24 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
     h = X
     zs, Qs, Gts, grams, lns = [], [], [], [], []
     for l in range(L):
-        grams.append(gram(h))
-        At = (beta[l] * np.sqrt(sw2[l] / fan[l])) * h
+        G = gram(h)
+        grams.append(G)
+        c = beta[l] * np.sqrt(sw2[l] / fan[l])
+        At, F = c * h, (c * c) * G
         if M[l] > fan[l]:  # the bias column
             col = np.full(At.shape[:-1] + (1,), beta[l] * np.sqrt(sb2[l]))
             At = np.concatenate([At, col], axis=-1)
-        Qt, R = _qr(At if At.ndim == 3 else At[None], overwrite=True)  # (.., r, M), (.., r, n)
+            F = F + beta[l] ** 2 * sb2[l]
+        if At.ndim == 2:
+            At, F = At[None], F[None]
+        R, Qt, Kinv = _basis(At, F)  # (.., r, n), (.., r, M), (.., r, r): R^T R = F, Q^T = Kinv^T Qt
         Gt = buf[:, pos : pos + r[l] * outs[l]].reshape(S, r[l], outs[l])
         pos += r[l] * outs[l]
         z = np.matmul(np.swapaxes(R, -1, -2), Gt)  # (S, n, N_l): every unit ~ N(0, A~ A~^T)
         if skip[l]:
             z += zs[-1]
         zs.append(z)
-        Qs.append(Qt)
+        Qs.append((Qt, Kinv))
         Gts.append(Gt)
         if l < L - 1:
             if norm:
@@ -435,9 +492,14 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
         Xi = buf[:, pos : pos + rd[l] * M[l]].reshape(S, rd[l], M[l])
         pos += rd[l] * M[l]
         E = np.matmul(np.swapaxes(Rd, -1, -2), Xi)  # (S, n, M): fresh delta V' with row covariance B_l
-        Qt = Qs[l]
+        Qt, Kinv = Qs[l]  # Q^T = Kinv^T Qt
         C = np.matmul(delta, np.swapaxes(Gts[l], -1, -2))  # delta G, (S, n, r)
-        C -= np.matmul(E, np.swapaxes(Qt, -1, -2))
+        EQ = np.matmul(E, np.swapaxes(Qt, -1, -2))
+        if Kinv is not None:
+            EQ = np.matmul(EQ, Kinv)
+        C -= EQ
+        if Kinv is not None:
+            C = np.matmul(C, np.swapaxes(Kinv, -1, -2))
         DV = np.matmul(C, Qt)
         DV += E
         g = DV[..., : fan[l]]
