@@ -61,6 +61,7 @@ decompositions of ``M x n`` matrices and ``n x N x r`` products), against ``sum_
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +75,7 @@ from .mlp import SUPPORTS as WEIGHTS_SUPPORTS
 from .mlp import gram
 from .streams import generator
 
-__all__ = ["SUPPORTS", "ConditionalPass", "conditional_pass", "default_method", "normal_counts"]
+__all__ = ["SUPPORTS", "ConditionalPass", "conditional_pass", "default_method", "normal_counts", "release_workspace"]
 
 #: options beyond the plain MLP the conditional sampler implements (``Network.features`` names)
 SUPPORTS = ("schedule", "residual", "normalization", "dropout")
@@ -429,16 +430,101 @@ def conditional_pass(X, net: Network, seeds, bias: bool = True, backward: bool =
     return _conditional_pass(X, net, seeds, bias, backward)
 
 
+class _Arena:
+    """Slices of one float64 buffer for the large arrays of a pass (:func:`_workspace`); ``take`` falls back to a
+    fresh array when the buffer is full."""
+
+    def __init__(self, buf):
+        self.buf, self.pos = buf, 0
+
+    def take(self, shape):
+        size = math.prod(shape)
+        if self.pos + size > self.buf.size:
+            return np.empty(shape)
+        out = self.buf[self.pos : self.pos + size].reshape(shape)
+        self.pos += size
+        return out
+
+
+_LOCAL = threading.local()
+
+
+def _workspace(size: int) -> _Arena | None:
+    """A per-thread buffer of at least ``size`` float64 for one pass, reused by the next pass of the same thread
+    (None while the thread's buffer is in use: a nested pass allocates its own arrays).
+
+    Why: a pass over a stack touches about ``1.5`` MB per network at width 512 in arrays of a few MB; fresh
+    arrays come from new, zero-filled pages every time (the allocator returns large blocks to the system), and at
+    (width 512, depth 10, n = 8) the page faults took a third of the time. The buffer is kept until
+    :func:`release_workspace` (``simulate`` calls it when a run ends) or the thread ends."""
+    if getattr(_LOCAL, "busy", False):
+        return None
+    buf = getattr(_LOCAL, "buf", None)
+    if buf is None or buf.size < size:
+        _LOCAL.buf = buf = None  # free the old one first
+        _LOCAL.buf = buf = np.empty(size)
+    return _Arena(buf)
+
+
+def release_workspace() -> None:
+    """Free this thread's buffer of :func:`_workspace` (other threads' buffers go with their threads)."""
+    _LOCAL.buf = None
+
+
+def _pass_size(S, n, fan, outs, M, r, rd, total, backward):
+    """float64 numbers :func:`_conditional_pass` takes from its workspace."""
+    L = len(fan)
+    size = S * total + sum(S * n * (m + o) for m, o in zip(M[1:], outs[1:], strict=True)) + S * n * outs[0]
+    size += 2 * S * n * max(outs[:-1], default=1)  # post-activations, ping-pong
+    if backward:
+        size += 2 * S * n * max(M) + 2 * S * n * max(fan[1:], default=1)
+    return size + 4 * L
+
+
+@njit(cache=True, nogil=True)
+def _leaky_vjp(DV, scale, z, slope, out):
+    """``out = phi'(z) * scale * DV[..., :N]`` for ``phi(u) = max(u, 0) + slope min(u, 0)`` (one pass, no
+    temporaries)."""
+    S, n, N = out.shape
+    for s in range(S):
+        for i in range(n):
+            dv = DV[s, i]
+            zz = z[s, i]
+            o = out[s, i]
+            for j in range(N):
+                v = dv[j] * scale
+                o[j] = v if zz[j] > 0.0 else slope * v
+
+
 def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> ConditionalPass:
     """:func:`conditional_pass` without validation (the Monte Carlo task calls this)."""
     n, d = X.shape
+    S = len(seeds)
+    fan, outs, M, r, rd = _dims(net, d, n, bias)
+    n_fw, n_bw = normal_counts(net, d, n, bias)
+    total = n_fw + (n_bw if backward else 0)
+    arena = _workspace(_pass_size(S, n, fan, outs, M, r, rd, total, backward))
+    if arena is None:
+        return _run_pass(X, net, seeds, bias, backward, _Arena(np.empty(0)))
+    _LOCAL.busy = True
+    try:
+        return _run_pass(X, net, seeds, bias, backward, arena)
+    finally:
+        _LOCAL.busy = False
+
+
+def _run_pass(X, net: Network, seeds, bias: bool, backward: bool, arena: _Arena) -> ConditionalPass:
+    """The pass; every large array is a slice of ``arena`` (nothing returned is)."""
+    n, d = X.shape
     L, S = net.depth, len(seeds)
-    fn, derivative = _activation(net.activation)
+    act = net.activation
+    fn, derivative = _activation(act)
+    leaky = act.kind == KIND_LEAKY
     fan, outs, M, r, rd = _dims(net, d, n, bias)
     sw2, sb2 = net.weight_variances, net.bias_variances
     n_fw, n_bw = normal_counts(net, d, n, bias)
     total = n_fw + (n_bw if backward else 0)
-    buf = np.empty((S, total))
+    buf = arena.take((S, total))
     for k, seq in enumerate(seeds):  # network k: its own stream, forward normals first
         generator(seq).standard_normal(out=buf[k])
 
@@ -446,6 +532,7 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
     beta = np.where(skip, net.residual if net.residual is not None else 1.0, 1.0)
     norm = net.normalization == "layer"
     masks = draw_masks([mask_sequence(q) for q in seeds], n, net.width, net.dropout) if net.dropout else None
+    hbufs = [arena.take((S, n, max(outs[:-1], default=1))) for _ in range(2)]
     pos = 0
     h = X
     zs, Qs, Gts, grams, lns = [], [], [], [], []
@@ -453,17 +540,21 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
         G = gram(h)
         grams.append(G)
         c = beta[l] * np.sqrt(sw2[l] / fan[l])
-        At, F = c * h, (c * c) * G
+        F = (c * c) * G
+        if l == 0:
+            At = np.empty((1, n, M[0]))
+        else:
+            At = arena.take((S, n, M[l]))
+        np.multiply(h, c, out=At[..., : fan[l]])
         if M[l] > fan[l]:  # the bias column
-            col = np.full(At.shape[:-1] + (1,), beta[l] * np.sqrt(sb2[l]))
-            At = np.concatenate([At, col], axis=-1)
+            At[..., fan[l]] = beta[l] * np.sqrt(sb2[l])
             F = F + beta[l] ** 2 * sb2[l]
-        if At.ndim == 2:
-            At, F = At[None], F[None]
+        if F.ndim == 2:
+            F = F[None]
         R, Qt, Kinv = _basis(At, F)  # (.., r, n), (.., r, M), (.., r, r): R^T R = F, Q^T = Kinv^T Qt
         Gt = buf[:, pos : pos + r[l] * outs[l]].reshape(S, r[l], outs[l])
         pos += r[l] * outs[l]
-        z = np.matmul(np.swapaxes(R, -1, -2), Gt)  # (S, n, N_l): every unit ~ N(0, A~ A~^T)
+        z = np.matmul(np.swapaxes(R, -1, -2), Gt, out=arena.take((S, n, outs[l])))  # every unit ~ N(0, A~ A~^T)
         if skip[l]:
             z += zs[-1]
         zs.append(z)
@@ -474,11 +565,17 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
                 y, sd = layer_norm(z)
                 lns.append((y, sd))
                 h = fn(y)
+            elif leaky:
+                hb = hbufs[l % 2][..., : outs[l]]
+                np.maximum(z, 0.0, out=hb)
+                if act.slope != 0.0:
+                    hb += act.slope * np.minimum(z, 0.0)
+                h = hb
             else:
                 h = fn(z)
             if masks is not None:
                 h = h * masks[l]  # not in place: a user phi may return its argument
-    outputs = zs[-1][:, :, 0]
+    outputs = zs[-1][:, :, 0].copy()
     grams = tuple(np.broadcast_to(g, (S, n, n)) for g in grams)
     sk = tuple(gram(zs[l - 1]) if skip[l] else None for l in range(L)) if skip.any() else None
     if not backward:
@@ -487,11 +584,13 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
     delta = np.ones((S, n, 1))
     Bs = [None] * L
     Bs[L - 1] = np.ones((S, n, n))
+    Ebuf, DVbuf = arena.take((S, n, max(M))), arena.take((S, n, max(M)))
+    gbufs = [arena.take((S, n, max(fan[1:], default=1))) for _ in range(2)]
     for l in range(L - 1, 0, -1):
         Rd = np.ones((S, 1, n)) if l == L - 1 else _gram_root(delta, Bs[l])  # (S, r', n), Rd^T Rd = B_{l+1}
         Xi = buf[:, pos : pos + rd[l] * M[l]].reshape(S, rd[l], M[l])
         pos += rd[l] * M[l]
-        E = np.matmul(np.swapaxes(Rd, -1, -2), Xi)  # (S, n, M): fresh delta V' with row covariance B_l
+        E = np.matmul(np.swapaxes(Rd, -1, -2), Xi, out=Ebuf[..., : M[l]])  # fresh delta V', row covariance B_l
         Qt, Kinv = Qs[l]  # Q^T = Kinv^T Qt
         C = np.matmul(delta, np.swapaxes(Gts[l], -1, -2))  # delta G, (S, n, r)
         EQ = np.matmul(E, np.swapaxes(Qt, -1, -2))
@@ -500,17 +599,21 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
         C -= EQ
         if Kinv is not None:
             C = np.matmul(C, np.swapaxes(Kinv, -1, -2))
-        DV = np.matmul(C, Qt)
+        DV = np.matmul(C, Qt, out=DVbuf[..., : M[l]])
         DV += E
-        g = DV[..., : fan[l]]
-        g *= beta[l] * np.sqrt(sw2[l] / fan[l])  # df/dh_{l-1} through the weights of layer l + 1
-        if masks is not None:
-            g *= masks[l - 1]
-        if norm:
-            y, sd = lns[l - 1]
-            g = layer_norm_vjp(derivative(y) * g, y, sd)
+        scale = beta[l] * np.sqrt(sw2[l] / fan[l])  # df/dh_{l-1} through the weights of layer l + 1
+        g = gbufs[l % 2][..., : fan[l]]
+        if leaky and not norm and masks is None:
+            _leaky_vjp(DV, scale, zs[l - 1], float(act.slope), g)
         else:
-            g = derivative(zs[l - 1]) * g
+            np.multiply(DV[..., : fan[l]], scale, out=g)
+            if masks is not None:
+                g *= masks[l - 1]
+            if norm:
+                y, sd = lns[l - 1]
+                g = layer_norm_vjp(derivative(y) * g, y, sd)
+            else:
+                g = derivative(zs[l - 1]) * g
         if skip[l]:
             g += delta  # the residual stream
         delta = g
