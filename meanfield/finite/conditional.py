@@ -148,9 +148,11 @@ def default_method(net: Network, d: int, n: int, bias: bool = True, batch: int =
     networks. Fitted to CPU times at widths 64-1024 and ``n = 8-256``: it picked the faster sampler at 14 of 16
     measured points; of the other two, one was a tie (3 %) and one a miss (width 1024, depth 3, ``n = 128``:
     53 ms conditional against 41 ms weights). The conditional sampler wins while ``n`` is below about a sixth of
-    the widths (at (512, 10, 8) by ~20x, at (2048, 20, 16) by ~35x), the weights beyond. Networks using an option
-    only one sampler implements go to that one. The choice depends only on the network, ``d``, ``n`` and ``bias``
-    (never on the batch size of a run), so a run's results do not depend on ``batch_size``.
+    the widths (at (512, 10, 8) by ~27x, at (2048, 20, 16) by ~55x, measured after the constants were fitted, when
+    the conditional pass became ~1.6x faster: the rule now errs towards the weights near the crossover), the
+    weights beyond. Networks using an option only one sampler implements go to that one. The choice depends only
+    on the network, ``d``, ``n`` and ``bias`` (never on the batch size of a run), so a run's results do not depend
+    on ``batch_size``.
 
     >>> from meanfield import Network
     >>> default_method(Network(10, "relu", width=512), d=512, n=8)
