@@ -40,12 +40,19 @@ sequence, as the weight-drawing sampler does. The kernels then follow the same c
 ``z_{l-1}.z'_{l-1}/N_{l-1}`` on residual layers and the branch part gets ``beta^2``, ``B_l`` is the kernel of
 ``df/dz_l`` (the residual stream) and ``K_l = beta^2 (omega_W G_l + omega_b) B_l``.
 
-Rank deficiency needs no pseudo-inverse: the identities hold for any orthonormal ``Q`` whose span contains the rows
-of ``A~`` (Householder QR returns one even when ``A~`` is singular: duplicate inputs, ``n > N_{l-1}``, ReLU units
-that are zero on every input), and ``E`` only needs ``R_d^T R_d = delta_l delta_l^T``, which QR gives for a
-singular ``delta_l`` too. The kernels are then the same per-network formulas as the weight-drawing sampler
-(:func:`meanfield.simulate` with ``method="weights"``): ``F_l = sigma_w,l^2/N_{l-1} h_{l-1}.h'_{l-1} +
-sigma_b,l^2``, ``B_l = delta_l.delta'_l`` and ``K_l = (omega_W G_l + omega_b) B_l`` (Lou et al. 2022, eq. (9)).
+Numerics. The identities hold for any ``R`` with ``R^T R = A~ A~^T`` and any orthonormal ``Q`` whose span contains
+the rows of ``A~``. Where the layer's Gram ``A~ A~^T`` (which the kernels need anyway) is well conditioned, ``R`` is
+its Cholesky factor and ``Q = A~^T R^{-1}`` is applied without being formed (``E Q = (E A~^T) R^{-1}``,
+``Y Q^T = (Y R^{-T}) A~``): Cholesky QR, whose loss of orthogonality ``O(eps cond(A~)^2)`` (Golub & Van Loan 2013,
+sec. 5.3.2) is kept below ~1e-9 by taking it only when every pivot is at least ``1e-6`` of its diagonal entry
+(every row of ``A~`` at an angle with ``sin^2 >= 1e-6`` to the span of the rows before it). Elsewhere ``Q`` and ``R``
+come from a Householder QR of ``A~^T``, which is orthonormal to rounding whatever the rank, so rank deficiency
+needs no pseudo-inverse (duplicate or nearly parallel inputs, ``n > N_{l-1}``, ReLU units that are zero on every
+input). The choice is made per network from its own Gram, so results do not depend on the batch. ``E`` only needs
+``R_d^T R_d = delta_l delta_l^T``, which QR gives for a singular ``delta_l`` too. The kernels are then the same
+per-network formulas as the weight-drawing sampler (:func:`meanfield.simulate` with ``method="weights"``):
+``F_l = sigma_w,l^2/N_{l-1} h_{l-1}.h'_{l-1} + sigma_b,l^2``, ``B_l = delta_l.delta'_l`` and
+``K_l = (omega_W G_l + omega_b) B_l`` (Lou et al. 2022, eq. (9)).
 
 Randomness: network ``i`` of a seed draws all its normals from its own stream ``Generator(SFC64(SeedSequence(seed,
 spawn_key=(i,))))`` (:func:`meanfield.finite.streams.generator`) in a fixed order (forward normals of layers
@@ -53,14 +60,17 @@ spawn_key=(i,))))`` (:func:`meanfield.finite.streams.generator`) in a fixed orde
 every batch size. The weight-drawing sampler uses the same streams for the weights themselves, so the two samplers
 agree in distribution, not network by network.
 
-Cost per network: ``sum_l (r_l N_l + r'_l M_l) ~ 2 n sum_l N_l`` normals and ``O(n^2 sum_l N_l)`` flops (QR
-decompositions of ``M x n`` matrices and ``n x N x r`` products), against ``sum_l N_l N_{l-1}`` normals and
-``4 n sum_l N_l N_{l-1}`` flops for drawing the weights (:func:`default_method` picks the cheaper one).
+Cost per network: ``sum_l (r_l N_l + r'_l M_l) ~ 2 n sum_l N_l`` normals and ``O(n^2 sum_l N_l)`` flops (``n x n``
+Cholesky factors, or QR decompositions of ``M x n`` matrices, and ``n x N x r`` products), against
+``sum_l N_l N_{l-1}`` normals and ``4 n sum_l N_l N_{l-1}`` flops for drawing the weights (:func:`default_method`
+picks the cheaper one). The large arrays of a pass are slices of one per-thread buffer reused by the next pass
+(:func:`release_workspace`), which at width 512 saved the third of the time fresh arrays spent in page faults.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,7 +84,7 @@ from .mlp import SUPPORTS as WEIGHTS_SUPPORTS
 from .mlp import gram
 from .streams import generator
 
-__all__ = ["SUPPORTS", "ConditionalPass", "conditional_pass", "default_method", "normal_counts"]
+__all__ = ["SUPPORTS", "ConditionalPass", "conditional_pass", "default_method", "normal_counts", "release_workspace"]
 
 #: options beyond the plain MLP the conditional sampler implements (``Network.features`` names)
 SUPPORTS = ("schedule", "residual", "normalization", "dropout")
@@ -85,6 +95,9 @@ SUPPORTS = ("schedule", "residual", "normalization", "dropout")
 _NORMAL_COST = 1.0e-8
 _FLOP_COST = 4.0e-11
 _SMALL_FLOP_COST = 1.0e-10
+#: smallest Cholesky pivot of a layer's Gram ``F = A~ A~^T``, relative to its diagonal entry, for which the
+#: forward pass uses the Cholesky factor instead of a Householder QR (:func:`_basis`)
+_BASIS_TOL = 1.0e-6
 #: fixed cost of one layer of one stack in numpy calls (seconds), amortised over a stack of networks
 _LAYER_OVERHEAD = 2.0e-4
 
@@ -135,9 +148,11 @@ def default_method(net: Network, d: int, n: int, bias: bool = True, batch: int =
     networks. Fitted to CPU times at widths 64-1024 and ``n = 8-256``: it picked the faster sampler at 14 of 16
     measured points; of the other two, one was a tie (3 %) and one a miss (width 1024, depth 3, ``n = 128``:
     53 ms conditional against 41 ms weights). The conditional sampler wins while ``n`` is below about a sixth of
-    the widths (at (512, 10, 8) by ~20x, at (2048, 20, 16) by ~35x), the weights beyond. Networks using an option
-    only one sampler implements go to that one. The choice depends only on the network, ``d``, ``n`` and ``bias``
-    (never on the batch size of a run), so a run's results do not depend on ``batch_size``.
+    the widths (at (512, 10, 8) by ~27x, at (2048, 20, 16) by ~55x, measured after the constants were fitted, when
+    the conditional pass became ~1.6x faster: the rule now errs towards the weights near the crossover), the
+    weights beyond. Networks using an option only one sampler implements go to that one. The choice depends only
+    on the network, ``d``, ``n`` and ``bias`` (never on the batch size of a run), so a run's results do not depend
+    on ``batch_size``.
 
     >>> from meanfield import Network
     >>> default_method(Network(10, "relu", width=512), d=512, n=8)
@@ -245,6 +260,55 @@ def _cholesky_stack(B, R, ok, tol):
                 for i in range(k):
                     t -= U[i, k] * U[i, j]
                 U[k, j] = t / rk
+
+
+@njit(cache=True, nogil=True)
+def _cholesky_inverse_stack(B, R, Rinv, ok, tol):
+    """:func:`_cholesky_stack` with the inverse factors: ``R[k]^T R[k] = B[k]`` and ``Rinv[k] = R[k]^{-1}`` (upper
+    triangular, back substitution, ``n^3 / 3`` flops), where ``ok[k]``; rows of a failed factor are left as they
+    are (the caller replaces them)."""
+    _cholesky_stack(B, R, ok, tol)
+    S, n, _ = B.shape
+    for s in range(S):
+        if not ok[s]:
+            continue
+        U = R[s]
+        V = Rinv[s]
+        V[:, :] = 0.0
+        for j in range(n):
+            V[j, j] = 1.0 / U[j, j]
+            for i in range(j - 1, -1, -1):
+                t = 0.0
+                for k in range(i + 1, j + 1):
+                    t += U[i, k] * V[k, j]
+                V[i, j] = -t / U[i, i]
+
+
+def _basis(At, F):
+    """The forward factorisation of a layer for a stack ``At`` (``(S, n, M)``, the rows of ``A~``) with Gram
+    ``F = A~ A~^T`` (``(S, n, n)``): ``(R, K, Kinv)`` with ``R^T R = F`` (``(S, r, n)``, upper) and ``Q^T = Kinv^T K``
+    an orthonormal basis of the row span of ``A~`` (``Q`` as in the module docstring; ``Kinv`` None stands for the
+    identity).
+
+    Where the Cholesky factor of ``F`` is well conditioned (every pivot above :data:`_BASIS_TOL` times its diagonal
+    entry, i.e. every row of ``A~`` has ``sin^2 >= 1e-6`` of its angle to the span of the rows before it) ``R`` is
+    that factor, ``K = A~`` and ``Kinv = R^{-1}`` (``Q = A~^T R^{-1}`` is never formed: the backward pass applies it
+    as ``(E A~^T) R^{-1}`` and ``(Y R^{-T}) A~``; its loss of orthogonality is ``O(eps cond(A~)^2) <= ~1e-9``).
+    Elsewhere (near-duplicate or duplicate inputs, ``n > M``, units that are zero on every input) ``R`` and
+    ``K = Q^T`` come from the Householder QR of ``A~^T`` (orthonormal to rounding whatever the rank) and
+    ``Kinv = I``. Each network's branch depends on its own ``F`` only, so results do not depend on the stack."""
+    S, n, M = At.shape
+    if M < n:
+        Qt, R = _qr(At, overwrite=True)
+        return R, Qt, None
+    R, Kinv, ok = np.empty((S, n, n)), np.empty((S, n, n)), np.empty(S, dtype=np.bool_)
+    _cholesky_inverse_stack(np.ascontiguousarray(F), R, Kinv, ok, _BASIS_TOL)
+    K = At
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        Qt, Rq = _qr(At[bad])
+        K[bad], R[bad], Kinv[bad] = Qt, Rq, np.eye(n)
+    return R, K, Kinv
 
 
 def _gram_root(delta, B):
@@ -377,16 +441,101 @@ def conditional_pass(X, net: Network, seeds, bias: bool = True, backward: bool =
     return _conditional_pass(X, net, seeds, bias, backward)
 
 
+class _Arena:
+    """Slices of one float64 buffer for the large arrays of a pass (:func:`_workspace`); ``take`` falls back to a
+    fresh array when the buffer is full."""
+
+    def __init__(self, buf):
+        self.buf, self.pos = buf, 0
+
+    def take(self, shape):
+        size = math.prod(shape)
+        if self.pos + size > self.buf.size:
+            return np.empty(shape)
+        out = self.buf[self.pos : self.pos + size].reshape(shape)
+        self.pos += size
+        return out
+
+
+_LOCAL = threading.local()
+
+
+def _workspace(size: int) -> _Arena | None:
+    """A per-thread buffer of at least ``size`` float64 for one pass, reused by the next pass of the same thread
+    (None while the thread's buffer is in use: a nested pass allocates its own arrays).
+
+    Why: a pass over a stack touches about ``1.5`` MB per network at width 512 in arrays of a few MB; fresh
+    arrays come from new, zero-filled pages every time (the allocator returns large blocks to the system), and at
+    (width 512, depth 10, n = 8) the page faults took a third of the time. The buffer is kept until
+    :func:`release_workspace` (``simulate`` calls it when a run ends) or the thread ends."""
+    if getattr(_LOCAL, "busy", False):
+        return None
+    buf = getattr(_LOCAL, "buf", None)
+    if buf is None or buf.size < size:
+        _LOCAL.buf = buf = None  # free the old one first
+        _LOCAL.buf = buf = np.empty(size)
+    return _Arena(buf)
+
+
+def release_workspace() -> None:
+    """Free this thread's buffer of :func:`_workspace` (other threads' buffers go with their threads)."""
+    _LOCAL.buf = None
+
+
+def _pass_size(S, n, fan, outs, M, r, rd, total, backward):
+    """float64 numbers :func:`_conditional_pass` takes from its workspace."""
+    L = len(fan)
+    size = S * total + sum(S * n * (m + o) for m, o in zip(M[1:], outs[1:], strict=True)) + S * n * outs[0]
+    size += 2 * S * n * max(outs[:-1], default=1)  # post-activations, ping-pong
+    if backward:
+        size += 2 * S * n * max(M) + 2 * S * n * max(fan[1:], default=1)
+    return size + 4 * L
+
+
+@njit(cache=True, nogil=True)
+def _leaky_vjp(DV, scale, z, slope, out):
+    """``out = phi'(z) * scale * DV[..., :N]`` for ``phi(u) = max(u, 0) + slope min(u, 0)`` (one pass, no
+    temporaries)."""
+    S, n, N = out.shape
+    for s in range(S):
+        for i in range(n):
+            dv = DV[s, i]
+            zz = z[s, i]
+            o = out[s, i]
+            for j in range(N):
+                v = dv[j] * scale
+                o[j] = v if zz[j] > 0.0 else slope * v
+
+
 def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> ConditionalPass:
     """:func:`conditional_pass` without validation (the Monte Carlo task calls this)."""
     n, d = X.shape
+    S = len(seeds)
+    fan, outs, M, r, rd = _dims(net, d, n, bias)
+    n_fw, n_bw = normal_counts(net, d, n, bias)
+    total = n_fw + (n_bw if backward else 0)
+    arena = _workspace(_pass_size(S, n, fan, outs, M, r, rd, total, backward))
+    if arena is None:
+        return _run_pass(X, net, seeds, bias, backward, _Arena(np.empty(0)))
+    _LOCAL.busy = True
+    try:
+        return _run_pass(X, net, seeds, bias, backward, arena)
+    finally:
+        _LOCAL.busy = False
+
+
+def _run_pass(X, net: Network, seeds, bias: bool, backward: bool, arena: _Arena) -> ConditionalPass:
+    """The pass; every large array is a slice of ``arena`` (nothing returned is)."""
+    n, d = X.shape
     L, S = net.depth, len(seeds)
-    fn, derivative = _activation(net.activation)
+    act = net.activation
+    fn, derivative = _activation(act)
+    leaky = act.kind == KIND_LEAKY
     fan, outs, M, r, rd = _dims(net, d, n, bias)
     sw2, sb2 = net.weight_variances, net.bias_variances
     n_fw, n_bw = normal_counts(net, d, n, bias)
     total = n_fw + (n_bw if backward else 0)
-    buf = np.empty((S, total))
+    buf = arena.take((S, total))
     for k, seq in enumerate(seeds):  # network k: its own stream, forward normals first
         generator(seq).standard_normal(out=buf[k])
 
@@ -394,34 +543,50 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
     beta = np.where(skip, net.residual if net.residual is not None else 1.0, 1.0)
     norm = net.normalization == "layer"
     masks = draw_masks([mask_sequence(q) for q in seeds], n, net.width, net.dropout) if net.dropout else None
+    hbufs = [arena.take((S, n, max(outs[:-1], default=1))) for _ in range(2)]
     pos = 0
     h = X
     zs, Qs, Gts, grams, lns = [], [], [], [], []
     for l in range(L):
-        grams.append(gram(h))
-        At = (beta[l] * np.sqrt(sw2[l] / fan[l])) * h
+        G = gram(h)
+        grams.append(G)
+        c = beta[l] * np.sqrt(sw2[l] / fan[l])
+        F = (c * c) * G
+        if l == 0:
+            At = np.empty((1, n, M[0]))
+        else:
+            At = arena.take((S, n, M[l]))
+        np.multiply(h, c, out=At[..., : fan[l]])
         if M[l] > fan[l]:  # the bias column
-            col = np.full(At.shape[:-1] + (1,), beta[l] * np.sqrt(sb2[l]))
-            At = np.concatenate([At, col], axis=-1)
-        Qt, R = _qr(At if At.ndim == 3 else At[None], overwrite=True)  # (.., r, M), (.., r, n)
+            At[..., fan[l]] = beta[l] * np.sqrt(sb2[l])
+            F = F + beta[l] ** 2 * sb2[l]
+        if F.ndim == 2:
+            F = F[None]
+        R, Qt, Kinv = _basis(At, F)  # (.., r, n), (.., r, M), (.., r, r): R^T R = F, Q^T = Kinv^T Qt
         Gt = buf[:, pos : pos + r[l] * outs[l]].reshape(S, r[l], outs[l])
         pos += r[l] * outs[l]
-        z = np.matmul(np.swapaxes(R, -1, -2), Gt)  # (S, n, N_l): every unit ~ N(0, A~ A~^T)
+        z = np.matmul(np.swapaxes(R, -1, -2), Gt, out=arena.take((S, n, outs[l])))  # every unit ~ N(0, A~ A~^T)
         if skip[l]:
             z += zs[-1]
         zs.append(z)
-        Qs.append(Qt)
+        Qs.append((Qt, Kinv))
         Gts.append(Gt)
         if l < L - 1:
             if norm:
                 y, sd = layer_norm(z)
                 lns.append((y, sd))
                 h = fn(y)
+            elif leaky:
+                hb = hbufs[l % 2][..., : outs[l]]
+                np.maximum(z, 0.0, out=hb)
+                if act.slope != 0.0:
+                    hb += act.slope * np.minimum(z, 0.0)
+                h = hb
             else:
                 h = fn(z)
             if masks is not None:
                 h = h * masks[l]  # not in place: a user phi may return its argument
-    outputs = zs[-1][:, :, 0]
+    outputs = zs[-1][:, :, 0].copy()
     grams = tuple(np.broadcast_to(g, (S, n, n)) for g in grams)
     sk = tuple(gram(zs[l - 1]) if skip[l] else None for l in range(L)) if skip.any() else None
     if not backward:
@@ -430,25 +595,36 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
     delta = np.ones((S, n, 1))
     Bs = [None] * L
     Bs[L - 1] = np.ones((S, n, n))
+    Ebuf, DVbuf = arena.take((S, n, max(M))), arena.take((S, n, max(M)))
+    gbufs = [arena.take((S, n, max(fan[1:], default=1))) for _ in range(2)]
     for l in range(L - 1, 0, -1):
         Rd = np.ones((S, 1, n)) if l == L - 1 else _gram_root(delta, Bs[l])  # (S, r', n), Rd^T Rd = B_{l+1}
         Xi = buf[:, pos : pos + rd[l] * M[l]].reshape(S, rd[l], M[l])
         pos += rd[l] * M[l]
-        E = np.matmul(np.swapaxes(Rd, -1, -2), Xi)  # (S, n, M): fresh delta V' with row covariance B_l
-        Qt = Qs[l]
+        E = np.matmul(np.swapaxes(Rd, -1, -2), Xi, out=Ebuf[..., : M[l]])  # fresh delta V', row covariance B_l
+        Qt, Kinv = Qs[l]  # Q^T = Kinv^T Qt
         C = np.matmul(delta, np.swapaxes(Gts[l], -1, -2))  # delta G, (S, n, r)
-        C -= np.matmul(E, np.swapaxes(Qt, -1, -2))
-        DV = np.matmul(C, Qt)
+        EQ = np.matmul(E, np.swapaxes(Qt, -1, -2))
+        if Kinv is not None:
+            EQ = np.matmul(EQ, Kinv)
+        C -= EQ
+        if Kinv is not None:
+            C = np.matmul(C, np.swapaxes(Kinv, -1, -2))
+        DV = np.matmul(C, Qt, out=DVbuf[..., : M[l]])
         DV += E
-        g = DV[..., : fan[l]]
-        g *= beta[l] * np.sqrt(sw2[l] / fan[l])  # df/dh_{l-1} through the weights of layer l + 1
-        if masks is not None:
-            g *= masks[l - 1]
-        if norm:
-            y, sd = lns[l - 1]
-            g = layer_norm_vjp(derivative(y) * g, y, sd)
+        scale = beta[l] * np.sqrt(sw2[l] / fan[l])  # df/dh_{l-1} through the weights of layer l + 1
+        g = gbufs[l % 2][..., : fan[l]]
+        if leaky and not norm and masks is None:
+            _leaky_vjp(DV, scale, zs[l - 1], float(act.slope), g)
         else:
-            g = derivative(zs[l - 1]) * g
+            np.multiply(DV[..., : fan[l]], scale, out=g)
+            if masks is not None:
+                g *= masks[l - 1]
+            if norm:
+                y, sd = lns[l - 1]
+                g = layer_norm_vjp(derivative(y) * g, y, sd)
+            else:
+                g = derivative(zs[l - 1]) * g
         if skip[l]:
             g += delta  # the residual stream
         delta = g

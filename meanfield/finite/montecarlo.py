@@ -502,6 +502,10 @@ def simulate(
         progress = sys.stderr.isatty()
     args = (X, _pack(net), quantities, bool(layers), bool(bias))
     task = conditional.conditional_task if method == "conditional" else _kernels_task
-    res = run(task, n_nets, seed, args, batch_size, executor, progress, blas_threads)
+    try:
+        res = run(task, n_nets, seed, args, batch_size, executor, progress, blas_threads)
+    finally:
+        if method == "conditional":
+            conditional.release_workspace()  # this thread's reused buffer of the conditional passes
     samples = {q: res.samples[q] for q in quantities}  # in the order asked for
     return Simulation(samples, seed, net, X, bool(bias))
