@@ -48,9 +48,9 @@ from numba import prange
 from .._checks import check_memory
 from .._jit import njit
 from ..activations import KIND_HERMITE, KIND_LEAKY
-from ..gaussian.closed import acos1m
 from .columns import closed_columns, gather_columns, hermite_columns
 from .inputs import _unit_rows, per_layer, variance_ratios, variance_sequences
+from .sphere_eval import evaluate, evaluate_two, fallback_sr
 
 __all__ = ["SPHERE_TOL", "SphereTable", "equal_norms", "sphere_kernels", "sphere_table"]
 
@@ -493,182 +493,6 @@ def _assemble(rec, evaluate, result, split, J, layers, q, nodes):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# evaluation over the pairs of a dataset
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _pair_sr(A, B, C, i, j):
-    """(s, r) of pair (i, j) exactly as :func:`meanfield.propagation.inputs.first_layer` forms them: from the
-    clipped Gram entry, refined to half a squared distance of the unit inputs where 1 -/+ c < 0.05."""
-    c = min(max(C[i, j], -1.0), 1.0)
-    s = 1.0 - c
-    r = 1.0 + c
-    if s < 0.05:
-        acc = 0.0
-        for k in range(A.shape[1]):
-            t = A[i, k] - B[j, k]
-            acc += t * t
-        s = 0.5 * acc
-        r = 2.0 - s
-    elif r < 0.05:
-        acc = 0.0
-        for k in range(A.shape[1]):
-            t = A[i, k] + B[j, k]
-            acc += t * t
-        r = 0.5 * acc
-        s = 2.0 - r
-    return s, r
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _locate(s, r, J, base, split):
-    """(piece, x in [-1, 1]) of the pair (s, r): the side from the exact end, the dyadic level of
-    u = t / (pi / 2) from its binary exponent, then the equal sub-piece."""
-    side = 0 if s <= r else 1
-    t = acos1m(s if side == 0 else r)
-    u = t * (2.0 / math.pi)
-    if u >= math.ldexp(1.0, -J):
-        m, e = math.frexp(u)
-        lev = -e
-        y = 2.0 * m - 1.0
-        if lev < 0:
-            lev = 0
-            y = 1.0
-    else:
-        lev = J
-        y = math.ldexp(u, J)
-    nsub = 1 << split[side, lev]
-    z = y * nsub
-    sub = min(int(z), nsub - 1)
-    return base[side, lev] + sub, 2.0 * (z - sub) - 1.0
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _chebyshev(coef, o, n, nfun, x, acc):
-    """acc[f] = sum_k coef[o + k nfun + f] T_k(x), k = 0..n (three-term recurrence for T_k)."""
-    for f in range(nfun):
-        acc[f] = coef[o + f]
-    if n >= 1:
-        t0 = 1.0
-        t1 = x
-        for f in range(nfun):
-            acc[f] += coef[o + nfun + f] * x
-        x2 = 2.0 * x
-        for k in range(2, n + 1):
-            t2 = x2 * t1 - t0
-            b = o + k * nfun
-            for f in range(nfun):
-                acc[f] += coef[b + f] * t2
-            t0 = t1
-            t1 = t2
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _chebyshev2(coef, o, n, x):
-    """:func:`_chebyshev` for the two functions (W_L, Theta_L), in registers."""
-    a0 = coef[o]
-    a1 = coef[o + 1]
-    if n >= 1:
-        t0 = 1.0
-        t1 = x
-        a0 += coef[o + 2] * x
-        a1 += coef[o + 3] * x
-        x2 = 2.0 * x
-        for k in range(2, n + 1):
-            t2 = x2 * t1 - t0
-            a0 += coef[o + 2 * k] * t2
-            a1 += coef[o + 2 * k + 1] * t2
-            t0 = t1
-            t1 = t2
-    return a0, a1
-
-
-_TILE = 32
-
-
-@njit(cache=True, error_model="numpy")
-def _eval_tile(
-    i0, A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb, tol, lay, omw, omb, W0, depth, nngp, ntk,
-    nngp_l, back_l, ntk_l, flag, acc,
-):  # fmt: skip
-    n, m = C.shape
-    ni = min(_TILE, n - i0)
-    nl = lay.shape[0]
-    for j0 in range(i0 if sym else 0, m, _TILE):
-        nj = min(_TILE, m - j0)
-        for ii in range(ni):
-            i = i0 + ii
-            for jj in range(nj):
-                j = j0 + jj
-                if sym and j < i:
-                    continue
-                s, r = _pair_sr(A, B, C, i, j)
-                p, x = _locate(s, r, J, base, split)
-                if nfun == 2:
-                    w, th = _chebyshev2(coef, off[p], deg[p], x)
-                else:
-                    _chebyshev(coef, off[p], deg[p], nfun, x, acc)
-                    w, th = acc[0], acc[1]
-                sig = w + sb
-                bad = bound[p, 0] > tol * abs(sig) or bound[p, 1] > tol * abs(th)
-                nngp[i, j] = sig
-                ntk[i, j] = th
-                if sym:
-                    nngp[j, i] = sig
-                    ntk[j, i] = th
-                for k in range(nl):
-                    l = lay[k]
-                    if l == 1:
-                        wk, ew = W0[i, j], 0.0
-                    else:
-                        wk, ew = acc[2 + 2 * k], bound[p, 2 + 2 * k]
-                    if l == depth:
-                        bk, eb = 1.0, 0.0
-                    elif logm[p, 3 + 2 * k]:
-                        bk = math.exp(acc[3 + 2 * k])
-                        eb = bound[p, 3 + 2 * k] * bk
-                    else:
-                        bk, eb = acc[3 + 2 * k], bound[p, 3 + 2 * k]
-                    tk = (omw[l - 1] * wk + omb[l - 1]) * bk
-                    err_t = abs(omw[l - 1]) * ew * abs(bk) + abs(omw[l - 1] * wk + omb[l - 1]) * eb
-                    bad = bad or ew > tol * abs(wk + sb) or eb > tol * abs(bk) or err_t > tol * abs(tk)
-                    nngp_l[k, i, j] = wk + sb
-                    back_l[k, i, j] = bk
-                    ntk_l[k, i, j] = tk
-                    if sym:
-                        nngp_l[k, j, i] = wk + sb
-                        back_l[k, j, i] = bk
-                        ntk_l[k, j, i] = tk
-                flag[i, j] = 1 if bad else 0
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def _evaluate(
-    A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb, tol, lay, omw, omb, W0, depth, nngp, ntk,
-    nngp_l, back_l, ntk_l, flag,
-):  # fmt: skip
-    """Every pair from the table (tiles of rows in parallel; with symmetry tiles t and T - 1 - t share a task so
-    that the triangle is balanced); flag[i, j] = 1 where the measured error bound exceeds ``tol`` of an entry."""
-    n = C.shape[0]
-    tiles = (n + _TILE - 1) // _TILE
-    tasks = (tiles + 1) // 2 if sym else tiles
-    for t in prange(tasks):
-        acc = np.empty(nfun)
-        _eval_tile(t * _TILE, A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb, tol, lay, omw, omb,
-                   W0, depth, nngp, ntk, nngp_l, back_l, ntk_l, flag, acc)  # fmt: skip
-        if sym and tiles - 1 - t != t:
-            _eval_tile((tiles - 1 - t) * _TILE, A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb,
-                       tol, lay, omw, omb, W0, depth, nngp, ntk, nngp_l, back_l, ntk_l, flag, acc)  # fmt: skip
-
-
-@njit(cache=True, error_model="numpy")
-def _fallback_sr(A, B, C, I, Jx, S, R):
-    for k in range(I.shape[0]):
-        S[k], R[k] = _pair_sr(A, B, C, I[k], Jx[k])
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # the entry point used by :func:`meanfield.kernels`
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -759,20 +583,26 @@ def sphere_kernels(X, net, X2, layers, sphere, omw, omb):
     shape_l = (nl, n, m) if nl else (0, 0, 0)
     nngp, ntk = np.empty((n, m)), np.empty((n, m))
     nngp_l, back_l, ntk_l = np.empty(shape_l), np.empty(shape_l), np.empty(shape_l)
-    flag = np.empty((n, m), dtype=np.uint8)
-    _evaluate(
-        A, B, C, sym, tab.levels, tab.level_base, tab.level_split, tab.piece_deg, tab.piece_off, tab.coef, tab.bound,
-        tab.logm, tab.nfun, sb, SPHERE_TOL, lay, omw, omb, W0 if W0 is not None else np.zeros((1, 1)), depth, nngp, ntk,
-        nngp_l, back_l, ntk_l, flag,
-    )  # fmt: skip
-    if sym:
-        flag = np.triu(flag)
-    I, Jx = np.nonzero(flag)
+    if nl == 0:
+        flag = np.zeros((n, m), dtype=np.uint8)
+        nbad = evaluate_two(A, B, C, sym, tab.levels, tab.level_base, tab.level_split, tab.piece_deg, tab.piece_off,
+                            tab.coef, tab.bound, sb, SPHERE_TOL, nngp, ntk, flag)  # fmt: skip
+    else:
+        flag = np.empty((n, m), dtype=np.uint8)
+        evaluate(
+            A, B, C, sym, tab.levels, tab.level_base, tab.level_split, tab.piece_deg, tab.piece_off, tab.coef,
+            tab.bound, tab.logm, tab.nfun, sb, SPHERE_TOL, lay, omw, omb, W0 if W0 is not None else np.zeros((1, 1)),
+            depth, nngp, ntk, nngp_l, back_l, ntk_l, flag,
+        )  # fmt: skip
+        if sym:
+            flag = np.triu(flag)
+        nbad = 1
+    I, Jx = np.nonzero(flag) if nbad else (np.empty(0, np.int64), np.empty(0, np.int64))
     if I.size:  # pairs the table cannot give to SPHERE_TOL: the exact layer loop, pair by pair
         if W0 is None:
             W0 = layer_one()
         S, R = np.empty(I.size), np.empty(I.size)
-        _fallback_sr(A, B, C, I, Jx, S, R)
+        fallback_sr(A, B, C, I, Jx, S, R)
         slots = None
         if nl:
             slots = np.full(depth, -1, dtype=np.int64)
