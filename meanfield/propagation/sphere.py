@@ -42,6 +42,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -71,6 +72,8 @@ _PLATEAU = 1e-13
 _MAX_SPLIT = 6
 #: columns per block of the node loop (as the dataset loop's blocks)
 _NBLOCK = 256
+#: closed-form pair-layer updates below which the exact recursion runs on one thread (~1 ms)
+_SERIAL_WORK = 200_000
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -78,76 +81,100 @@ _NBLOCK = 256
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@njit(cache=True, error_model="numpy")
+def _pairs_block(
+    b, kind, slope, sw, sb, Q, SQ, SV, rows, T, TA, TB, order, omw, omb, S0, R0, W0, slots, keep_dot, out_w, out_th,
+    W_l, D_l, width,
+):  # fmt: skip
+    """Block b (columns b * width ...) of :func:`_pairs_loop`."""
+    depth = Q.shape[0]
+    K = S0.shape[0]
+    nk = max(1, (order[:, 0] * order[:, 1]).max()) if kind == KIND_HERMITE else 1
+    j0 = b * width
+    nk0 = min(width, K - j0)
+    # the general path takes the exact gap sums in a block with a pair near c = +-1, as the dataset loop does in
+    # every block holding the diagonal: one extra parallel pair (s = 0) makes every block take them
+    nj = nk0 + 1 if kind == KIND_HERMITE else nk0
+    s = np.zeros(nj)
+    r = np.full(nj, 2.0)
+    w = np.zeros(nj)
+    s[:nk0] = S0[j0 : j0 + nk0]
+    r[:nk0] = R0[j0 : j0 + nk0]
+    w[:nk0] = W0[j0 : j0 + nk0]
+    th = omw[0] * w + omb[0]
+    q2 = np.empty(nj)
+    sv2 = np.empty(nj)
+    sqn2 = np.empty(nj)
+    t2 = np.empty(nj)
+    u2 = np.empty(nj)
+    rb = np.empty(nj, dtype=np.int64)
+    wl = np.empty(nj)
+    dl = np.empty(nj)
+    A2 = np.empty((nk, _NBLOCK + 3))
+    B2 = np.empty((nk, _NBLOCK + 3))
+    work = np.empty((13, _NBLOCK))
+    if slots[0] >= 0:
+        W_l[slots[0], j0 : j0 + nk0] = w[:nk0]
+    if keep_dot:
+        D_l[0, j0 : j0 + nk0] = 0.0
+    gathered = -1
+    for l in range(1, depth):
+        k = order[l - 1, 0]
+        npar = order[l - 1, 1]
+        apar = order[l - 1, 2]
+        q2[:] = Q[l - 1]
+        sv2[:] = SV[l - 1]
+        sqn2[:] = SQ[l]
+        t2[:] = T[0, l - 1]
+        u2[:] = T[1, l - 1]
+        if kind == KIND_HERMITE:
+            if rows[l - 1] != gathered:  # at the variances' fixed point the rows repeat: gather once
+                rb[:] = rows[l - 1]
+                gather_columns(TA, TB, rb, npar * k, A2, B2)
+                gathered = rows[l - 1]
+            hermite_columns(sw, sb, SV[l - 1], SQ[l], rows[l - 1], k, npar, apar, omw[l], omb[l], sv2, sqn2,
+                            TA, TB, s, r, w, th, wl, dl, A2, B2, work)  # fmt: skip
+        elif kind == KIND_LEAKY:  # a constant kind: the closed form is inlined and the loop vectorizes
+            closed_columns(KIND_LEAKY, slope, sw, sb, Q[l - 1], SV[l - 1], SQ[l], T[0, l - 1], T[1, l - 1],
+                           omw[l], omb[l], q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl)  # fmt: skip
+        else:
+            closed_columns(kind, slope, sw, sb, Q[l - 1], SV[l - 1], SQ[l], T[0, l - 1], T[1, l - 1], omw[l],
+                           omb[l], q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl)  # fmt: skip
+        if slots[l] >= 0:
+            W_l[slots[l], j0 : j0 + nk0] = wl[:nk0]
+        if keep_dot:
+            D_l[l, j0 : j0 + nk0] = dl[:nk0]
+    out_w[j0 : j0 + nk0] = w[:nk0]
+    out_th[j0 : j0 + nk0] = th[:nk0]
+
+
 @njit(cache=True, parallel=True, error_model="numpy")
 def _pairs_loop(
     kind, slope, sw, sb, Q, SQ, SV, rows, T, TA, TB, order, omw, omb, S0, R0, W0, slots, keep_dot, out_w, out_th,
-    W_l, D_l,
+    W_l, D_l, width,
 ):  # fmt: skip
     """Carry the pairs (S0, R0, W0) of inputs with the one variance sequence Q through all layers, with the
     column step of :func:`meanfield.kernels` (the pairs are the columns of one row; every column has the same
     per-input quantities). out_w = Sigma_L - sigma_b^2, out_th = Theta_L; W_l[slots[l]] = Sigma_l - sigma_b^2 for
     the requested layers and, with ``keep_dot``, D_l[l] = Sigmadot_l (0 at l = 0)."""
-    depth = Q.shape[0]
     K = S0.shape[0]
-    nblk = (K + _NBLOCK - 2) // (_NBLOCK - 1)
-    nk = max(1, (order[:, 0] * order[:, 1]).max()) if kind == KIND_HERMITE else 1
+    nblk = (K + width - 1) // width
     for b in prange(nblk):
-        j0 = b * (_NBLOCK - 1)
-        nk0 = min(_NBLOCK - 1, K - j0)
-        # the general path takes the exact gap sums in a block with a pair near c = +-1, as the dataset loop does in
-        # every block holding the diagonal: one extra parallel pair (s = 0) makes every block take them
-        nj = nk0 + 1 if kind == KIND_HERMITE else nk0
-        s = np.zeros(nj)
-        r = np.full(nj, 2.0)
-        w = np.zeros(nj)
-        s[:nk0] = S0[j0 : j0 + nk0]
-        r[:nk0] = R0[j0 : j0 + nk0]
-        w[:nk0] = W0[j0 : j0 + nk0]
-        th = omw[0] * w + omb[0]
-        q2 = np.empty(nj)
-        sv2 = np.empty(nj)
-        sqn2 = np.empty(nj)
-        t2 = np.empty(nj)
-        u2 = np.empty(nj)
-        rb = np.empty(nj, dtype=np.int64)
-        wl = np.empty(nj)
-        dl = np.empty(nj)
-        A2 = np.empty((nk, _NBLOCK + 3))
-        B2 = np.empty((nk, _NBLOCK + 3))
-        work = np.empty((13, _NBLOCK))
-        if slots[0] >= 0:
-            W_l[slots[0], j0 : j0 + nk0] = w[:nk0]
-        if keep_dot:
-            D_l[0, j0 : j0 + nk0] = 0.0
-        gathered = -1
-        for l in range(1, depth):
-            k = order[l - 1, 0]
-            npar = order[l - 1, 1]
-            apar = order[l - 1, 2]
-            q2[:] = Q[l - 1]
-            sv2[:] = SV[l - 1]
-            sqn2[:] = SQ[l]
-            t2[:] = T[0, l - 1]
-            u2[:] = T[1, l - 1]
-            if kind == KIND_HERMITE:
-                if rows[l - 1] != gathered:  # at the variances' fixed point the rows repeat: gather once
-                    rb[:] = rows[l - 1]
-                    gather_columns(TA, TB, rb, npar * k, A2, B2)
-                    gathered = rows[l - 1]
-                hermite_columns(sw, sb, SV[l - 1], SQ[l], rows[l - 1], k, npar, apar, omw[l], omb[l], sv2, sqn2,
-                                TA, TB, s, r, w, th, wl, dl, A2, B2, work)  # fmt: skip
-            elif kind == KIND_LEAKY:  # a constant kind: the closed form is inlined and the loop vectorizes
-                closed_columns(KIND_LEAKY, slope, sw, sb, Q[l - 1], SV[l - 1], SQ[l], T[0, l - 1], T[1, l - 1],
-                               omw[l], omb[l], q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl)  # fmt: skip
-            else:
-                closed_columns(kind, slope, sw, sb, Q[l - 1], SV[l - 1], SQ[l], T[0, l - 1], T[1, l - 1], omw[l],
-                               omb[l], q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl)  # fmt: skip
-            if slots[l] >= 0:
-                W_l[slots[l], j0 : j0 + nk0] = wl[:nk0]
-            if keep_dot:
-                D_l[l, j0 : j0 + nk0] = dl[:nk0]
-        out_w[j0 : j0 + nk0] = w[:nk0]
-        out_th[j0 : j0 + nk0] = th[:nk0]
+        _pairs_block(b, kind, slope, sw, sb, Q, SQ, SV, rows, T, TA, TB, order, omw, omb, S0, R0, W0, slots, keep_dot,
+                     out_w, out_th, W_l, D_l, width)  # fmt: skip
+
+
+@njit(cache=True, error_model="numpy")
+def _pairs_serial(
+    kind, slope, sw, sb, Q, SQ, SV, rows, T, TA, TB, order, omw, omb, S0, R0, W0, slots, keep_dot, out_w, out_th,
+    W_l, D_l, width,
+):  # fmt: skip
+    """:func:`_pairs_loop` on one thread (small tables: no thread wake-up)."""
+    K = S0.shape[0]
+    nblk = (K + width - 1) // width
+    for b in range(nblk):
+        _pairs_block(b, kind, slope, sw, sb, Q, SQ, SV, rows, T, TA, TB, order, omw, omb, S0, R0, W0, slots, keep_dot,
+                     out_w, out_th, W_l, D_l, width)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
@@ -195,11 +222,19 @@ class _Recursion:
         W_l = np.empty((max(ns, 1), K))
         D_l = np.empty((self.depth if keep else 1, K))
         out_w, out_th = np.empty(K), np.empty(K)
-        _pairs_loop(
+        # blocks of at most _NBLOCK - 1 columns, as many as a multiple of the threads (balanced); one thread for
+        # small work, where waking the others costs more than it saves (ms on a loaded machine)
+        threads = numba.get_num_threads()
+        nblk = -(-K // (_NBLOCK - 1))
+        parallel = threads > 1 and K > 1 and K * self.depth * (8 if self.kind == KIND_HERMITE else 1) > _SERIAL_WORK
+        if parallel:
+            nblk = -(-max(nblk, 2) // threads) * threads
+        loop = _pairs_loop if parallel else _pairs_serial
+        loop(
             self.kind, self.slope, self.sw, self.sb, self.Q, self.SQ, self.SV, self.rows, self.T, self.TA, self.TB,
             self.order, self.omw, self.omb, np.ascontiguousarray(S0, dtype=np.float64),
             np.ascontiguousarray(R0, dtype=np.float64), np.ascontiguousarray(W0, dtype=np.float64), slots, keep,
-            out_w, out_th, W_l, D_l,
+            out_w, out_th, W_l, D_l, max(1, -(-K // nblk)),
         )  # fmt: skip
         if not keep:
             return out_w, out_th, None
@@ -267,12 +302,6 @@ def _piece_bounds(level, sub, nsub, J):
         return lo * (1.0 + sub / nsub), lo * (1.0 + (sub + 1) / nsub)
     lo = 2.0 ** (-J)
     return lo * sub / nsub, lo * (sub + 1) / nsub
-
-
-def _node_pairs(side, t):
-    """(s, r) of the angle t on a side (0: theta = t, 1: theta = pi - t), the small one exact."""
-    e = 2.0 * np.sin(0.5 * t) ** 2
-    return (e, 2.0 - e) if side == 0 else (2.0 - e, e)
 
 
 @dataclass(frozen=True)
@@ -348,18 +377,20 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
     J = max(2, int(math.ceil(math.log2(4.0 * depth))))
 
     def evaluate(side, u):
-        t = 0.5 * np.pi * u
-        s, r = _node_pairs(side, t)
+        """The functions at the angles t = u pi / 2 on the sides ``side`` (arrays): one run of the recursion."""
+        e = 2.0 * np.sin(0.25 * np.pi * u) ** 2  # the small one of (s, r) exact
+        s, r = np.where(side == 0, e, 2.0 - e), np.where(side == 0, 2.0 - e, e)
         c = np.where(s <= r, 1.0 - s, r - 1.0)
         return _functions(rec, s, r, q * c - sb, slots)
 
-    # state per (side, level): split exponent; per piece: degree, values at its Lobatto nodes
+    # state per (side, level): split exponent; per piece: degree, values at its Lobatto nodes and check points
     split = np.zeros((2, J + 1), dtype=np.int64)
-    result = {}
+    result, checks = {}, {}
     todo = [(side, lev) for side in (0, 1) for lev in range(J + 1)]
     nodes = 0
     while todo:
-        # every piece of the pending levels at the smallest degree, then doubled where unresolved
+        # every piece of the pending levels at the smallest degree, then doubled where unresolved; one run of the
+        # recursion per degree for all pieces of both sides (with the check points in the first)
         pend = {}
         for side, lev in todo:
             nsub = 1 << split[side, lev]
@@ -369,32 +400,32 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
         vals = {}
         active = list(pend)
         for di, n in enumerate(_DEGREES):
-            us, owners = [], []
+            sides, us, owners = [], [], []
+            x = _lobatto(n)
+            new = np.arange(n + 1) if di == 0 else np.arange(1, n + 1, 2)  # nested: only the new nodes
             for key in active:
                 side, lev, sub = key
                 a, b = _piece_bounds(lev, sub, 1 << split[side, lev], J)
-                x = _lobatto(n)
-                new = np.arange(n + 1) if di == 0 else np.arange(1, n + 1, 2)  # nested: only the new nodes
-                us.append((side, 0.5 * (a + b) + 0.5 * (b - a) * x[new]))
-                owners.append((key, new))
-            F = None
-            for side in (0, 1):
-                idx = [i for i, (sd, _) in enumerate(us) if sd == side]
-                if not idx:
-                    continue
-                u = np.concatenate([us[i][1] for i in idx])
-                f = evaluate(side, u)
-                nodes += u.size
-                pos = 0
-                for i in idx:
-                    key, new = owners[i]
-                    full = np.empty((n + 1, f.shape[1]))
-                    if di > 0:
-                        full[0::2] = vals[key]
-                    full[new] = f[pos : pos + new.size]
-                    pos += new.size
-                    vals[key] = full
-                    F = f.shape[1]
+                u = 0.5 * (a + b) + 0.5 * (b - a) * x[new]
+                if di == 0:
+                    u = np.concatenate([u, 0.5 * (a + b) + 0.5 * (b - a) * _CHECK])
+                us.append(u)
+                sides.append(np.full(u.size, side))
+                owners.append(key)
+            u = np.concatenate(us)
+            f = evaluate(np.concatenate(sides), u)
+            nodes += u.size
+            pos = 0
+            for key in owners:
+                full = np.empty((n + 1, f.shape[1]))
+                if di > 0:
+                    full[0::2] = vals[key]
+                full[new] = f[pos : pos + new.size]
+                pos += new.size
+                vals[key] = full
+                if di == 0:
+                    checks[key] = f[pos : pos + _CHECK.size]
+                    pos += _CHECK.size
             still = []
             for key in active:
                 v, lm = _transform(vals[key])
@@ -421,15 +452,14 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
                 del result[key]
             split[side, lev] += 1
         todo = sorted(redo)
-        del F
-    return _assemble(rec, evaluate, result, split, J, layers, q, nodes)
+    return _assemble(rec, checks, result, split, J, layers, q, nodes)
 
 
 #: interior check points per piece (Chebyshev points of the first kind of degree 4: never Lobatto nodes)
 _CHECK = np.cos((2 * np.arange(4) + 1) * np.pi / 8)
 
 
-def _assemble(rec, evaluate, result, split, J, layers, q, nodes):
+def _assemble(rec, checks, result, split, J, layers, q, nodes):
     keys = [(side, lev, sub) for side in (0, 1) for lev in range(J + 1) for sub in range(1 << split[side, lev])]
     base = np.zeros((2, J + 1), dtype=np.int64)
     for p, key in enumerate(keys):
@@ -457,34 +487,24 @@ def _assemble(rec, evaluate, result, split, J, layers, q, nodes):
     bound = np.zeros((P, nfun))
     logm = np.zeros((P, nfun), dtype=np.uint8)
     worst = 0.0
-    for side in (0, 1):
-        ps = [p for p, k in enumerate(keys) if k[0] == side]
-        us = []
-        for p in ps:
-            _, lev, sub = keys[p]
-            a, b = _piece_bounds(lev, sub, 1 << split[side, lev], J)
-            us.append(0.5 * (a + b) + 0.5 * (b - a) * _CHECK)
-        u = np.concatenate(us)
-        exact = evaluate(side, u)
-        nodes += u.size
-        for i, p in enumerate(ps):
-            n = degs[p]
-            c = coef[offs[p] : offs[p] + (n + 1) * nfun].reshape(n + 1, nfun)
-            approx = np.polynomial.chebyshev.chebval(_CHECK, c).T  # (4, nfun)
-            ex = exact[4 * i : 4 * i + 4]
-            lg = result[keys[p]][3]
-            logm[p] = lg
-            with np.errstate(divide="ignore", invalid="ignore"):
-                tex = np.where(lg[None, :], np.log(np.where(lg[None, :], ex, 1.0)), ex)
-            diff = np.max(np.abs(approx - tex), axis=0)
-            approx = np.where(lg[None, :], np.exp(np.where(lg[None, :], approx, 0.0)), approx)
-            full = result[keys[p]][1]
-            tail = np.sum(np.abs(full[-3:]), axis=0)
-            scale = np.max(np.abs(result[keys[p]][2]), axis=0)
-            bound[p] = np.maximum(np.maximum(2.0 * diff, tail), 4e-16 * scale)
-            ok = (np.abs(ex) >= 1e-3 * scales[None, :]) | lg[None, :]
-            if np.any(ok):
-                worst = max(worst, float(np.max(np.where(ok, np.abs(approx - ex) / np.where(ok, np.abs(ex), 1.0), 0))))
+    for p in range(P):
+        n = degs[p]
+        c = coef[offs[p] : offs[p] + (n + 1) * nfun].reshape(n + 1, nfun)
+        approx = np.polynomial.chebyshev.chebval(_CHECK, c).T  # (4, nfun)
+        ex = checks[keys[p]]
+        lg = result[keys[p]][3]
+        logm[p] = lg
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tex = np.where(lg[None, :], np.log(np.where(lg[None, :], ex, 1.0)), ex)
+        diff = np.max(np.abs(approx - tex), axis=0)
+        approx = np.where(lg[None, :], np.exp(np.where(lg[None, :], approx, 0.0)), approx)
+        full = result[keys[p]][1]
+        tail = np.sum(np.abs(full[-3:]), axis=0)
+        scale = np.max(np.abs(result[keys[p]][2]), axis=0)
+        bound[p] = np.maximum(np.maximum(2.0 * diff, tail), 4e-16 * scale)
+        ok = (np.abs(ex) >= 1e-3 * scales[None, :]) | lg[None, :]
+        if np.any(ok):
+            worst = max(worst, float(np.max(np.where(ok, np.abs(approx - ex) / np.where(ok, np.abs(ex), 1.0), 0))))
     return SphereTable(
         depth=rec.depth, q=float(q), layers=tuple(layers), nodes=int(nodes), pieces=P, degrees=degs, levels=J,
         error=worst, level_base=base, level_split=split.copy(), piece_deg=degs, piece_off=offs, coef=coef,
