@@ -14,8 +14,7 @@ Interpolant (derived here). The angle is taken from the exact side of the pair,
 :math:`t = \arccos(1 - \min(s, r))\in[0, \pi/2]` with :math:`(s, r) = (1 - c, 1 + c)` (:math:`t = \theta` for
 :math:`c \ge 0`, :math:`t = \pi - \theta` otherwise), so nearly parallel and nearly anti-parallel pairs keep full
 relative precision in :math:`t`. Each side is cut into dyadic levels :math:`t/(\pi/2)\in[2^{-j-1}, 2^{-j}]`,
-:math:`j < J` with :math:`2^{-J}\approx 1/(4L)` (:math:`1/(4L^{5/8})` for smooth activations, whose boundary
-layer is :math:`\sim L^{-1/2}` wide), and a bottom level :math:`[0, 2^{-J}]`: deep ReLU-like maps have
+:math:`j < J` with :math:`2^{-J}\approx 1/(4L)`, and a bottom level :math:`[0, 2^{-J}]`: deep ReLU-like maps have
 a boundary layer of width :math:`\sim 1/L` at :math:`\theta = 0` (:math:`\theta_L\approx\theta/(1 + aL\theta)`,
 a pole at distance :math:`1/(aL)`), which the grading resolves with a bounded number of nodes per level. Every
 level is split into :math:`2^m` equal pieces and every piece carries a Chebyshev interpolant on
@@ -375,13 +374,11 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
             slots[l - 1] = k
     rec = _Recursion(net, float(q), omw, omb)
     sb = float(net.sigma_b2)
-    # the boundary layer at theta = 0 has width ~ 1/L where the layer map has a (1 - c)^{3/2} term (ReLU, leaky
-    # ReLU) and ~ 1/sqrt(L) where it is analytic in 1 - c = theta^2 / 2 (smooth activations; at the edge of chaos
-    # 1 - c_L ~ s / (1 + b L s), poles at theta^2 = -2 / (b L)). Smooth: 2^-J ~ 1 / (4 L^(5/8)); at 1 / (4 sqrt(L))
-    # the bottom piece's NTK values carry the recursion's rounding as a coefficient plateau and differed from the
-    # loop by 6.8e-14 (tanh, L = 1e4), at L^(5/8) by 1.3e-14 (as with 1 / (4L)), with 888 nodes instead of 1162
-    rough = net.activation.kind == KIND_LEAKY and float(net.activation.slope) != 1.0
-    J = max(2, int(math.ceil(math.log2(4.0 * (depth if rough else depth**0.625)))))
+    # 2^-J ~ 1/(4L) for every activation: smooth ones have a boundary layer only ~1/sqrt(L) wide, but a bottom level
+    # at 1/(4 L^(5/8)) (888 instead of 1162 nodes for tanh at L = 1e4) differed from the loop by 3.3e-13 at
+    # theta = 1.7e-7: there the loop's own NTK departs from its smooth trend in s = 1 - c by ~4e-13 (rounding of c),
+    # which the small pieces of the finer grading follow (3.0e-14)
+    J = max(2, int(math.ceil(math.log2(4.0 * depth))))
 
     def evaluate(side, u):
         """The functions at the angles t = u pi / 2 on the sides ``side`` (arrays): one run of the recursion."""
@@ -589,7 +586,8 @@ def sphere_kernels(X, net, X2, layers, sphere, omw, omb):
         "use fewer inputs (blocks of rows: kernels(X[i:j], net, X2=X)) or fewer layers",
     )
     tab = _cached_table(net, q, tuple(slots_t), omw, omb)
-    C = np.clip(A @ B.T, -1.0, 1.0)  # the Gram matrix of first_layer (the same product, so the same rounding)
+    C = A @ B.T  # the Gram matrix of first_layer (the same product, so the same rounding), clipped in place
+    np.clip(C, -1.0, 1.0, out=C)
     W0 = None
 
     def layer_one():
