@@ -43,14 +43,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numba import prange
 
 from .._checks import check_memory
-from .._jit import njit
-from ..activations import KIND_HERMITE, KIND_LEAKY
-from ..gaussian.closed import acos1m
-from .columns import closed_columns, gather_columns, hermite_columns
-from .inputs import _unit_rows, per_layer, variance_ratios, variance_sequences
+from .inputs import _unit_rows
+from .sphere_eval import evaluate, evaluate_two, fallback_sr
+from .sphere_loop import Recursion
 
 __all__ = ["SPHERE_TOL", "SphereTable", "equal_norms", "sphere_kernels", "sphere_table"]
 
@@ -69,143 +66,6 @@ _CHOP = 1e-15
 _PLATEAU = 1e-13
 #: at most 2**_MAX_SPLIT pieces per dyadic level
 _MAX_SPLIT = 6
-#: columns per block of the node loop (as the dataset loop's blocks)
-_NBLOCK = 256
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the exact recursion for a list of pairs sharing one variance sequence
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def _pairs_loop(
-    kind, slope, sw, sb, Q, SQ, SV, rows, T, TA, TB, order, omw, omb, S0, R0, W0, slots, keep_dot, out_w, out_th,
-    W_l, D_l,
-):  # fmt: skip
-    """Carry the pairs (S0, R0, W0) of inputs with the one variance sequence Q through all layers, with the
-    column step of :func:`meanfield.kernels` (the pairs are the columns of one row; every column has the same
-    per-input quantities). out_w = Sigma_L - sigma_b^2, out_th = Theta_L; W_l[slots[l]] = Sigma_l - sigma_b^2 for
-    the requested layers and, with ``keep_dot``, D_l[l] = Sigmadot_l (0 at l = 0)."""
-    depth = Q.shape[0]
-    K = S0.shape[0]
-    nblk = (K + _NBLOCK - 2) // (_NBLOCK - 1)
-    nk = max(1, (order[:, 0] * order[:, 1]).max()) if kind == KIND_HERMITE else 1
-    for b in prange(nblk):
-        j0 = b * (_NBLOCK - 1)
-        nk0 = min(_NBLOCK - 1, K - j0)
-        # the general path takes the exact gap sums in a block with a pair near c = +-1, as the dataset loop does in
-        # every block holding the diagonal: one extra parallel pair (s = 0) makes every block take them
-        nj = nk0 + 1 if kind == KIND_HERMITE else nk0
-        s = np.zeros(nj)
-        r = np.full(nj, 2.0)
-        w = np.zeros(nj)
-        s[:nk0] = S0[j0 : j0 + nk0]
-        r[:nk0] = R0[j0 : j0 + nk0]
-        w[:nk0] = W0[j0 : j0 + nk0]
-        th = omw[0] * w + omb[0]
-        q2 = np.empty(nj)
-        sv2 = np.empty(nj)
-        sqn2 = np.empty(nj)
-        t2 = np.empty(nj)
-        u2 = np.empty(nj)
-        rb = np.empty(nj, dtype=np.int64)
-        wl = np.empty(nj)
-        dl = np.empty(nj)
-        A2 = np.empty((nk, _NBLOCK + 3))
-        B2 = np.empty((nk, _NBLOCK + 3))
-        work = np.empty((13, _NBLOCK))
-        if slots[0] >= 0:
-            W_l[slots[0], j0 : j0 + nk0] = w[:nk0]
-        if keep_dot:
-            D_l[0, j0 : j0 + nk0] = 0.0
-        gathered = -1
-        for l in range(1, depth):
-            k = order[l - 1, 0]
-            npar = order[l - 1, 1]
-            apar = order[l - 1, 2]
-            q2[:] = Q[l - 1]
-            sv2[:] = SV[l - 1]
-            sqn2[:] = SQ[l]
-            t2[:] = T[0, l - 1]
-            u2[:] = T[1, l - 1]
-            if kind == KIND_HERMITE:
-                if rows[l - 1] != gathered:  # at the variances' fixed point the rows repeat: gather once
-                    rb[:] = rows[l - 1]
-                    gather_columns(TA, TB, rb, npar * k, A2, B2)
-                    gathered = rows[l - 1]
-                hermite_columns(sw, sb, SV[l - 1], SQ[l], rows[l - 1], k, npar, apar, omw[l], omb[l], sv2, sqn2,
-                                TA, TB, s, r, w, th, wl, dl, A2, B2, work)  # fmt: skip
-            elif kind == KIND_LEAKY:  # a constant kind: the closed form is inlined and the loop vectorizes
-                closed_columns(KIND_LEAKY, slope, sw, sb, Q[l - 1], SV[l - 1], SQ[l], T[0, l - 1], T[1, l - 1],
-                               omw[l], omb[l], q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl)  # fmt: skip
-            else:
-                closed_columns(kind, slope, sw, sb, Q[l - 1], SV[l - 1], SQ[l], T[0, l - 1], T[1, l - 1], omw[l],
-                               omb[l], q2, sv2, sqn2, t2, u2, s, r, w, th, wl, dl)  # fmt: skip
-            if slots[l] >= 0:
-                W_l[slots[l], j0 : j0 + nk0] = wl[:nk0]
-            if keep_dot:
-                D_l[l, j0 : j0 + nk0] = dl[:nk0]
-        out_w[j0 : j0 + nk0] = w[:nk0]
-        out_th[j0 : j0 + nk0] = th[:nk0]
-
-
-@njit(cache=True, error_model="numpy")
-def _backward(omw, omb, slots, W_l, D_l, B_out, TL_out):
-    """B_l = prod_{k > l} Sigmadot_k and Theta^(l) = (omw_l W_l + omb_l) B_l at the requested layers, in the
-    order of the dataset loop (from the top layer down), per pair."""
-    depth = D_l.shape[0]
-    for j in range(D_l.shape[1]):
-        b = 1.0
-        for l in range(depth - 1, -1, -1):
-            k = slots[l]
-            if k >= 0:
-                B_out[k, j] = b
-                TL_out[k, j] = (omw[l] * W_l[k, j] + omb[l]) * b
-            b *= D_l[l, j]
-
-
-class _Recursion:
-    """The shared variance sequence of one network and input variance, and the exact loop over pairs."""
-
-    def __init__(self, net, q, omw, omb):
-        act = net.activation
-        self.kind, self.slope = act.kind, float(act.slope)
-        self.sw, self.sb = float(net.sigma_w2), float(net.sigma_b2)
-        self.depth = net.depth
-        self.omw, self.omb = np.ascontiguousarray(omw, dtype=np.float64), np.ascontiguousarray(omb, dtype=np.float64)
-        sw_l, sb_l = per_layer(self.sw, self.depth), per_layer(self.sb, self.depth)  # the plain MLP's constant schedule
-        Q, V, rows, order, npar, apar, TA, TB = variance_sequences(act, sw_l, sb_l, np.array([q]), self.depth)
-        self.Q = np.ascontiguousarray(Q[:, 0])
-        self.SQ, self.SV = np.sqrt(self.Q), np.sqrt(np.ascontiguousarray(V[:, 0]))
-        self.rows = np.ascontiguousarray(rows[:, 0])
-        self.order = np.ascontiguousarray(np.stack([order, npar, apar], axis=1))
-        self.TA, self.TB = TA, TB
-        T = variance_ratios(act, sw_l, sb_l, Q) if act.kind != KIND_HERMITE else np.zeros((2,) + Q.shape)
-        self.T = np.ascontiguousarray(T[:, :, 0])
-
-    def run(self, S0, R0, W0, slots=None):
-        """(W_L, Theta_L) and, for ``slots`` (a length-L int array, -1 where not requested), the per-layer
-        (W_l, B_l, Theta^(l)) arrays (n_slots, K) of the pairs (S0, R0, W0)."""
-        K = S0.size
-        keep = slots is not None
-        if slots is None:
-            slots = np.full(self.depth, -1, dtype=np.int64)
-        ns = int(slots.max()) + 1 if keep else 0
-        W_l = np.empty((max(ns, 1), K))
-        D_l = np.empty((self.depth if keep else 1, K))
-        out_w, out_th = np.empty(K), np.empty(K)
-        _pairs_loop(
-            self.kind, self.slope, self.sw, self.sb, self.Q, self.SQ, self.SV, self.rows, self.T, self.TA, self.TB,
-            self.order, self.omw, self.omb, np.ascontiguousarray(S0, dtype=np.float64),
-            np.ascontiguousarray(R0, dtype=np.float64), np.ascontiguousarray(W0, dtype=np.float64), slots, keep,
-            out_w, out_th, W_l, D_l,
-        )  # fmt: skip
-        if not keep:
-            return out_w, out_th, None
-        B, TL = np.empty((ns, K)), np.empty((ns, K))
-        _backward(self.omw, self.omb, slots, W_l[:ns], D_l, B, TL)
-        return out_w, out_th, (W_l[:ns], B, TL)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -267,12 +127,6 @@ def _piece_bounds(level, sub, nsub, J):
         return lo * (1.0 + sub / nsub), lo * (1.0 + (sub + 1) / nsub)
     lo = 2.0 ** (-J)
     return lo * sub / nsub, lo * (sub + 1) / nsub
-
-
-def _node_pairs(side, t):
-    """(s, r) of the angle t on a side (0: theta = t, 1: theta = pi - t), the small one exact."""
-    e = 2.0 * np.sin(0.5 * t) ** 2
-    return (e, 2.0 - e) if side == 0 else (2.0 - e, e)
 
 
 @dataclass(frozen=True)
@@ -343,23 +197,29 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
         slots = np.full(depth, -1, dtype=np.int64)
         for k, l in enumerate(layers):
             slots[l - 1] = k
-    rec = _Recursion(net, float(q), omw, omb)
+    rec = Recursion(net, float(q), omw, omb)
     sb = float(net.sigma_b2)
+    # 2^-J ~ 1/(4L) for every activation: smooth ones have a boundary layer only ~1/sqrt(L) wide, but a bottom level
+    # at 1/(4 L^(5/8)) (888 instead of 1162 nodes for tanh at L = 1e4) differed from the loop by 3.3e-13 at
+    # theta = 1.7e-7: there the loop's own NTK departs from its smooth trend in s = 1 - c by ~4e-13 (rounding of c),
+    # which the small pieces of the finer grading follow (3.0e-14)
     J = max(2, int(math.ceil(math.log2(4.0 * depth))))
 
     def evaluate(side, u):
-        t = 0.5 * np.pi * u
-        s, r = _node_pairs(side, t)
+        """The functions at the angles t = u pi / 2 on the sides ``side`` (arrays): one run of the recursion."""
+        e = 2.0 * np.sin(0.25 * np.pi * u) ** 2  # the small one of (s, r) exact
+        s, r = np.where(side == 0, e, 2.0 - e), np.where(side == 0, 2.0 - e, e)
         c = np.where(s <= r, 1.0 - s, r - 1.0)
         return _functions(rec, s, r, q * c - sb, slots)
 
-    # state per (side, level): split exponent; per piece: degree, values at its Lobatto nodes
+    # state per (side, level): split exponent; per piece: degree, values at its Lobatto nodes and check points
     split = np.zeros((2, J + 1), dtype=np.int64)
-    result = {}
+    result, checks = {}, {}
     todo = [(side, lev) for side in (0, 1) for lev in range(J + 1)]
     nodes = 0
     while todo:
-        # every piece of the pending levels at the smallest degree, then doubled where unresolved
+        # every piece of the pending levels at the smallest degree, then doubled where unresolved; one run of the
+        # recursion per degree for all pieces of both sides (with the check points in the first)
         pend = {}
         for side, lev in todo:
             nsub = 1 << split[side, lev]
@@ -369,32 +229,32 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
         vals = {}
         active = list(pend)
         for di, n in enumerate(_DEGREES):
-            us, owners = [], []
+            sides, us, owners = [], [], []
+            x = _lobatto(n)
+            new = np.arange(n + 1) if di == 0 else np.arange(1, n + 1, 2)  # nested: only the new nodes
             for key in active:
                 side, lev, sub = key
                 a, b = _piece_bounds(lev, sub, 1 << split[side, lev], J)
-                x = _lobatto(n)
-                new = np.arange(n + 1) if di == 0 else np.arange(1, n + 1, 2)  # nested: only the new nodes
-                us.append((side, 0.5 * (a + b) + 0.5 * (b - a) * x[new]))
-                owners.append((key, new))
-            F = None
-            for side in (0, 1):
-                idx = [i for i, (sd, _) in enumerate(us) if sd == side]
-                if not idx:
-                    continue
-                u = np.concatenate([us[i][1] for i in idx])
-                f = evaluate(side, u)
-                nodes += u.size
-                pos = 0
-                for i in idx:
-                    key, new = owners[i]
-                    full = np.empty((n + 1, f.shape[1]))
-                    if di > 0:
-                        full[0::2] = vals[key]
-                    full[new] = f[pos : pos + new.size]
-                    pos += new.size
-                    vals[key] = full
-                    F = f.shape[1]
+                u = 0.5 * (a + b) + 0.5 * (b - a) * x[new]
+                if di == 0:
+                    u = np.concatenate([u, 0.5 * (a + b) + 0.5 * (b - a) * _CHECK])
+                us.append(u)
+                sides.append(np.full(u.size, side))
+                owners.append(key)
+            u = np.concatenate(us)
+            f = evaluate(np.concatenate(sides), u)
+            nodes += u.size
+            pos = 0
+            for key in owners:
+                full = np.empty((n + 1, f.shape[1]))
+                if di > 0:
+                    full[0::2] = vals[key]
+                full[new] = f[pos : pos + new.size]
+                pos += new.size
+                vals[key] = full
+                if di == 0:
+                    checks[key] = f[pos : pos + _CHECK.size]
+                    pos += _CHECK.size
             still = []
             for key in active:
                 v, lm = _transform(vals[key])
@@ -421,15 +281,14 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
                 del result[key]
             split[side, lev] += 1
         todo = sorted(redo)
-        del F
-    return _assemble(rec, evaluate, result, split, J, layers, q, nodes)
+    return _assemble(rec, checks, result, split, J, layers, q, nodes)
 
 
 #: interior check points per piece (Chebyshev points of the first kind of degree 4: never Lobatto nodes)
 _CHECK = np.cos((2 * np.arange(4) + 1) * np.pi / 8)
 
 
-def _assemble(rec, evaluate, result, split, J, layers, q, nodes):
+def _assemble(rec, checks, result, split, J, layers, q, nodes):
     keys = [(side, lev, sub) for side in (0, 1) for lev in range(J + 1) for sub in range(1 << split[side, lev])]
     base = np.zeros((2, J + 1), dtype=np.int64)
     for p, key in enumerate(keys):
@@ -457,215 +316,29 @@ def _assemble(rec, evaluate, result, split, J, layers, q, nodes):
     bound = np.zeros((P, nfun))
     logm = np.zeros((P, nfun), dtype=np.uint8)
     worst = 0.0
-    for side in (0, 1):
-        ps = [p for p, k in enumerate(keys) if k[0] == side]
-        us = []
-        for p in ps:
-            _, lev, sub = keys[p]
-            a, b = _piece_bounds(lev, sub, 1 << split[side, lev], J)
-            us.append(0.5 * (a + b) + 0.5 * (b - a) * _CHECK)
-        u = np.concatenate(us)
-        exact = evaluate(side, u)
-        nodes += u.size
-        for i, p in enumerate(ps):
-            n = degs[p]
-            c = coef[offs[p] : offs[p] + (n + 1) * nfun].reshape(n + 1, nfun)
-            approx = np.polynomial.chebyshev.chebval(_CHECK, c).T  # (4, nfun)
-            ex = exact[4 * i : 4 * i + 4]
-            lg = result[keys[p]][3]
-            logm[p] = lg
-            with np.errstate(divide="ignore", invalid="ignore"):
-                tex = np.where(lg[None, :], np.log(np.where(lg[None, :], ex, 1.0)), ex)
-            diff = np.max(np.abs(approx - tex), axis=0)
-            approx = np.where(lg[None, :], np.exp(np.where(lg[None, :], approx, 0.0)), approx)
-            full = result[keys[p]][1]
-            tail = np.sum(np.abs(full[-3:]), axis=0)
-            scale = np.max(np.abs(result[keys[p]][2]), axis=0)
-            bound[p] = np.maximum(np.maximum(2.0 * diff, tail), 4e-16 * scale)
-            ok = (np.abs(ex) >= 1e-3 * scales[None, :]) | lg[None, :]
-            if np.any(ok):
-                worst = max(worst, float(np.max(np.where(ok, np.abs(approx - ex) / np.where(ok, np.abs(ex), 1.0), 0))))
+    for p in range(P):
+        n = degs[p]
+        c = coef[offs[p] : offs[p] + (n + 1) * nfun].reshape(n + 1, nfun)
+        approx = np.polynomial.chebyshev.chebval(_CHECK, c).T  # (4, nfun)
+        ex = checks[keys[p]]
+        lg = result[keys[p]][3]
+        logm[p] = lg
+        with np.errstate(divide="ignore", invalid="ignore"):
+            tex = np.where(lg[None, :], np.log(np.where(lg[None, :], ex, 1.0)), ex)
+        diff = np.max(np.abs(approx - tex), axis=0)
+        approx = np.where(lg[None, :], np.exp(np.where(lg[None, :], approx, 0.0)), approx)
+        full = result[keys[p]][1]
+        tail = np.sum(np.abs(full[-3:]), axis=0)
+        scale = np.max(np.abs(result[keys[p]][2]), axis=0)
+        bound[p] = np.maximum(np.maximum(2.0 * diff, tail), 4e-16 * scale)
+        ok = (np.abs(ex) >= 1e-3 * scales[None, :]) | lg[None, :]
+        if np.any(ok):
+            worst = max(worst, float(np.max(np.where(ok, np.abs(approx - ex) / np.where(ok, np.abs(ex), 1.0), 0))))
     return SphereTable(
         depth=rec.depth, q=float(q), layers=tuple(layers), nodes=int(nodes), pieces=P, degrees=degs, levels=J,
         error=worst, level_base=base, level_split=split.copy(), piece_deg=degs, piece_off=offs, coef=coef,
         bound=np.ascontiguousarray(bound), logm=logm, nfun=nfun,
     )  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# evaluation over the pairs of a dataset
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _pair_sr(A, B, C, i, j):
-    """(s, r) of pair (i, j) exactly as :func:`meanfield.propagation.inputs.first_layer` forms them: from the
-    clipped Gram entry, refined to half a squared distance of the unit inputs where 1 -/+ c < 0.05."""
-    c = min(max(C[i, j], -1.0), 1.0)
-    s = 1.0 - c
-    r = 1.0 + c
-    if s < 0.05:
-        acc = 0.0
-        for k in range(A.shape[1]):
-            t = A[i, k] - B[j, k]
-            acc += t * t
-        s = 0.5 * acc
-        r = 2.0 - s
-    elif r < 0.05:
-        acc = 0.0
-        for k in range(A.shape[1]):
-            t = A[i, k] + B[j, k]
-            acc += t * t
-        r = 0.5 * acc
-        s = 2.0 - r
-    return s, r
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _locate(s, r, J, base, split):
-    """(piece, x in [-1, 1]) of the pair (s, r): the side from the exact end, the dyadic level of
-    u = t / (pi / 2) from its binary exponent, then the equal sub-piece."""
-    side = 0 if s <= r else 1
-    t = acos1m(s if side == 0 else r)
-    u = t * (2.0 / math.pi)
-    if u >= math.ldexp(1.0, -J):
-        m, e = math.frexp(u)
-        lev = -e
-        y = 2.0 * m - 1.0
-        if lev < 0:
-            lev = 0
-            y = 1.0
-    else:
-        lev = J
-        y = math.ldexp(u, J)
-    nsub = 1 << split[side, lev]
-    z = y * nsub
-    sub = min(int(z), nsub - 1)
-    return base[side, lev] + sub, 2.0 * (z - sub) - 1.0
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _chebyshev(coef, o, n, nfun, x, acc):
-    """acc[f] = sum_k coef[o + k nfun + f] T_k(x), k = 0..n (three-term recurrence for T_k)."""
-    for f in range(nfun):
-        acc[f] = coef[o + f]
-    if n >= 1:
-        t0 = 1.0
-        t1 = x
-        for f in range(nfun):
-            acc[f] += coef[o + nfun + f] * x
-        x2 = 2.0 * x
-        for k in range(2, n + 1):
-            t2 = x2 * t1 - t0
-            b = o + k * nfun
-            for f in range(nfun):
-                acc[f] += coef[b + f] * t2
-            t0 = t1
-            t1 = t2
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _chebyshev2(coef, o, n, x):
-    """:func:`_chebyshev` for the two functions (W_L, Theta_L), in registers."""
-    a0 = coef[o]
-    a1 = coef[o + 1]
-    if n >= 1:
-        t0 = 1.0
-        t1 = x
-        a0 += coef[o + 2] * x
-        a1 += coef[o + 3] * x
-        x2 = 2.0 * x
-        for k in range(2, n + 1):
-            t2 = x2 * t1 - t0
-            a0 += coef[o + 2 * k] * t2
-            a1 += coef[o + 2 * k + 1] * t2
-            t0 = t1
-            t1 = t2
-    return a0, a1
-
-
-_TILE = 32
-
-
-@njit(cache=True, error_model="numpy")
-def _eval_tile(
-    i0, A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb, tol, lay, omw, omb, W0, depth, nngp, ntk,
-    nngp_l, back_l, ntk_l, flag, acc,
-):  # fmt: skip
-    n, m = C.shape
-    ni = min(_TILE, n - i0)
-    nl = lay.shape[0]
-    for j0 in range(i0 if sym else 0, m, _TILE):
-        nj = min(_TILE, m - j0)
-        for ii in range(ni):
-            i = i0 + ii
-            for jj in range(nj):
-                j = j0 + jj
-                if sym and j < i:
-                    continue
-                s, r = _pair_sr(A, B, C, i, j)
-                p, x = _locate(s, r, J, base, split)
-                if nfun == 2:
-                    w, th = _chebyshev2(coef, off[p], deg[p], x)
-                else:
-                    _chebyshev(coef, off[p], deg[p], nfun, x, acc)
-                    w, th = acc[0], acc[1]
-                sig = w + sb
-                bad = bound[p, 0] > tol * abs(sig) or bound[p, 1] > tol * abs(th)
-                nngp[i, j] = sig
-                ntk[i, j] = th
-                if sym:
-                    nngp[j, i] = sig
-                    ntk[j, i] = th
-                for k in range(nl):
-                    l = lay[k]
-                    if l == 1:
-                        wk, ew = W0[i, j], 0.0
-                    else:
-                        wk, ew = acc[2 + 2 * k], bound[p, 2 + 2 * k]
-                    if l == depth:
-                        bk, eb = 1.0, 0.0
-                    elif logm[p, 3 + 2 * k]:
-                        bk = math.exp(acc[3 + 2 * k])
-                        eb = bound[p, 3 + 2 * k] * bk
-                    else:
-                        bk, eb = acc[3 + 2 * k], bound[p, 3 + 2 * k]
-                    tk = (omw[l - 1] * wk + omb[l - 1]) * bk
-                    err_t = abs(omw[l - 1]) * ew * abs(bk) + abs(omw[l - 1] * wk + omb[l - 1]) * eb
-                    bad = bad or ew > tol * abs(wk + sb) or eb > tol * abs(bk) or err_t > tol * abs(tk)
-                    nngp_l[k, i, j] = wk + sb
-                    back_l[k, i, j] = bk
-                    ntk_l[k, i, j] = tk
-                    if sym:
-                        nngp_l[k, j, i] = wk + sb
-                        back_l[k, j, i] = bk
-                        ntk_l[k, j, i] = tk
-                flag[i, j] = 1 if bad else 0
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def _evaluate(
-    A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb, tol, lay, omw, omb, W0, depth, nngp, ntk,
-    nngp_l, back_l, ntk_l, flag,
-):  # fmt: skip
-    """Every pair from the table (tiles of rows in parallel; with symmetry tiles t and T - 1 - t share a task so
-    that the triangle is balanced); flag[i, j] = 1 where the measured error bound exceeds ``tol`` of an entry."""
-    n = C.shape[0]
-    tiles = (n + _TILE - 1) // _TILE
-    tasks = (tiles + 1) // 2 if sym else tiles
-    for t in prange(tasks):
-        acc = np.empty(nfun)
-        _eval_tile(t * _TILE, A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb, tol, lay, omw, omb,
-                   W0, depth, nngp, ntk, nngp_l, back_l, ntk_l, flag, acc)  # fmt: skip
-        if sym and tiles - 1 - t != t:
-            _eval_tile((tiles - 1 - t) * _TILE, A, B, C, sym, J, base, split, deg, off, coef, bound, logm, nfun, sb,
-                       tol, lay, omw, omb, W0, depth, nngp, ntk, nngp_l, back_l, ntk_l, flag, acc)  # fmt: skip
-
-
-@njit(cache=True, error_model="numpy")
-def _fallback_sr(A, B, C, I, Jx, S, R):
-    for k in range(I.shape[0]):
-        S[k], R[k] = _pair_sr(A, B, C, I[k], Jx[k])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -738,7 +411,8 @@ def sphere_kernels(X, net, X2, layers, sphere, omw, omb):
         "use fewer inputs (blocks of rows: kernels(X[i:j], net, X2=X)) or fewer layers",
     )
     tab = _cached_table(net, q, tuple(slots_t), omw, omb)
-    C = np.clip(A @ B.T, -1.0, 1.0)  # the Gram matrix of first_layer (the same product, so the same rounding)
+    C = A @ B.T  # the Gram matrix of first_layer (the same product, so the same rounding), clipped in place
+    np.clip(C, -1.0, 1.0, out=C)
     W0 = None
 
     def layer_one():
@@ -759,25 +433,31 @@ def sphere_kernels(X, net, X2, layers, sphere, omw, omb):
     shape_l = (nl, n, m) if nl else (0, 0, 0)
     nngp, ntk = np.empty((n, m)), np.empty((n, m))
     nngp_l, back_l, ntk_l = np.empty(shape_l), np.empty(shape_l), np.empty(shape_l)
-    flag = np.empty((n, m), dtype=np.uint8)
-    _evaluate(
-        A, B, C, sym, tab.levels, tab.level_base, tab.level_split, tab.piece_deg, tab.piece_off, tab.coef, tab.bound,
-        tab.logm, tab.nfun, sb, SPHERE_TOL, lay, omw, omb, W0 if W0 is not None else np.zeros((1, 1)), depth, nngp, ntk,
-        nngp_l, back_l, ntk_l, flag,
-    )  # fmt: skip
-    if sym:
-        flag = np.triu(flag)
-    I, Jx = np.nonzero(flag)
+    if nl == 0:
+        flag = np.zeros((n, m), dtype=np.uint8)
+        nbad = evaluate_two(A, B, C, sym, tab.levels, tab.level_base, tab.level_split, tab.piece_deg, tab.piece_off,
+                            tab.coef, tab.bound, sb, SPHERE_TOL, nngp, ntk, flag)  # fmt: skip
+    else:
+        flag = np.empty((n, m), dtype=np.uint8)
+        evaluate(
+            A, B, C, sym, tab.levels, tab.level_base, tab.level_split, tab.piece_deg, tab.piece_off, tab.coef,
+            tab.bound, tab.logm, tab.nfun, sb, SPHERE_TOL, lay, omw, omb, W0 if W0 is not None else np.zeros((1, 1)),
+            depth, nngp, ntk, nngp_l, back_l, ntk_l, flag,
+        )  # fmt: skip
+        if sym:
+            flag = np.triu(flag)
+        nbad = 1
+    I, Jx = np.nonzero(flag) if nbad else (np.empty(0, np.int64), np.empty(0, np.int64))
     if I.size:  # pairs the table cannot give to SPHERE_TOL: the exact layer loop, pair by pair
         if W0 is None:
             W0 = layer_one()
         S, R = np.empty(I.size), np.empty(I.size)
-        _fallback_sr(A, B, C, I, Jx, S, R)
+        fallback_sr(A, B, C, I, Jx, S, R)
         slots = None
         if nl:
             slots = np.full(depth, -1, dtype=np.int64)
             slots[lay - 1] = np.arange(nl)
-        w, th, per = _Recursion(net, q, omw, omb).run(S, R, W0[I, Jx], slots)
+        w, th, per = Recursion(net, q, omw, omb).run(S, R, W0[I, Jx], slots)
         for a, b in ((I, Jx), (Jx, I)) if sym else ((I, Jx),):
             nngp[a, b] = w + sb
             ntk[a, b] = th
