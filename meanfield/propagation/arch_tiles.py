@@ -69,8 +69,8 @@ def _closed_step(kind, slope, lay, x1, p2, su2, sv2, d02, d12, d22, k2, t2, e2, 
     ``lay = (gamma, a, b, a omega_w, beta_l^2 omega_b)`` with a = beta_l^2 sigma_w^2, b = beta_l^2 sigma_b^2.
 
     ``full`` (a constant at each call site): False leaves out the terms of LayerNorm, dropout and hidden-layer
-    biases (``ln = 1``, ``e = 0``, ``d_2 = b = 0``, b = 0), which are exact ones and zeros then, so both give the
-    same bits where the lean form applies.
+    biases (``ln = 1``, ``e = 0``, ``d_2 = 0``, ``b = 0`` and the layer's b = 0), which are exact ones and zeros
+    then, so both give the same bits where the lean form applies (same order of the remaining operations).
     """
     gam, a, bb, fa, fb = lay
     p1, su1, sv1, d01, d11, d21, k1, t1, e1, b1, ln1 = x1
@@ -78,6 +78,9 @@ def _closed_step(kind, slope, lay, x1, p2, su2, sv2, d02, d12, d22, k2, t2, e2, 
     c0 = d01 - d02
     c1 = d11 - d12
     mix = c0 * c0 + c1 * c1
+    if full:
+        c2 = d21 - d22
+        mix = (mix + c2 * c2) + e1 * e2
     k12 = k1 * k2
     t12 = t1 * t2
     s_n = mix + s * k12 + gap * t12
@@ -86,10 +89,7 @@ def _closed_step(kind, slope, lay, x1, p2, su2, sv2, d02, d12, d22, k2, t2, e2, 
     dot = a * dcov
     sig_n = gam * sig + a * cov
     if full:
-        c2 = d21 - d22
-        e12 = e1 * e2
-        s_n = (s_n + c2 * c2) + e12
-        r_n = (r_n + c2 * c2) + e12 + b1 * b2
+        r_n = r_n + b1 * b2
         dot = dot * (ln1 * ln2)
         sig_n = sig_n + bb
     mult = gam + dot
@@ -329,7 +329,7 @@ def arch_kernels(X, net, X2, layers):
     slots_t = _layer_slots(layers, depth)
     nx, mx, nl = X.shape[0], X2.shape[0], len(slots_t or ())
     check_memory(
-        kernels_nbytes(nx, mx, d, depth, nl) * 1.5,
+        kernels_nbytes(nx, mx, d, depth, nl) * 1.5 + 8.0 * (nx + mx) * depth * _NCLOSED,
         f"kernels of {nx} x {mx} input pairs at depth {depth}" + (f" with {nl} layers" if nl else ""),
         "use fewer inputs (blocks of rows: kernels(X[i:j], net, X2=X)), fewer layers or a smaller depth",
     )
