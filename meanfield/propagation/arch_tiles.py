@@ -132,41 +132,28 @@ def _closed_rows(kind, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, m
 @njit(cache=True, error_model="numpy")
 def _block_closed(kind, slope, tab, i0, ni, j0, nj, U1, U2, S, R, W, TH, keep, full, wbuf, mbuf, fbuf):
     """:func:`_block` for the closed forms: ``U1``, ``U2`` (11, depth, n) from :func:`closed_inputs`; ``full``
-    False when the network has neither LayerNorm, dropout nor hidden-layer biases (:func:`_closed_step`). With
-    ``keep`` (per-layer kernels requested) the full step is taken."""
+    False when the network has neither LayerNorm, dropout nor hidden-layer biases (:func:`_closed_step`). The lean
+    copy is taken only then, for the leaky-ReLU family and without ``keep`` (per-layer kernels requested)."""
     depth = U1.shape[1]
     jb = j0 + nj
     for l in range(depth - 1):
         lk = l + 1 if keep else 0
-        sw, sb, g2, gam, ow, ob = (
-            tab[0, l + 1],
-            tab[1, l + 1],
-            tab[2, l + 1],
-            tab[3, l + 1],
-            tab[4, l + 1],
-            tab[5, l + 1],
-        )
+        sw, sb, g2 = tab[0, l + 1], tab[1, l + 1], tab[2, l + 1]
+        gam, ow, ob = tab[3, l + 1], tab[4, l + 1], tab[5, l + 1]
         a = g2 * sw
         lay = (gam, a, g2 * sb, g2 * (ow * sw), g2 * ob)
         cols = (U2[0, l, j0:jb], U2[1, l, j0:jb], U2[2, l, j0:jb], U2[3, l, j0:jb], U2[4, l, j0:jb], U2[5, l, j0:jb],
                 U2[6, l, j0:jb], U2[7, l, j0:jb], U2[8, l, j0:jb], U2[9, l, j0:jb], U2[10, l, j0:jb])  # fmt: skip
-        # constant kinds and flags: each branch inlines one specialised loop, which vectorizes
-        if kind == KIND_LEAKY:
-            if keep:
-                _closed_rows(KIND_LEAKY, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, True,
-                             True)  # fmt: skip
-            elif full:
-                _closed_rows(KIND_LEAKY, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, False,
-                             True)  # fmt: skip
-            else:
-                _closed_rows(KIND_LEAKY, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, False,
-                             False)  # fmt: skip
-        elif keep:
-            _closed_rows(KIND_ERF, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, True, True)
-        elif full:
-            _closed_rows(KIND_ERF, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, False, True)
+        # constant kinds and flags: each branch inlines one specialised loop, which vectorizes. Only ReLU-like
+        # networks without LayerNorm, dropout or hidden biases get the lean copy (without the per-layer stores,
+        # which go to an unused slot otherwise); every other case shares the full copy (compile time)
+        if kind == KIND_LEAKY and not (keep or full):
+            _closed_rows(KIND_LEAKY, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, False,
+                         False)  # fmt: skip
+        elif kind == KIND_LEAKY:
+            _closed_rows(KIND_LEAKY, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, True, True)
         else:
-            _closed_rows(KIND_ERF, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, False, False)
+            _closed_rows(KIND_ERF, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, True, True)
 
 
 @njit(cache=True, error_model="numpy")
@@ -232,8 +219,8 @@ def _block(kind, slope, tab, i0, ni, j0, nj, P1, P2, SP1, SP2, SQ1, SQ2, SV1, SV
             row = (P1[l, i], SP1[l, i], SQ1[l, i], SQ1[l + 1, i], SV1[l, i], LN1[l, i], float(RW1[l, i]))
             s, r, w, th = S[ii, :nj], R[ii, :nj], W[ii, :nj], TH[ii, :nj]
             wl, ml, fl = wbuf[lk, ii, :nj], mbuf[lk, ii, :nj], fbuf[lk, ii, :nj]
-            _columns(kind, slope, a, row, p2, sp2, sq2, sqn2, sv2, ln2, rb, TA, TB, M, npar, apar, s, r, w, th, wl,
-                     ml, fl)  # fmt: skip
+            _columns(KIND_HERMITE, slope, a, row, p2, sp2, sq2, sqn2, sv2, ln2, rb, TA, TB, M, npar, apar, s, r, w,
+                     th, wl, ml, fl)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
