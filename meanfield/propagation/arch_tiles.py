@@ -133,7 +133,8 @@ def _closed_rows(kind, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, m
 def _block_closed(kind, slope, tab, i0, ni, j0, nj, U1, U2, S, R, W, TH, keep, full, wbuf, mbuf, fbuf):
     """:func:`_block` for the closed forms: ``U1``, ``U2`` (11, depth, n) from :func:`closed_inputs`; ``full``
     False when the network has neither LayerNorm, dropout nor hidden-layer biases (:func:`_closed_step`). The lean
-    copy is taken only then, for the leaky-ReLU family and without ``keep`` (per-layer kernels requested)."""
+    copy is taken only then, for the leaky-ReLU family and without ``keep`` (per-layer kernels requested); erf
+    always takes the full copy."""
     depth = U1.shape[1]
     jb = j0 + nj
     for l in range(depth - 1):
@@ -144,14 +145,18 @@ def _block_closed(kind, slope, tab, i0, ni, j0, nj, U1, U2, S, R, W, TH, keep, f
         lay = (gam, a, g2 * sb, g2 * (ow * sw), g2 * ob)
         cols = (U2[0, l, j0:jb], U2[1, l, j0:jb], U2[2, l, j0:jb], U2[3, l, j0:jb], U2[4, l, j0:jb], U2[5, l, j0:jb],
                 U2[6, l, j0:jb], U2[7, l, j0:jb], U2[8, l, j0:jb], U2[9, l, j0:jb], U2[10, l, j0:jb])  # fmt: skip
-        # constant kinds and flags: each branch inlines one specialised loop, which vectorizes. Only ReLU-like
-        # networks without LayerNorm, dropout or hidden biases get the lean copy (without the per-layer stores,
-        # which go to an unused slot otherwise); every other case shares the full copy (compile time)
-        if kind == KIND_LEAKY and not (keep or full):
+        # constant kinds and flags: each branch inlines one specialised loop, which vectorizes. The leaky-ReLU
+        # family gets the lean copy (no LayerNorm, dropout or hidden biases) and the full one, each without the
+        # per-layer stores, and the full one with them (keep); erf (whose loop calls libm) shares one copy, whose
+        # stores go to an unused slot without keep (compile time)
+        if kind == KIND_LEAKY and keep:
+            _closed_rows(KIND_LEAKY, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, True, True)
+        elif kind == KIND_LEAKY and full:
+            _closed_rows(KIND_LEAKY, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, False,
+                         True)  # fmt: skip
+        elif kind == KIND_LEAKY:
             _closed_rows(KIND_LEAKY, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, False,
                          False)  # fmt: skip
-        elif kind == KIND_LEAKY:
-            _closed_rows(KIND_LEAKY, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, True, True)
         else:
             _closed_rows(KIND_ERF, slope, lay, U1, l, i0, ni, nj, cols, S, R, W, TH, wbuf, mbuf, fbuf, lk, True, True)
 
