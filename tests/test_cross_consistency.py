@@ -6,7 +6,11 @@ layers at 1 - c ~ 1e-3 .. 1e-1. The plain gap sqrt(v1 v2) - cov (used for blocks
 absolute rounding of a few 1e-16 that repeats at every layer once the variances are at their fixed point, so it
 biased 1 - c by about 1e-16 / (1 - c) relative per layer: with the plain form down to 1 - |c| = 1e-3 the NTK of the
 cross call (a block without the diagonal) was off by 6e-12 (tanh) and 1.4e-11 (sigmoid) relative at L = 1000, while
-the symmetric call (whose block holds the diagonal, hence carries the exact gap sums) was within 1e-13 of mpmath.
+the symmetric call (whose block holds the diagonal, hence carries the exact gap sums) was within 1e-13 of the same
+recursion on the same Hermite tables in exact arithmetic. Against the independent reference (tests/reference.py) both
+calls now carry the tables' own error (tanh: +2.9e-13 at L = 100, +6.5e-12 at L = 1000: the Hermite series cut at
+``HERMITE_TAIL = 1e-13`` leave E[phi'^2] 7e-14 low; with 1e-18 both calls are within 1.6e-15 of the reference at
+L = 1000); before, the cross call's rounding bias happened to offset most of it at L = 1000 (+4.6e-13).
 """
 
 import mpmath as mp
