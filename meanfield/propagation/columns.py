@@ -26,8 +26,14 @@ from ..gaussian.step import closed_unit_step, next_correlation, next_correlation
 
 __all__ = ["closed_columns", "gather_columns", "hermite_columns", "hermite_two_rows", "layer_update"]
 
-#: below this 1 - |c| (in some column of a block) the general path carries the Cauchy-Schwarz gaps exactly
-_GAP_EXACT = 1e-3
+#: below this 1 - |c| (in some column of a block) the general path carries the Cauchy-Schwarz gaps exactly. The
+#: plain gap sqrt(v1 v2) - cov is off by a few 1e-16 of sqrt(v1 v2) (the rounding of the rows' norms and of the
+#: Mehler sum), the same at every layer once the variances sit at their fixed point: a bias of about
+#: 1e-16 / (1 - |c|) relative in 1 - |c| per layer that adds up over the layers. At 1e-3 a near-critical tanh
+#: network (chi_1 = 0.9998), which spends hundreds of layers at 1 - c ~ 1e-2, had its NTK off by 6e-12 relative at
+#: L = 1000 (7e-11 at L = 1e4; the exact gaps: 1e-13, 4e-13 against mpmath), and kernels(X, X2) differed from
+#: kernels(vstack(X, X2)) by that much; from 0.25 on the plain form's bias is about 1e-15 per layer (at most 1.7e-15).
+_GAP_EXACT = 0.25
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -184,7 +190,8 @@ def hermite_columns(
     stay in registers), and the norms from the per-input ``sqrt(v) = SV`` already used by
     :func:`meanfield.gaussian.step.next_correlation`. When every column of the block has
     ``min(1 - c, 1 + c) >= _GAP_EXACT`` the gaps are formed as ``sqrt(v1 v2) -/+ cov``, whose rounding (``1e-16``
-    of ``v``) moves the next layer's correlation by about ``1e-16`` absolute, small against ``1 -/+ c`` there;
+    of ``v``) moves the next layer's correlation by about ``1e-16`` absolute, at most ``1e-15`` relative to
+    ``1 -/+ c`` there (a bias repeated at every layer, so it is kept that small);
     then only the two Mehler sums are needed (half the work, see also :func:`hermite_two_rows`). Otherwise the exact
     gap sums are carried as well. ``A2, B2`` hold the columns' coefficient rows transposed to (k, column)
     (:func:`gather_columns`); the row's own go to their last column. ``work`` holds the per-column state (rows 0-5:
