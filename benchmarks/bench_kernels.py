@@ -8,7 +8,7 @@ Baselines:
 Goals (issue 3): ReLU n=2000, L=100 at least 10x faster than (a) and faster than (b); tanh within 5x of ReLU.
 Issue 11: per-layer variance schedules and residual blocks cost at most 1.2x the plain ReLU kernel at n=2000, L=100
 (the ratios are printed at the end, timed interleaved in the same run, best of R).
-Usage: python benchmarks/bench_kernels.py [--quick] [--threads N] [--repeat R]
+Usage: python benchmarks/bench_kernels.py [--quick] [--threads N] [--repeat R] | --sphere
 (--threads sets numba's thread count for meanfield; numpy's BLAS threads are whatever the environment gives, and
 the numpy recursion is dominated by elementwise single-threaded ufuncs.)
 """
@@ -274,6 +274,7 @@ def sphere_bench(repeat=2, loop_n=2000):
 
 if __name__ == "__main__":
     if "--sphere" in sys.argv:
-        sphere_bench()
+        # best of 5: one cold call of ~0.05 s is easily doubled by a page-fault burst or a thread wake-up
+        sphere_bench(repeat=5)
     else:
         main()
