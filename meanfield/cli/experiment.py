@@ -26,14 +26,8 @@ def _equilibrium(args) -> Result:
         rates = chosen_learning_rates(_read_json(args.learning_rates_from, "--learning-rates-from")).learning_rates
     protocol = preset(args.preset, depths=args.depths, lr_scale=args.lr_scale, residual=args.residual,
                       stop=not args.no_stop, learning_rates=rates)  # fmt: skip
-    command = "meanfield " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
-    show = False if args.json else None  # a bar on a terminal, never in JSON mode
-    ex = _executor(args.workers)
-    try:
-        doc = equilibrium_experiment(protocol, args.dataset, args.runs, out, args.seed, ex, show, command)
-    finally:
-        if ex is not None:
-            ex.shutdown()
+    with _executor(args.workers) as ex:
+        doc = equilibrium_experiment(protocol, args.dataset, args.runs, out, args.seed, ex, _show(args), _command(args))
     s = summarize_equilibrium(doc)
     data = {
         "out": out,
@@ -67,13 +61,26 @@ def _read_json(path, flag):
 
 
 def _executor(workers):
+    """A process pool of ``workers`` processes as a context manager, or (one worker) a context giving None."""
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     if workers == 1:
-        return None
+        from contextlib import nullcontext
+
+        return nullcontext()
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(workers)
+
+
+def _command(args):
+    """The command line as typed, stored in the results file."""
+    return "meanfield " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
+
+
+def _show(args):
+    """A progress bar on a terminal, never in JSON mode."""
+    return False if args.json else None
 
 
 def _lr_sweep(args) -> Result:
@@ -86,15 +93,9 @@ def _lr_sweep(args) -> Result:
     except ValueError:
         raise UsageError(f"--factors must be comma-separated numbers, got {args.factors!r}") from None
     protocol = preset(args.preset, depths=args.depths, residual=args.residual)
-    command = "meanfield " + " ".join(shlex.quote(a) for a in (args.argv or sys.argv[1:]))
-    show = False if args.json else None
-    ex = _executor(args.workers)
-    try:
-        doc = learning_rate_sweep(protocol, args.dataset, factors, args.runs, args.validation, out, args.seed, ex, show,
-                                  command)  # fmt: skip
-    finally:
-        if ex is not None:
-            ex.shutdown()
+    with _executor(args.workers) as ex:
+        doc = learning_rate_sweep(protocol, args.dataset, factors, args.runs, args.validation, out, args.seed, ex,
+                                  _show(args), _command(args))  # fmt: skip
     c = chosen_learning_rates(doc)
     data = {"out": out, "wall_seconds": doc["wall_seconds"], "depths": c.depths, "factors": c.factors, "lr": c.lr,
             "accuracy": c.accuracy, "learning_rates": {str(k): v for k, v in c.learning_rates.items()}}  # fmt: skip

@@ -117,11 +117,17 @@ def learning_rate_sweep(
     data = _split(X, y, validation, seed)
     todo = [(L, f, r) for L in p.depths for f in factors for r in range(runs) if _key(L, f, r) not in doc["records"]]
     jobs = [
-        dict(protocol=dataclasses.replace(p, lr_scale=p.lr_scale * f), depth=L, run=r, seed=seed, data=data, factor=f)
+        dict(
+            protocol=dataclasses.replace(p, lr_scale=p.lr_scale * f),
+            depth=L,
+            run=r,
+            seed=seed,
+            data=data,
+            factor=f,
+            record_extra={"factor": f},
+        )  # fmt: skip
         for L, f, r in todo
     ]
-    for job in jobs:
-        job["record_extra"] = {"factor": job["factor"]}
     _run_jobs(jobs, doc, out, lambda job, rec: _key(rec["depth"], job["factor"], rec["run"]),
               f"learning-rate sweep {dataset}", executor, progress)  # fmt: skip
     return doc

@@ -482,7 +482,7 @@ def release_workspace() -> None:
     _LOCAL.buf = None
 
 
-def _pass_size(S, n, fan, outs, M, r, rd, total, backward):
+def _pass_size(S, n, fan, outs, M, total, backward):
     """float64 numbers :func:`_conditional_pass` takes from its workspace."""
     L = len(fan)
     size = S * total + sum(S * n * (m + o) for m, o in zip(M[1:], outs[1:], strict=True)) + S * n * outs[0]
@@ -511,10 +511,10 @@ def _conditional_pass(X, net: Network, seeds, bias: bool, backward: bool) -> Con
     """:func:`conditional_pass` without validation (the Monte Carlo task calls this)."""
     n, d = X.shape
     S = len(seeds)
-    fan, outs, M, r, rd = _dims(net, d, n, bias)
+    fan, outs, M, _, _ = _dims(net, d, n, bias)
     n_fw, n_bw = normal_counts(net, d, n, bias)
     total = n_fw + (n_bw if backward else 0)
-    arena = _workspace(_pass_size(S, n, fan, outs, M, r, rd, total, backward))
+    arena = _workspace(_pass_size(S, n, fan, outs, M, total, backward))
     if arena is None:
         return _run_pass(X, net, seeds, bias, backward, _Arena(np.empty(0)))
     _LOCAL.busy = True
