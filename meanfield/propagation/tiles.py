@@ -26,14 +26,15 @@ _ROWS = 16
 @njit(cache=True, error_model="numpy")
 def _block_layers(
     kind, slope, sw_l, sb_l, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, omw, omb, S, R,
-    W, TH, keep, wbuf, dbuf, A2, B2, work,
+    W, TH, TL, keep, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
     """Carry the pairs (i0 + ii, j0 + jj), ii < ni, jj < nj, through the layers: the layer loop outside, then the
     rows, then the column loop inside, which vectorizes (per-input arrays are laid out (layer, input)).
 
-    On entry S, R, W hold layer 1's (1 - c, 1 + c, Sigma_1 - sigma_b^2) per (ii, jj) and TH Theta_1; on exit
-    W = Sigma_L - sigma_b^2 and TH = Theta_L. With ``keep``, wbuf[l, ii, jj] = Sigma_l - sigma_b^2 and
-    dbuf[l, ii, jj] = Sigmadot_l (0-based l); otherwise every layer writes slot 0 of the buffers (unconditional
+    On entry S, R, W hold layer 1's (1 - c, 1 + c, Sigma_1 - sigma_b^2) per (ii, jj), TH Theta_1 and TL zero; on
+    exit W = Sigma_L - sigma_b^2 and TH + TL = Theta_L (the NTK compensated,
+    :func:`meanfield.propagation.columns.ntk_accumulate`). With ``keep``, wbuf[l, ii, jj] = Sigma_l - sigma_b^2
+    and dbuf[l, ii, jj] = Sigmadot_l (0-based l); otherwise every layer writes slot 0 of the buffers (unconditional
     stores keep the loops simple). ``sw_l``, ``sb_l``: sigma_w^2 and sigma_b^2 of every layer (per-layer schedules).
     """
     depth = Q1.shape[0]
@@ -63,14 +64,14 @@ def _block_layers(
                 i = i0 + ii
                 if ii + 1 < ni and hermite_two_rows(
                     sw, sb, SV1[l - 1, i], SQ1[l, i], R1[l - 1, i], SV1[l - 1, i + 1], SQ1[l, i + 1], R1[l - 1, i + 1],
-                    k, npar, apar, ow, ob, sv2, sqn2, TA, TB, S[ii], R[ii], W[ii], TH[ii], wbuf[lk, ii], dbuf[lk, ii],
-                    S[ii + 1], R[ii + 1], W[ii + 1], TH[ii + 1], wbuf[lk, ii + 1], dbuf[lk, ii + 1], A2, B2, work[0],
-                    work[1],
+                    k, npar, apar, ow, ob, sv2, sqn2, TA, TB, S[ii], R[ii], W[ii], TH[ii], TL[ii], wbuf[lk, ii],
+                    dbuf[lk, ii], S[ii + 1], R[ii + 1], W[ii + 1], TH[ii + 1], TL[ii + 1], wbuf[lk, ii + 1],
+                    dbuf[lk, ii + 1], A2, B2, work[0], work[1],
                 ):  # fmt: skip
                     ii += 2
                     continue
                 hermite_columns(sw, sb, SV1[l - 1, i], SQ1[l, i], R1[l - 1, i], k, npar, apar, ow, ob, sv2, sqn2,
-                                TA, TB, S[ii], R[ii], W[ii], TH[ii], wbuf[lk, ii], dbuf[lk, ii], A2, B2,
+                                TA, TB, S[ii], R[ii], W[ii], TH[ii], TL[ii], wbuf[lk, ii], dbuf[lk, ii], A2, B2,
                                 work[0])  # fmt: skip
                 ii += 1
             continue
@@ -83,16 +84,17 @@ def _block_layers(
             r = R[ii]
             w = W[ii]
             th = TH[ii]
+            tl = TL[ii]
             wl = wbuf[l if keep else 0, ii]
             dl = dbuf[l if keep else 0, ii]
             t1 = T1[0, l - 1, i]
             u1 = T1[1, l - 1, i]
             if kind == KIND_LEAKY:  # a constant kind: only the closed form is inlined, and the loop vectorizes
                 closed_columns(KIND_LEAKY, slope, sw, sb, q1, sv1, sqn1, t1, u1, ow, ob, q2, sv2, sqn2, t2, u2, s, r,
-                               w, th, wl, dl)  # fmt: skip
+                               w, th, tl, wl, dl)  # fmt: skip
             else:
                 closed_columns(kind, slope, sw, sb, q1, sv1, sqn1, t1, u1, ow, ob, q2, sv2, sqn2, t2, u2, s, r, w, th,
-                               wl, dl)  # fmt: skip
+                               tl, wl, dl)  # fmt: skip
 
 
 @njit(cache=True, error_model="numpy")
@@ -111,7 +113,7 @@ def _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, i, j, nngp_l, back_l,
 @njit(cache=True, error_model="numpy")
 def _tile(
     i0, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, W0, S0, R0, omw, omb, sym,
-    slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
+    slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, TL, wbuf, dbuf, A2, B2, work,
 ):  # fmt: skip
     """Rows i0 .. i0 + _ROWS - 1 against all columns (from i0 on with symmetry; only j >= i is stored there)."""
     n, m = W0.shape
@@ -127,9 +129,10 @@ def _tile(
                 R[ii, jj] = R0[i0 + ii, j0 + jj]
                 W[ii, jj] = W0[i0 + ii, j0 + jj]
                 TH[ii, jj] = omw[0] * W[ii, jj] + omb[0]
+                TL[ii, jj] = 0.0
         _block_layers(
             kind, slope, sw, sb, i0, ni, j0, nj, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, omw, omb,
-            S, R, W, TH, keep, wbuf, dbuf, A2, B2, work,
+            S, R, W, TH, TL, keep, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
         for ii in range(ni):
             i = i0 + ii
@@ -138,10 +141,10 @@ def _tile(
                 if sym and j < i:
                     continue
                 nngp[i, j] = W[ii, jj] + sb[-1]
-                ntk[i, j] = TH[ii, jj]
+                ntk[i, j] = TH[ii, jj] + TL[ii, jj]
                 if sym:
                     nngp[j, i] = W[ii, jj] + sb[-1]
-                    ntk[j, i] = TH[ii, jj]
+                    ntk[j, i] = TH[ii, jj] + TL[ii, jj]
                 if keep:
                     _store_layers(sb, omw, omb, slots, wbuf, dbuf, ii, jj, i, j, nngp_l, back_l, ntk_l)
                     if sym and j != i:
@@ -168,6 +171,7 @@ def propagate(
         R = np.empty((_ROWS, _BLOCK))
         W = np.empty((_ROWS, _BLOCK))
         TH = np.empty((_ROWS, _BLOCK))
+        TL = np.empty((_ROWS, _BLOCK))
         wbuf = np.empty((nb, _ROWS, _BLOCK))
         dbuf = np.empty((nb, _ROWS, _BLOCK))
         A2 = np.empty((nk, width + 2))  # two spare columns: the rows' own coefficients
@@ -175,11 +179,11 @@ def propagate(
         work = np.empty((2, 13, _BLOCK))  # per-column state of up to two rows of the general path
         _tile(
             t * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order, W0, S0, R0, omw,
-            omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2, work,
+            omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, TL, wbuf, dbuf, A2, B2, work,
         )  # fmt: skip
         if sym and tiles - 1 - t != t:
             _tile(
                 (tiles - 1 - t) * _ROWS, kind, slope, sw, sb, Q1, Q2, SQ1, SQ2, SV1, SV2, R1, R2, T1, T2, TA, TB, order,
-                W0, S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, wbuf, dbuf, A2, B2,
-                work,
+                W0, S0, R0, omw, omb, sym, slots, nngp, ntk, nngp_l, back_l, ntk_l, S, R, W, TH, TL, wbuf, dbuf, A2,
+                B2, work,
             )  # fmt: skip
