@@ -240,6 +240,14 @@ def variance_sequences(act, sw, sb, q1, depth):
         V[l] = np.einsum("ij,ij->i", a, a)[inv]
         Q[l + 1] = sw[l + 1] * V[l] + sb[l + 1]
         _check_representable(Q[l + 1], l + 2, act, sw[l + 1], sb[l + 1])
+        if (
+            np.array_equal(Q[l + 1], Q[l]) and np.all(sw[l + 1 :] == sw[l + 1]) and np.all(sb[l + 1 :] == sb[l + 1])
+        ):  # every variance at its fixed point to the last bit, the schedule constant: the rest repeats layer l
+            rows[l + 1 : depth - 1] = rows[l]
+            order[l + 1 : depth - 1], npar[l + 1 : depth - 1], apar[l + 1 : depth - 1] = M, npl, apl
+            V[l + 1 : depth - 1] = V[l]
+            Q[l + 2 :] = Q[l + 1]
+            break
     _refuse_overflow(Q, sw, sb)
     if tables_a:
         TA = np.concatenate(tables_a)
