@@ -216,7 +216,8 @@ def sphere_bench(repeat=2, loop_n=2000):
     X *= np.sqrt(32) / np.linalg.norm(X, axis=1)[:, None]
     threads = numba.get_num_threads()
     print(f"\nsphere path (issue 17), n = {n}, d = 32, numba threads = {threads}; best of {repeat}")
-    print(f"{'activation':>10} {'L':>6} {'sphere s':>9} {'nodes':>6} {'loop s':>9} {'ratio':>7} {'max rel diff':>12}")
+    print(f"{'activation':>10} {'L':>6} {'sphere s':>9} {'nodes':>6} {'powered':>7} {'loop s':>9} {'ratio':>7} "
+          f"{'max rel diff':>12}")  # fmt: skip
     times = {}
     for act, sw, sb in [("relu", 2.0, 0.0), ("tanh", 1.76, 0.05)]:
         for depth in (100, 10000):
@@ -240,7 +241,8 @@ def sphere_bench(repeat=2, loop_n=2000):
                        float(np.max(np.abs(ref_t - kl.ntk) / np.abs(kl.ntk))))  # fmt: skip
             times[(act, depth)] = (t_s, t_l)
             est = " (loop scaled from 64 rows)" if m < n else ""
-            print(f"{act:>10} {depth:>6} {t_s:>9.3f} {tab.nodes:>6} {t_l:>9.3f} {t_l / t_s:>7.1f} {diff:>12.1e}{est}")
+            print(f"{act:>10} {depth:>6} {t_s:>9.3f} {tab.nodes:>6} {tab.powered:>7} {t_l:>9.3f} {t_l / t_s:>7.1f} "
+                  f"{diff:>12.1e}{est}")  # fmt: skip
     for act in ("relu", "tanh"):
         print(f"{act}: L = 10000 / L = 100 time of the sphere path: "
               f"{times[(act, 10000)][0] / times[(act, 100)][0]:.2f}")  # fmt: skip

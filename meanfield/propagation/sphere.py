@@ -32,9 +32,15 @@ other pairs (entries near a sign change of the kernel,
 where the recursion itself has only absolute accuracy, e.g. tanh's NNGP at orthogonal inputs, or the zero of
 ReLU's :math:`\Sigma_2` at antiparallel inputs) are carried through the exact layer loop, pair by pair.
 
-Cost: :math:`O(L K)` for the table (:math:`K` = the recorded node count, a few hundred), :math:`O(n m)` for
-the pairs (one Gram matrix of the unit inputs, as in :func:`meanfield.propagation.inputs.first_layer`), and
-:math:`O(L)` per pair that falls back.
+Deep networks on the general path. Where the shared variances reach their fixed point to the last bit and at
+least 512 layers remain (:func:`meanfield.propagation.sphere_power.powered`), the nodes are computed by repeated
+squaring of the layer map, :math:`O(\log L)` per node; one check point per piece, and the nodes at angles below
+``sphere_power.EXACT_BELOW``, still run the exact loop, so the bounds above measure the powering's error against
+the loop as well (``SphereTable.powered`` records the layers so applied).
+
+Cost: :math:`O(L K)` for the table (:math:`K` = the recorded node count, a few hundred; with powered nodes
+:math:`O(L P + K\log L)` for :math:`P` pieces), :math:`O(n m)` for the pairs (one Gram matrix of the unit
+inputs, as in :func:`meanfield.propagation.inputs.first_layer`), and :math:`O(L)` per pair that falls back.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from .._checks import check_memory
 from .inputs import _unit_rows
 from .sphere_eval import evaluate, evaluate_two, fallback_sr
 from .sphere_loop import Recursion
+from .sphere_power import EXACT_BELOW, angle, powered
 
 __all__ = ["SPHERE_TOL", "SphereTable", "equal_norms", "sphere_kernels", "sphere_table"]
 
@@ -121,12 +128,11 @@ def _transform(v):
 
 
 def _piece_bounds(level, sub, nsub, J):
-    """The piece [a, b] of u = t / (pi / 2) (see the module docstring)."""
-    if level < J:
-        lo = 2.0 ** (-level - 1)
-        return lo * (1.0 + sub / nsub), lo * (1.0 + (sub + 1) / nsub)
-    lo = 2.0 ** (-J)
-    return lo * sub / nsub, lo * (sub + 1) / nsub
+    """The pieces [a, b] of u = t / (pi / 2) (see the module docstring); arrays of levels and sub-pieces."""
+    level = np.asarray(level)
+    top = level < J
+    lo = np.ldexp(1.0, np.where(top, -level - 1, -J))
+    return lo * (top + sub / nsub), lo * (top + (sub + 1) / nsub)
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,9 @@ class SphereTable:
     levels : J, the number of dyadic levels per side above the bottom one.
     error : largest measured |interpolant - recursion| / |recursion| at the check points, over the functions
         and the points where |recursion| is at least 1e-3 of the function's largest value.
+    powered : layers per node applied by repeated squaring of the layer map
+        (:mod:`meanfield.propagation.sphere_power`; 0: every node ran the exact loop). The check points always
+        run the exact loop.
     """
 
     depth: int
@@ -152,6 +161,7 @@ class SphereTable:
     degrees: np.ndarray
     levels: int
     error: float
+    powered: int
     # internal arrays for the compiled evaluation
     level_base: np.ndarray  # (2, J + 1) first piece of each level
     level_split: np.ndarray  # (2, J + 1) log2 of the pieces per level
@@ -163,8 +173,15 @@ class SphereTable:
     nfun: int
 
 
-def _functions(rec, S0, R0, W0, slots):
-    """The tabulated functions at the pairs, (K, F): W_L, Theta_L, then per requested layer W_l, B_l."""
+def _functions(rec, S0, R0, W0, slots, fast=None, exact=None):
+    """The tabulated functions at the pairs, (K, F): W_L, Theta_L, then per requested layer W_l, B_l; with the
+    powered recursion ``fast``, the pairs not marked ``exact`` (and not below its ``EXACT_BELOW``) through it."""
+    if fast is not None:
+        ex = exact | (angle(S0, R0) < EXACT_BELOW)
+        out = np.empty((S0.size, 2))
+        out[ex] = _functions(rec, S0[ex], R0[ex], W0[ex], None)  # one exact run, both threads busy
+        out[~ex] = np.stack(fast.run(S0[~ex], R0[~ex], W0[~ex]), axis=1)
+        return out
     w, th, per = rec.run(S0, R0, W0, slots)
     cols = [w, th]
     if per is not None:
@@ -198,6 +215,9 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
         for k, l in enumerate(layers):
             slots[l - 1] = k
     rec = Recursion(net, float(q), omw, omb)
+    # deep networks on the general path: the nodes through the powered layer map (O(log L) per node), the check
+    # points through the exact loop
+    fast = None if layers else powered(rec)
     sb = float(net.sigma_b2)
     # 2^-J ~ 1/(4L) for every activation: smooth ones have a boundary layer only ~1/sqrt(L) wide, but a bottom level
     # at 1/(4 L^(5/8)) (888 instead of 1162 nodes for tanh at L = 1e4) differed from the loop by 3.3e-13 at
@@ -205,12 +225,13 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
     # which the small pieces of the finer grading follow (3.0e-14)
     J = max(2, int(math.ceil(math.log2(4.0 * depth))))
 
-    def evaluate(side, u):
-        """The functions at the angles t = u pi / 2 on the sides ``side`` (arrays): one run of the recursion."""
+    def evaluate(side, u, exact):
+        """The functions at the angles t = u pi / 2 on the sides ``side`` (arrays); ``exact`` marks the points
+        that run the exact loop when the nodes are powered."""
         e = 2.0 * np.sin(0.25 * np.pi * u) ** 2  # the small one of (s, r) exact
         s, r = np.where(side == 0, e, 2.0 - e), np.where(side == 0, 2.0 - e, e)
         c = np.where(s <= r, 1.0 - s, r - 1.0)
-        return _functions(rec, s, r, q * c - sb, slots)
+        return _functions(rec, s, r, q * c - sb, slots, fast, exact)
 
     # state per (side, level): split exponent; per piece: degree, values at its Lobatto nodes and check points
     split = np.zeros((2, J + 1), dtype=np.int64)
@@ -229,32 +250,29 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
         vals = {}
         active = list(pend)
         for di, n in enumerate(_DEGREES):
-            sides, us, owners = [], [], []
             x = _lobatto(n)
             new = np.arange(n + 1) if di == 0 else np.arange(1, n + 1, 2)  # nested: only the new nodes
-            for key in active:
-                side, lev, sub = key
-                a, b = _piece_bounds(lev, sub, 1 << split[side, lev], J)
-                u = 0.5 * (a + b) + 0.5 * (b - a) * x[new]
-                if di == 0:
-                    u = np.concatenate([u, 0.5 * (a + b) + 0.5 * (b - a) * _CHECK])
-                us.append(u)
-                sides.append(np.full(u.size, side))
-                owners.append(key)
-            u = np.concatenate(us)
-            f = evaluate(np.concatenate(sides), u)
+            pts = np.concatenate([x[new], _CHECK]) if di == 0 else x[new]  # the check points with the first nodes
+            # with powered nodes, one check point per piece runs the exact loop (it measures the powering's error,
+            # the others the interpolation's); without, all of them (the nodes too)
+            exact = np.zeros(pts.size, dtype=bool)
+            if di == 0:
+                exact[new.size :] = fast is None
+                exact[new.size + _EXACT_CHECK] = True
+            keys = np.array([key for key in active])
+            a, b = _piece_bounds(keys[:, 1], keys[:, 2], np.left_shift(1, split[keys[:, 0], keys[:, 1]]), J)
+            u = (0.5 * (a + b)[:, None] + 0.5 * (b - a)[:, None] * pts[None, :]).ravel()
+            f = evaluate(np.repeat(keys[:, 0], pts.size), u, np.tile(exact, len(active)))
             nodes += u.size
-            pos = 0
-            for key in owners:
-                full = np.empty((n + 1, f.shape[1]))
+            f = f.reshape(len(active), pts.size, -1)
+            for i, key in enumerate(active):
+                full = np.empty((n + 1, f.shape[2]))
                 if di > 0:
                     full[0::2] = vals[key]
-                full[new] = f[pos : pos + new.size]
-                pos += new.size
+                full[new] = f[i, : new.size]
                 vals[key] = full
                 if di == 0:
-                    checks[key] = f[pos : pos + _CHECK.size]
-                    pos += _CHECK.size
+                    checks[key] = f[i, new.size :]
             still = []
             for key in active:
                 v, lm = _transform(vals[key])
@@ -281,14 +299,16 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
                 del result[key]
             split[side, lev] += 1
         todo = sorted(redo)
-    return _assemble(rec, checks, result, split, J, layers, q, nodes)
+    return _assemble(rec, checks, result, split, J, layers, q, nodes, 0 if fast is None else fast.powered)
 
 
 #: interior check points per piece (Chebyshev points of the first kind of degree 4: never Lobatto nodes)
 _CHECK = np.cos((2 * np.arange(4) + 1) * np.pi / 8)
+#: the check point that runs the exact loop when the nodes are powered
+_EXACT_CHECK = 1
 
 
-def _assemble(rec, checks, result, split, J, layers, q, nodes):
+def _assemble(rec, checks, result, split, J, layers, q, nodes, npow):
     keys = [(side, lev, sub) for side in (0, 1) for lev in range(J + 1) for sub in range(1 << split[side, lev])]
     base = np.zeros((2, J + 1), dtype=np.int64)
     for p, key in enumerate(keys):
@@ -336,7 +356,7 @@ def _assemble(rec, checks, result, split, J, layers, q, nodes):
             worst = max(worst, float(np.max(np.where(ok, np.abs(approx - ex) / np.where(ok, np.abs(ex), 1.0), 0))))
     return SphereTable(
         depth=rec.depth, q=float(q), layers=tuple(layers), nodes=int(nodes), pieces=P, degrees=degs, levels=J,
-        error=worst, level_base=base, level_split=split.copy(), piece_deg=degs, piece_off=offs, coef=coef,
+        error=worst, powered=npow, level_base=base, level_split=split.copy(), piece_deg=degs, piece_off=offs, coef=coef,
         bound=np.ascontiguousarray(bound), logm=logm, nfun=nfun,
     )  # fmt: skip
 
