@@ -162,8 +162,9 @@ def main():
 # ---------------------------------------------------------------------------------------------------------------
 
 #: flops of one pair-layer update of the ReLU loop (closed_columns): acos1m ~22 (a sqrt and a division counted as
-#: one each), the h series ~12, leaky_unit ~10, next_correlation_unit ~4, the NNGP/NTK update ~6
-RELU_UPDATE_FLOPS = 54
+#: one each), the h series ~12, leaky_unit ~10, next_correlation_unit ~4, the NNGP update ~4 and the compensated
+#: NTK update ~12 (columns.ntk_accumulate: a product, an FMA, TwoSum's six additions, the low part's three)
+RELU_UPDATE_FLOPS = 64
 
 NT_WORKER = r"""
 import sys, time, numpy as np, jax
