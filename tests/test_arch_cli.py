@@ -36,8 +36,10 @@ def inputs(tmp_path_factory):
         (["--dropout", "0.9"], dict(dropout=0.9)),
         (["--normalization", "layer"], dict(normalization="layer")),
         (["--sigma-w2", "2,2,1.5"], dict(sigma_w2=(2.0, 2.0, 1.5))),
-        (["--sigma-w2", "2,2,1.5", "--sigma-b2", "0,0.1,0", "--residual", "0.5", "--dropout", "0.8"],
-         dict(sigma_w2=(2.0, 2.0, 1.5), sigma_b2=(0.0, 0.1, 0.0), residual=0.5, dropout=0.8)),
+        (
+            ["--sigma-w2", "2,2,1.5", "--sigma-b2", "0,0.1,0", "--residual", "0.5", "--dropout", "0.8"],
+            dict(sigma_w2=(2.0, 2.0, 1.5), sigma_b2=(0.0, 0.1, 0.0), residual=0.5, dropout=0.8),
+        ),
     ],
 )
 def test_kernel_with_options_is_the_library_kernel(capsys, inputs, extra, options):

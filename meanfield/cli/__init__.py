@@ -29,8 +29,18 @@ import numpy as np
 from .._checks import check_memory
 
 # command modules, in the order ``meanfield --help`` lists them
-COMMANDS = ("peak-layer", "phase", "kernel", "simulate", "dispersion", "silent", "nfa-early", "predict",
-            "phase-diagram", "experiment")
+COMMANDS = (
+    "peak-layer",
+    "phase",
+    "kernel",
+    "simulate",
+    "dispersion",
+    "silent",
+    "nfa-early",
+    "predict",
+    "phase-diagram",
+    "experiment",
+)
 
 #: bytes per row of a printed table or of its JSON (Python objects, formatted cells, the output text; measured
 #: about 1.1 kB for ``peak-layer``)

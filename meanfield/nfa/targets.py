@@ -142,8 +142,9 @@ def chain_monomial_egop(d: int, r: int) -> np.ndarray:
     return E
 
 
-def alignment_reversing(n: int, d: int, balance: float, eps1: float = 0.5, eps2: float = 1e-2, scale: float = 1.0,
-                        seed=None):
+def alignment_reversing(
+    n: int, d: int, balance: float, eps1: float = 0.5, eps2: float = 1e-2, scale: float = 1.0, seed=None
+):
     r"""The alignment reversing data set of Beaglehole et al. 2024 (sec. 4.2, App. F).
 
     Parameters

@@ -169,6 +169,9 @@ def kernels(X, net: Network, X2=None, layers=False, sphere="auto") -> Kernels:
     layer's from ratios of variances), so inputs of any representable norm keep their correlations, and a
     variance that underflows (ReLU at small sigma_w2, deep) leaves the correlations exact while the kernel entries
     round to 0. A variance, NNGP or NTK that overflows float64 raises ``ValueError`` naming it (never inf or NaN).
+    The NTK update :math:`\Theta_{l+1} = \Theta_l\dot\Sigma_{l+1} + \Sigma_{l+1}` is carried in twice the
+    working precision (:func:`meanfield.propagation.columns.ntk_accumulate`), so its rounding does not add up over
+    thousands of layers near :math:`\dot\Sigma = 1` (ReLU's diagonal at L = 10^4 is L q exactly).
 
     Examples
     --------
