@@ -151,7 +151,8 @@ def test_mpmath_reference(depth, sb):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("act, sw, sb, depth", [("relu", 2.0, 0.0, 1000), ("relu", 2.0, 0.0, 100000),
-                                                ("tanh", 1.76, 0.05, 10000), ("erf", 1.5, 0.1, 3000)])  # fmt: skip
+                                                ("tanh", 1.76, 0.05, 10000), ("tanh", 1.76, 0.05, 100000),
+                                                ("erf", 1.5, 0.1, 3000)])  # fmt: skip
 def test_deep(act, sw, sb, depth):
     """Depths up to 1e5: every NNGP and NTK entry within 1e-13 relative of the layer loop."""
     X = _inputs(24)

@@ -51,6 +51,11 @@ def test_where_powering_does_not_apply():
     assert powered(rec("relu", 2.0, 0.0, 3000)) is None  # closed forms: the loop is cheap
     assert powered(rec("tanh", 1.76, 0.05, 400)) is None  # too few layers past the fixed point
     assert powered(rec("tanh", 1.0, 0.0, 3000)) is None  # edge of chaos without bias: q_l -> 0 like 1/l, no fixed point
+    assert powered(rec("erf", 1.5, 0.1, 3000)) is None  # closed form (its variance ends in a two-cycle of the last bit)
+    # odd, no bias, chaotic: c = -1 stays fixed, the angle near pi cannot carry 1 + c (it was off by O(1))
+    assert powered(rec("tanh", 3.0, 0.0, 3000)) is None
+    # chaotic with c* near 0 (tiny bias): the powered map was 9e-13 off the loop; the validation refuses it
+    assert powered(rec("tanh", 4.0, 0.001, 3000)) is None
     tab = sphere.sphere_table(mf.Network(3000, "tanh", 1.76, 0.05), 1.3, layers=(1, 3000))
     assert tab.powered == 0  # per-layer outputs: the exact loop
 

@@ -53,7 +53,7 @@ import numpy as np
 
 from ..activations import KIND_HERMITE
 
-__all__ = ["BASE", "EXACT_BELOW", "PoweredRecursion", "powered"]
+__all__ = ["BASE", "EXACT_BELOW", "PI_GAP", "PoweredRecursion", "powered"]
 
 #: layers of the base map, computed by the exact column step
 BASE = 64
@@ -61,6 +61,12 @@ BASE = 64
 MIN_TAIL = 8 * BASE
 #: input angles below this run the exact loop
 EXACT_BELOW = 1e-5
+#: the powering needs every pair's angle at layer l0 at least this far below pi
+PI_GAP = 0.1
+#: ... and must agree with the exact loop to this relative accuracy at the angles _VALIDATE (half the sphere
+#: table's guard; tanh (1.76, 0.05) at L = 1e4: 6e-15; tanh (4, 0.001), chaotic, c* near 0: 9e-13, refused)
+VALIDATE_TOL = 2.5e-14
+_VALIDATE = np.array([1e-3, 1e-2, 0.1, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, np.pi - 1e-3, np.pi])
 #: Chebyshev degree and pieces per dyadic level of the powering grid
 _DEG = 40
 _SUB = 2
@@ -119,13 +125,9 @@ class PoweredRecursion:
     variances' fixed point applied by repeated squaring (module docstring). ``.l0``: the layer up to which every
     pair runs the exact steps; ``.powered``: the layers applied by squaring; ``.nodes``: the grid nodes."""
 
-    def __init__(self, rec, l0):
+    def __init__(self, rec, l0, tmax):
         self.rec, self.l0, self.depth = rec, l0, rec.depth
         self.powered = rec.depth - 1 - l0
-        # the domain: the anti-parallel pair has the largest angle at layer l0 (the correlation map is increasing)
-        s, r = np.array([2.0]), np.array([0.0])
-        self._exact(s, r, np.array([-float(rec.Q[0]) - rec.sb]), np.zeros(1), 1, l0)
-        tmax = min(math.pi, float(angle(s, r)[0]) * (1.0 + 1e-9) + 1e-12)
         self.grid = g = _Grid(tmax, max(2, int(math.ceil(math.log2(4.0 * math.sqrt(self.depth))))))
         t = g.nodes
         self.nodes = t.size
@@ -180,9 +182,19 @@ class PoweredRecursion:
 
 
 def powered(rec):
-    """A :class:`PoweredRecursion` for the recursion ``rec``, or None where it does not apply: not the general
-    Hermite path, a derivative kernel that is not positive, or fewer than ``MIN_TAIL`` layers past the point
-    from which the layer step (variance, Hermite row and order, NTK factors) repeats to the last bit."""
+    r"""A :class:`PoweredRecursion` for the recursion ``rec``, or None where it does not apply:
+
+    * not the general Hermite path (the closed forms' loop is cheap; erf's variance ends in a two-cycle of the
+      last bit, so its layer step never repeats exactly);
+    * fewer than ``MIN_TAIL`` layers past the point from which the layer step (variance, Hermite row and order,
+      NTK factors) repeats to the last bit;
+    * the anti-parallel pair still within ``PI_GAP`` of :math:`t = \pi` at layer :math:`l_0` (odd activations
+      without bias keep :math:`c = -1` fixed): the state is the angle, which carries :math:`1 + c` only to
+      absolute precision, and the grid resolves the boundary layer at :math:`t = 0` alone;
+    * a derivative kernel that is not positive (:math:`\log a` undefined);
+    * disagreement with the exact loop beyond ``VALIDATE_TOL`` at a few angles from 1e-3 to pi, checked here
+      (cost: those angles through all L layers).
+    """
     L = rec.depth
     if rec.kind != KIND_HERMITE or L < MIN_TAIL + 2:
         return None
@@ -197,8 +209,22 @@ def powered(rec):
     if L - 1 - first < MIN_TAIL:
         return None
     l0 = first + (L - 1 - first) % BASE
+    # the domain: the anti-parallel pair has the largest angle at layer l0 (the correlation map is increasing)
+    s, r = np.array([2.0]), np.array([0.0])
+    rec.advance(1, l0, s, r, np.array([-float(rec.Q[0]) - rec.sb]), np.zeros(1), np.zeros(1))
+    tmax = float(angle(s, r)[0])
+    if not math.pi - tmax >= PI_GAP:
+        return None
     with np.errstate(divide="ignore", invalid="ignore"):
         try:
-            return PoweredRecursion(rec, l0)
+            fast = PoweredRecursion(rec, l0, tmax * (1.0 + 1e-9) + 1e-12)
         except FloatingPointError:  # a derivative kernel <= 0 somewhere (log a undefined): the exact loop
             return None
+    # validated against the exact loop before use: a few angles over the whole range
+    s, r = sides(_VALIDATE)
+    w0 = float(rec.Q[0]) * np.where(s <= r, 1.0 - s, r - 1.0) - rec.sb
+    (w, th), (we, the, _) = fast.run(s, r, w0), rec.run(s, r, w0)
+    scale = float(rec.Q[-1])  # the NNGP against the variance: it crosses zero in the chaotic phase
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ok = np.max(np.abs(th - the) / np.abs(the)) <= VALIDATE_TOL and np.max(np.abs(w - we)) <= VALIDATE_TOL * scale
+    return fast if ok else None
