@@ -95,6 +95,15 @@ def test_dispatch_rules():
     assert _rel(b.ntk, a.ntk) <= 1e-13
 
 
+def test_overflow_is_refused():
+    # the table's entries are checked through the sum of its |coefficients| (no n x n scan): an NTK beyond float64
+    # (ReLU, q ~ 1e307 at L = 100) must still raise, never return inf
+    X = np.random.default_rng(0).normal(size=(50, 8))
+    X *= 3e153 / np.linalg.norm(X, axis=1)[:, None]
+    with pytest.raises(ValueError, match="NTK overflows"):
+        mf.kernels(X, mf.Network(100, "relu", 2.0, 0.0), sphere=True)
+
+
 def test_table_records_nodes():
     tab = sphere.sphere_table(mf.Network(100), 2.0)
     assert tab.error <= 1e-13

@@ -93,7 +93,8 @@ def _coefficients(values):
     C = np.sin(0.5 * np.pi * (n - 2 * m) / n)
     w = np.ones(n + 1)
     w[0] = w[-1] = 0.5
-    c = (2.0 / n) * (C * w[None, :]) @ values
+    with np.errstate(over="ignore", invalid="ignore"):  # kernels beyond float64: refused after the evaluation
+        c = (2.0 / n) * (C * w[None, :]) @ values
     c[0] *= 0.5
     c[-1] *= 0.5
     return c
@@ -478,6 +479,7 @@ def sphere_kernels(X, net, X2, layers, sphere, omw, omb):
             slots = np.full(depth, -1, dtype=np.int64)
             slots[lay - 1] = np.arange(nl)
         w, th, per = Recursion(net, q, omw, omb).run(S, R, W0[I, Jx], slots)
+        _refuse_nonfinite(w, th, per[2] if nl else th)
         for a, b in ((I, Jx), (Jx, I)) if sym else ((I, Jx),):
             nngp[a, b] = w + sb
             ntk[a, b] = th
@@ -485,7 +487,12 @@ def sphere_kernels(X, net, X2, layers, sphere, omw, omb):
                 nngp_l[:, a, b] = per[0] + sb
                 back_l[:, a, b] = per[1]
                 ntk_l[:, a, b] = per[2]
-    _refuse_nonfinite(nngp, ntk, ntk_l)
+    # every entry from the table is a Chebyshev sum at |x| <= 1, bounded by the sum of |coefficients|: finite
+    # when that is (the n x n scan costs ~10 % of the call); per-layer outputs exponentiate log B_l, so scan them
+    with np.errstate(over="ignore"):
+        total = float(np.sum(np.abs(tab.coef))) + abs(sb)
+    if nl or not math.isfinite(total):
+        _refuse_nonfinite(nngp, ntk, ntk_l)
     if nl == 0:
         return Kernels(nngp, ntk)
     return Kernels(nngp, ntk, tuple(slots_t), nngp_l, back_l, ntk_l)
