@@ -54,7 +54,7 @@ from .._checks import check_memory
 from .inputs import _unit_rows
 from .sphere_eval import evaluate, evaluate_two, fallback_sr
 from .sphere_loop import Recursion
-from .sphere_power import EXACT_BELOW, angle, powered
+from .sphere_power import needs_loop, powered
 
 __all__ = ["SPHERE_TOL", "SphereTable", "equal_norms", "sphere_kernels", "sphere_table"]
 
@@ -176,9 +176,10 @@ class SphereTable:
 
 def _functions(rec, S0, R0, W0, slots, fast=None, exact=None):
     """The tabulated functions at the pairs, (K, F): W_L, Theta_L, then per requested layer W_l, B_l; with the
-    powered recursion ``fast``, the pairs not marked ``exact`` (and not below its ``EXACT_BELOW``) through it."""
+    powered recursion ``fast``, the pairs neither marked ``exact`` nor in need of the loop
+    (:func:`meanfield.propagation.sphere_power.needs_loop`) through it."""
     if fast is not None:
-        ex = exact | (angle(S0, R0) < EXACT_BELOW)
+        ex = exact | needs_loop(S0, R0)
         out = np.empty((S0.size, 2))
         out[ex] = _functions(rec, S0[ex], R0[ex], W0[ex], None)  # one exact run, both threads busy
         out[~ex] = np.stack(fast.run(S0[~ex], R0[~ex], W0[~ex]), axis=1)
@@ -258,9 +259,8 @@ def sphere_table(net, q: float, layers=(), omw=None, omb=None, progress=False) -
             # the others the interpolation's); without, all of them (the nodes too)
             exact = np.zeros(pts.size, dtype=bool)
             if di == 0:
-                exact[new.size :] = fast is None
                 exact[new.size + _EXACT_CHECK] = True
-            keys = np.array([key for key in active])
+            keys = np.array(active)
             a, b = _piece_bounds(keys[:, 1], keys[:, 2], np.left_shift(1, split[keys[:, 0], keys[:, 1]]), J)
             u = (0.5 * (a + b)[:, None] + 0.5 * (b - a)[:, None] * pts[None, :]).ravel()
             f = evaluate(np.repeat(keys[:, 0], pts.size), u, np.tile(exact, len(active)))
@@ -479,7 +479,8 @@ def sphere_kernels(X, net, X2, layers, sphere, omw, omb):
             slots = np.full(depth, -1, dtype=np.int64)
             slots[lay - 1] = np.arange(nl)
         w, th, per = Recursion(net, q, omw, omb).run(S, R, W0[I, Jx], slots)
-        _refuse_nonfinite(w, th, per[2] if nl else th)
+        if not nl:  # with per-layer outputs every entry is scanned below
+            _refuse_nonfinite(w, th, th[:0])
         for a, b in ((I, Jx), (Jx, I)) if sym else ((I, Jx),):
             nngp[a, b] = w + sb
             ntk[a, b] = th

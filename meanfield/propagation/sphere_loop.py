@@ -204,9 +204,9 @@ class Recursion:
         self.advance(1, self.depth, S, R, W, TH, TL, slots=slots, keep_dot=keep, W_l=W_l, D_l=D_l)
         if not keep:
             return W, TH + TL, None
-        B, TL_ = np.empty((ns, W.size)), np.empty((ns, W.size))
-        _backward(self.omw, self.omb, slots, W_l[:ns], D_l, B, TL_)
-        return W, TH + TL, (W_l[:ns], B, TL_)
+        B, TH_l = np.empty((ns, W.size)), np.empty((ns, W.size))
+        _backward(self.omw, self.omb, slots, W_l[:ns], D_l, B, TH_l)
+        return W, TH + TL, (W_l[:ns], B, TH_l)
 
     def advance(self, l_from, l_to, S, R, W, TH, TL, LA=None, slots=None, keep_dot=False, W_l=None, D_l=None):
         """Carry the pairs' state (S, R, W, TH + TL; float64 arrays, changed in place) through the layer steps

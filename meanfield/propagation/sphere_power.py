@@ -53,7 +53,7 @@ import numpy as np
 
 from ..activations import KIND_HERMITE
 
-__all__ = ["BASE", "EXACT_BELOW", "PI_GAP", "PoweredRecursion", "powered"]
+__all__ = ["BASE", "EXACT_BELOW", "PI_GAP", "PoweredRecursion", "needs_loop", "powered"]
 
 #: layers of the base map, computed by the exact column step
 BASE = 64
@@ -75,6 +75,11 @@ _SUB = 2
 def angle(s, r):
     """t = arccos c from (s, r) = (1 - c, 1 + c), taken from the exact small side."""
     return np.where(s <= r, 2.0 * np.arcsin(np.sqrt(0.5 * s)), np.pi - 2.0 * np.arcsin(np.sqrt(0.5 * r)))
+
+
+def needs_loop(s, r):
+    """The pairs (s, r) that run the exact loop rather than the powered map: angles below ``EXACT_BELOW``."""
+    return angle(s, r) < EXACT_BELOW
 
 
 def sides(t):
@@ -161,7 +166,7 @@ class PoweredRecursion:
         pairs at angles below ``EXACT_BELOW`` through the exact loop)."""
         rec = self.rec
         S, R, W = (np.array(x, dtype=np.float64) for x in (S0, R0, W0))
-        tiny = angle(S, R) < EXACT_BELOW
+        tiny = needs_loop(S, R)
         if tiny.any():
             W_out, TH_out = np.empty(S.size), np.empty(S.size)
             W_out[tiny], TH_out[tiny], _ = rec.run(S[tiny], R[tiny], W[tiny])
